@@ -1,0 +1,54 @@
+"""The error hierarchy of pygase.
+
+Two families, because they call for different reactions:
+
+* :class:`UsageError` and its children mean the local program asked for something pygase cannot do
+  (an unsupported value in a state, an oversized event, connecting a client twice). They are raised
+  at the call that caused them, so the traceback points at the caller's line.
+* :class:`ProtocolError` means a remote peer sent something malformed or unexpected. These never
+  reach user code from the network layer: the datagram is dropped and counted instead.
+
+:class:`ConnectionFailed` covers a connection that could not be made or was lost.
+"""
+
+from __future__ import annotations
+
+
+class PygaseError(Exception):
+    """Base class of every error pygase raises on purpose."""
+
+
+class UsageError(PygaseError):
+    """The local program used pygase in a way it does not support."""
+
+
+class UnsupportedValueError(UsageError, TypeError):
+    """A value cannot travel in a game state or an event (it is also a ``TypeError``)."""
+
+
+class PayloadTooLargeError(UsageError, ValueError):
+    """A state, delta or event is larger than the configured maximum payload size."""
+
+
+class NotConnectedError(UsageError):
+    """An operation needs a live connection, and there is none."""
+
+
+class ProtocolError(PygaseError):
+    """A datagram from a remote peer is malformed, truncated or unexpected."""
+
+
+class ConnectionFailed(PygaseError):
+    """A connection could not be established, or was lost."""
+
+
+class ServerFullError(ConnectionFailed):
+    """The server refused the connection because it has reached its maximum number of clients."""
+
+
+class VersionMismatchError(ConnectionFailed):
+    """The server speaks another version of the pygase protocol."""
+
+
+class ConnectTimeoutError(ConnectionFailed, TimeoutError):
+    """The server did not answer the handshake in time."""
