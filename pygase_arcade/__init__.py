@@ -1,0 +1,1 @@
+"""arcade adapter for pygase."""

@@ -1,0 +1,1 @@
+"""pygame adapter for pygase."""
