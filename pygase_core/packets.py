@@ -1,0 +1,384 @@
+"""The wire format of pygase datagrams: plain encode and decode functions, no state, no I/O.
+
+Every datagram starts with a 4-byte prefix: the magic ``b"PG"``, the protocol version and the
+packet type. Handshake packets carry the client's nonce; a connected session's packets carry the
+64-bit session id the server chose, so a datagram from a stranger is recognisable at once.
+
+Requests the server answers before the client's address is verified (``REQUEST`` and
+``RESPONSE``) are padded to :data:`HANDSHAKE_SIZE` bytes, and every answer to them is smaller, so
+pygase can never be used to amplify traffic towards a spoofed address.
+
+Data packets carry ack information (the newest sequence seen and a 32-bit bitfield of the 32
+before it) and a list of messages, each a one-byte tag and fixed fields:
+
+* ``STATE_REPORT``: the newest state ``time_order`` the client has applied (client to server);
+* ``EVENT_FLOOR``: the lowest event id the sender may still send; the receiver gives up on lower
+  ids it is missing;
+* ``STATE_FRAGMENT``: a piece of a state payload taking the receiver from ``base`` to ``target``;
+* ``EVENT_FRAGMENT``: a piece of an encoded event.
+
+Decoding is defensive: any truncated, oversized or inconsistent input raises
+:class:`~pygase_core.errors.ProtocolError`, and nothing else.
+"""
+
+from __future__ import annotations
+
+import struct
+from dataclasses import dataclass
+from enum import IntEnum
+from typing import Union
+
+from .errors import ProtocolError
+
+MAGIC = b"PG"
+PROTOCOL_VERSION = 1
+MAX_DATAGRAM_SIZE = 1200
+"""Payload budget of one datagram; fits the path MTU of practically every internet route."""
+HANDSHAKE_SIZE = 1000
+"""Padded size of client handshake packets; every server answer to them is smaller."""
+NO_STATE = 0xFFFFFFFFFFFFFFFF
+"""``STATE_REPORT`` value of a client that has not received any state yet."""
+FULL_STATE = 0xFFFFFFFFFFFFFFFF
+"""``STATE_FRAGMENT`` base of a full-state baseline, which applies to any older state."""
+
+
+class PacketType(IntEnum):
+    """The kind of a datagram (the fourth byte)."""
+
+    REQUEST = 1
+    CHALLENGE = 2
+    RESPONSE = 3
+    ACCEPT = 4
+    REJECT = 5
+    DATA = 6
+    DISCONNECT = 7
+
+
+class RejectReason(IntEnum):
+    """Why a server refused a connection."""
+
+    SERVER_FULL = 1
+    VERSION_MISMATCH = 2
+
+
+class DisconnectReason(IntEnum):
+    """Why a session ends; sent in ``DISCONNECT`` packets."""
+
+    CLIENT_LEFT = 1
+    SHUTDOWN_REQUEST = 2
+    SERVER_SHUTDOWN = 3
+    TIMED_OUT = 4
+
+
+class MessageTag(IntEnum):
+    """The one-byte tag of a message inside a data packet."""
+
+    STATE_REPORT = 1
+    EVENT_FLOOR = 2
+    STATE_FRAGMENT = 3
+    EVENT_FRAGMENT = 4
+
+
+_PREFIX = struct.Struct("!2sBB")
+_NONCE = struct.Struct("!Q")
+COOKIE_SIZE = 24
+"""A handshake cookie: an 8-byte timestamp and a 16-byte keyed MAC."""
+_ACCEPT = struct.Struct("!QQB")
+_REJECT = struct.Struct("!QB")
+DATA_HEADER = struct.Struct("!QHHI")
+_DISCONNECT = struct.Struct("!QB")
+_U64 = struct.Struct("!Q")
+_FRAGMENT_HEADER = struct.Struct("!QQHHH")
+_EVENT_FRAGMENT_HEADER = struct.Struct("!IHHH")
+_U32 = struct.Struct("!I")
+
+DATA_PACKET_OVERHEAD = _PREFIX.size + DATA_HEADER.size
+STATE_FRAGMENT_OVERHEAD = 1 + _FRAGMENT_HEADER.size
+EVENT_FRAGMENT_OVERHEAD = 1 + _EVENT_FRAGMENT_HEADER.size
+STATE_REPORT_SIZE = 1 + _U64.size
+EVENT_FLOOR_SIZE = 1 + _U32.size
+MAX_FRAGMENT_DATA = (
+    MAX_DATAGRAM_SIZE - DATA_PACKET_OVERHEAD - STATE_REPORT_SIZE - EVENT_FLOOR_SIZE
+    - STATE_FRAGMENT_OVERHEAD
+)
+"""Largest fragment body that still fits a datagram beside the per-packet messages."""
+MAX_FRAGMENTS = 0xFFFF
+
+
+@dataclass(frozen=True)
+class Request:
+    """A client asks to connect (padded to :data:`HANDSHAKE_SIZE`)."""
+
+    nonce: int
+
+
+@dataclass(frozen=True)
+class Challenge:
+    """The server's stateless answer to a request: a cookie the client must echo."""
+
+    nonce: int
+    cookie: bytes
+
+
+@dataclass(frozen=True)
+class Response:
+    """The client echoes the cookie, proving it receives at its source address."""
+
+    nonce: int
+    cookie: bytes
+
+
+@dataclass(frozen=True)
+class Accept:
+    """The server created a session for the client."""
+
+    nonce: int
+    session_id: int
+    is_host: bool
+
+
+@dataclass(frozen=True)
+class Reject:
+    """The server refuses the client, with a reason."""
+
+    nonce: int
+    reason: RejectReason
+
+
+@dataclass(frozen=True)
+class StateReport:
+    """The newest state time_order a client has applied (:data:`NO_STATE` if none)."""
+
+    time_order: int
+
+
+@dataclass(frozen=True)
+class EventFloor:
+    """The lowest event id the sender may still (re)send."""
+
+    event_id: int
+
+
+@dataclass(frozen=True)
+class StateFragment:
+    """One piece of a state payload that takes a state from ``base`` to ``target``."""
+
+    base: int
+    target: int
+    index: int
+    count: int
+    data: bytes
+
+
+@dataclass(frozen=True)
+class EventFragment:
+    """One piece of an encoded event."""
+
+    event_id: int
+    index: int
+    count: int
+    data: bytes
+
+
+Message = Union[StateReport, EventFloor, StateFragment, EventFragment]
+
+
+@dataclass(frozen=True)
+class Data:
+    """A packet of a connected session: ack information and messages."""
+
+    session_id: int
+    sequence: int
+    ack: int
+    ack_bits: int
+    messages: tuple[Message, ...]
+
+
+@dataclass(frozen=True)
+class Disconnect:
+    """The session ends (sent several times, since it is not acknowledged)."""
+
+    session_id: int
+    reason: DisconnectReason
+
+
+Packet = Union[Request, Challenge, Response, Accept, Reject, Data, Disconnect]
+
+
+def _prefix(packet_type: PacketType) -> bytes:
+    return _PREFIX.pack(MAGIC, PROTOCOL_VERSION, packet_type)
+
+
+def _padded(body: bytes) -> bytes:
+    return body + bytes(HANDSHAKE_SIZE - len(body))
+
+
+def encode_request(nonce: int) -> bytes:
+    """Encode a connection request, padded to :data:`HANDSHAKE_SIZE` bytes."""
+    return _padded(_prefix(PacketType.REQUEST) + _NONCE.pack(nonce))
+
+
+def encode_challenge(nonce: int, cookie: bytes) -> bytes:
+    """Encode the server's challenge to a request."""
+    return _prefix(PacketType.CHALLENGE) + _NONCE.pack(nonce) + cookie
+
+
+def encode_response(nonce: int, cookie: bytes) -> bytes:
+    """Encode the client's answer to a challenge, padded like a request."""
+    return _padded(_prefix(PacketType.RESPONSE) + _NONCE.pack(nonce) + cookie)
+
+
+def encode_accept(nonce: int, session_id: int, is_host: bool) -> bytes:
+    """Encode the server's acceptance of a verified client."""
+    return _prefix(PacketType.ACCEPT) + _ACCEPT.pack(nonce, session_id, int(is_host))
+
+
+def encode_reject(nonce: int, reason: RejectReason) -> bytes:
+    """Encode the server's refusal."""
+    return _prefix(PacketType.REJECT) + _REJECT.pack(nonce, reason)
+
+
+def encode_disconnect(session_id: int, reason: DisconnectReason) -> bytes:
+    """Encode the end of a session."""
+    return _prefix(PacketType.DISCONNECT) + _DISCONNECT.pack(session_id, reason)
+
+
+def encode_data_header(session_id: int, sequence: int, ack: int, ack_bits: int) -> bytes:
+    """Encode the fixed start of a data packet; messages follow it."""
+    return _prefix(PacketType.DATA) + DATA_HEADER.pack(session_id, sequence, ack, ack_bits)
+
+
+def encode_state_report(time_order: int) -> bytes:
+    """Encode a ``STATE_REPORT`` message."""
+    return bytes((MessageTag.STATE_REPORT,)) + _U64.pack(time_order)
+
+
+def encode_event_floor(event_id: int) -> bytes:
+    """Encode an ``EVENT_FLOOR`` message."""
+    return bytes((MessageTag.EVENT_FLOOR,)) + _U32.pack(event_id)
+
+
+def encode_state_fragment(base: int, target: int, index: int, count: int, data: bytes) -> bytes:
+    """Encode a ``STATE_FRAGMENT`` message."""
+    header = _FRAGMENT_HEADER.pack(base, target, index, count, len(data))
+    return bytes((MessageTag.STATE_FRAGMENT,)) + header + data
+
+
+def encode_event_fragment(event_id: int, index: int, count: int, data: bytes) -> bytes:
+    """Encode an ``EVENT_FRAGMENT`` message."""
+    header = _EVENT_FRAGMENT_HEADER.pack(event_id, index, count, len(data))
+    return bytes((MessageTag.EVENT_FRAGMENT,)) + header + data
+
+
+def split_payload(payload: bytes, fragment_size: int = MAX_FRAGMENT_DATA) -> list[bytes]:
+    """Cut a payload into fragment bodies (at least one, even for an empty payload)."""
+    if not payload:
+        return [b""]
+    return [payload[i : i + fragment_size] for i in range(0, len(payload), fragment_size)]
+
+
+def peek_type(datagram: bytes) -> PacketType:
+    """Check the prefix of a datagram and return its type without decoding the rest."""
+    if len(datagram) < _PREFIX.size or len(datagram) > MAX_DATAGRAM_SIZE:
+        raise ProtocolError("datagram size out of range")
+    magic, version, raw_type = _PREFIX.unpack_from(datagram)
+    if magic != MAGIC:
+        raise ProtocolError("not a pygase datagram")
+    if version != PROTOCOL_VERSION:
+        raise ProtocolError(f"protocol version {version}, expected {PROTOCOL_VERSION}")
+    try:
+        return PacketType(raw_type)
+    except ValueError:
+        raise ProtocolError(f"unknown packet type {raw_type}") from None
+
+
+def peek_version(datagram: bytes) -> int | None:
+    """The protocol version byte of something that looks like a pygase datagram, else None."""
+    if len(datagram) < _PREFIX.size or datagram[:2] != MAGIC:
+        return None
+    return datagram[2]
+
+
+def decode(datagram: bytes) -> Packet:
+    """Decode any pygase datagram; raises :class:`ProtocolError` for anything malformed."""
+    packet_type = peek_type(datagram)
+    body = memoryview(datagram)[_PREFIX.size :]
+    try:
+        if packet_type is PacketType.DATA:
+            return _decode_data(body)
+        if packet_type in (PacketType.REQUEST, PacketType.RESPONSE):
+            if len(datagram) != HANDSHAKE_SIZE:
+                raise ProtocolError("handshake packet not padded to its fixed size")
+            (nonce,) = _NONCE.unpack_from(body)
+            if packet_type is PacketType.REQUEST:
+                return Request(nonce)
+            cookie = bytes(body[_NONCE.size : _NONCE.size + COOKIE_SIZE])
+            return Response(nonce, cookie)
+        if packet_type is PacketType.CHALLENGE:
+            _expect_size(body, _NONCE.size + COOKIE_SIZE)
+            (nonce,) = _NONCE.unpack_from(body)
+            return Challenge(nonce, bytes(body[_NONCE.size :]))
+        if packet_type is PacketType.ACCEPT:
+            _expect_size(body, _ACCEPT.size)
+            nonce, session_id, flags = _ACCEPT.unpack_from(body)
+            return Accept(nonce, session_id, bool(flags & 1))
+        if packet_type is PacketType.REJECT:
+            _expect_size(body, _REJECT.size)
+            nonce, reason = _REJECT.unpack_from(body)
+            return Reject(nonce, RejectReason(reason))
+        _expect_size(body, _DISCONNECT.size)
+        session_id, reason = _DISCONNECT.unpack_from(body)
+        return Disconnect(session_id, DisconnectReason(reason))
+    except (struct.error, ValueError) as error:
+        raise ProtocolError(f"malformed {packet_type.name} packet: {error}") from None
+
+
+def _expect_size(body: memoryview, size: int) -> None:
+    if len(body) != size:
+        raise ProtocolError(f"packet body is {len(body)} bytes, expected {size}")
+
+
+def _decode_data(body: memoryview) -> Data:
+    session_id, sequence, ack, ack_bits = DATA_HEADER.unpack_from(body)
+    offset = DATA_HEADER.size
+    end = len(body)
+    messages: list[Message] = []
+    while offset < end:
+        tag = body[offset]
+        offset += 1
+        if tag == MessageTag.STATE_FRAGMENT:
+            base, target, index, count, size = _FRAGMENT_HEADER.unpack_from(body, offset)
+            offset += _FRAGMENT_HEADER.size
+            data = _take(body, offset, size)
+            offset += size
+            _check_fragment(index, count)
+            messages.append(StateFragment(base, target, index, count, data))
+        elif tag == MessageTag.EVENT_FRAGMENT:
+            event_id, index, count, size = _EVENT_FRAGMENT_HEADER.unpack_from(body, offset)
+            offset += _EVENT_FRAGMENT_HEADER.size
+            data = _take(body, offset, size)
+            offset += size
+            _check_fragment(index, count)
+            messages.append(EventFragment(event_id, index, count, data))
+        elif tag == MessageTag.STATE_REPORT:
+            (time_order,) = _U64.unpack_from(body, offset)
+            offset += _U64.size
+            messages.append(StateReport(time_order))
+        elif tag == MessageTag.EVENT_FLOOR:
+            (event_id,) = _U32.unpack_from(body, offset)
+            offset += _U32.size
+            messages.append(EventFloor(event_id))
+        else:
+            raise ProtocolError(f"unknown message tag {tag}")
+    return Data(session_id, sequence, ack, ack_bits, tuple(messages))
+
+
+def _take(body: memoryview, offset: int, size: int) -> bytes:
+    if offset + size > len(body):
+        raise ProtocolError("message runs past the end of the datagram")
+    return bytes(body[offset : offset + size])
+
+
+def _check_fragment(index: int, count: int) -> None:
+    if count == 0 or index >= count:
+        raise ProtocolError(f"fragment {index} of {count}")
