@@ -1,0 +1,100 @@
+"""Backend: a GameStateStore, a GameStateMachine and a Server wired together in one call."""
+
+from __future__ import annotations
+
+import asyncio
+import threading
+from collections.abc import Callable
+from typing import Any
+
+from .aio import run_in_thread
+from .gamestate import GameState
+from .server import Server
+from .statemachine import GameStateMachine
+from .store import GameStateStore
+
+
+class Backend:
+    """Easily create a fully integrated pygase backend.
+
+    Arguments:
+        initial_game_state: state of the game before the simulation begins.
+        time_step_function: ``fn(game_state, dt) -> dict`` of updated attributes, called every
+            step of the game loop.
+        event_handlers: event types mapped to handler functions; each returns an update dict and
+            may accept ``game_state``, ``dt`` and ``client_address`` keyword arguments.
+        interval: seconds between game loop steps (default 0.02, i.e. 50 per second).
+        server_options: passed on to :class:`~pygase_core.server.Server` (``max_clients``,
+            ``timeout``, ``host_client``, ...).
+
+    Blocking calls have coroutine forms with an ``_async`` suffix.
+    """
+
+    def __init__(
+        self,
+        initial_game_state: GameState,
+        time_step_function: Callable[..., Any],
+        event_handlers: dict[str, Callable[..., Any]] | None = None,
+        *,
+        interval: float = 0.02,
+        **server_options: Any,
+    ) -> None:
+        if not callable(time_step_function):
+            raise TypeError("time_step_function must be callable")
+        if interval <= 0:
+            raise ValueError("interval must be positive")
+        self.interval = interval
+        self.game_state_store = GameStateStore(initial_game_state)
+        self.game_state_machine = GameStateMachine(self.game_state_store)
+        self.game_state_machine.time_step = time_step_function  # type: ignore[method-assign]
+        for event_type, handler in (event_handlers or {}).items():
+            self.game_state_machine.register_event_handler(event_type, handler)
+        self.server = Server(self.game_state_store, **server_options)
+
+    async def run_async(
+        self,
+        hostname: str = "localhost",
+        port: int = 0,
+        *,
+        ready: threading.Event | None = None,
+    ) -> None:
+        """Run the game loop and the server until either stops (coroutine form of :meth:`run`)."""
+        server_task = asyncio.create_task(
+            self.server.run_async(port, hostname, self.game_state_machine, ready=ready)
+        )
+        loop_task = asyncio.create_task(
+            self.game_state_machine.run_game_loop_async(self.interval)
+        )
+        try:
+            await asyncio.wait({server_task, loop_task}, return_when=asyncio.FIRST_COMPLETED)
+        finally:
+            await self.game_state_machine.stop_async()
+            await self.server.shutdown_async()
+            await asyncio.gather(server_task, loop_task)
+
+    def run(self, hostname: str = "localhost", port: int = 0) -> None:
+        """Run state machine and server, bound to the given address, until shut down."""
+        asyncio.run(self.run_async(hostname, port))
+
+    def run_in_thread(
+        self, hostname: str = "localhost", port: int = 0, daemon: bool = True
+    ) -> threading.Thread:
+        """Run the backend in a background thread; returns once the server is bound."""
+
+        async def main(ready: threading.Event) -> None:
+            await self.run_async(hostname, port, ready=ready)
+
+        thread, failure = run_in_thread("pygase-backend", main, daemon)
+        if failure:
+            raise failure[0]
+        return thread
+
+    def shutdown(self) -> None:
+        """Shut down the server and stop the game loop (from any thread)."""
+        self.server.shutdown()
+        self.game_state_machine.stop()
+
+    async def shutdown_async(self) -> None:
+        """Coroutine form of :meth:`shutdown`."""
+        await self.server.shutdown_async()
+        await self.game_state_machine.stop_async()

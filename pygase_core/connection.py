@@ -1,0 +1,317 @@
+"""One pygase session as a sans-IO state machine: data packets in, data packets out.
+
+A :class:`Connection` exists once the handshake is done (see :mod:`pygase_core.endpoint`). It
+numbers and acknowledges packets, measures the link, runs the event channel in both directions
+and, depending on its role, sends the game state (server) or reassembles it (client). It never
+touches a socket or a clock: the owner passes ``now`` and moves the bytes, asks
+:meth:`Connection.next_deadline` when to call :meth:`Connection.poll` again, and receives small
+frozen event objects describing what happened.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from enum import Enum
+
+from .acks import CongestionControl, ConnectionStats, ReceiveWindow, SentBuffer, SentPacket
+from .errors import PayloadTooLargeError
+from .packets import (
+    DATA_PACKET_OVERHEAD,
+    EVENT_FLOOR_SIZE,
+    EVENT_FRAGMENT_OVERHEAD,
+    MAX_DATAGRAM_SIZE,
+    NO_STATE,
+    STATE_REPORT_SIZE,
+    Data,
+    DisconnectReason,
+    EventFloor,
+    EventFragment,
+    StateFragment,
+    StateReport,
+    encode_data_header,
+    encode_disconnect,
+    encode_event_floor,
+    encode_event_fragment,
+    encode_state_report,
+    split_payload,
+)
+from .reliable import EventReceiver, EventSender, FragmentRef
+from .statesync import (
+    DEFAULT_MAX_STATE_SIZE,
+    PayloadCache,
+    StateReceiver,
+    StateSender,
+    TransferRef,
+)
+
+MAX_EVENT_FRAGMENT_DATA = (
+    MAX_DATAGRAM_SIZE - DATA_PACKET_OVERHEAD - STATE_REPORT_SIZE - EVENT_FLOOR_SIZE
+    - EVENT_FRAGMENT_OVERHEAD
+)
+DISCONNECT_REPEATS = 5
+"""How many copies of a disconnect packet are sent, since nobody acknowledges it."""
+
+
+class Role(Enum):
+    """Which end of a session a connection is."""
+
+    CLIENT = "client"
+    SERVER = "server"
+
+
+@dataclass(frozen=True)
+class ConnectionConfig:
+    """Tunables of a session; the defaults suit a 50 Hz game on the internet."""
+
+    timeout: float = 5.0
+    """A connection that receives nothing for this long is closed."""
+    keepalive_interval: float = 0.1
+    """At least one packet goes out this often, so acks flow and the peer knows we are here."""
+    client_send_interval: float = 1 / 30
+    """How often a client sends (acks and its state report) when the link is good."""
+    max_state_size: int = DEFAULT_MAX_STATE_SIZE
+    max_event_size: int = DEFAULT_MAX_STATE_SIZE
+
+    def __post_init__(self) -> None:
+        for name in ("timeout", "keepalive_interval", "client_send_interval"):
+            if not getattr(self, name) > 0:
+                raise ValueError(f"{name} must be positive")
+        for name in ("max_state_size", "max_event_size"):
+            if getattr(self, name) < 1024:
+                raise ValueError(f"{name} must be at least 1024 bytes")
+
+
+@dataclass(frozen=True)
+class EventReceived:
+    """A complete event arrived (in order, exactly once); ``payload`` is its encoding."""
+
+    payload: bytes
+
+
+@dataclass(frozen=True)
+class EventAcknowledged:
+    """Every fragment of an event we sent was acknowledged; ``token`` is what we queued with it."""
+
+    token: object
+
+
+@dataclass(frozen=True)
+class StateReceived:
+    """A complete state payload arrived (client role): a baseline or a delta from ``base``."""
+
+    base: int
+    target: int
+    payload: bytes
+
+
+@dataclass(frozen=True)
+class ConnectionClosed:
+    """The session ended: the peer said so, or it went silent for too long."""
+
+    reason: DisconnectReason
+
+
+ConnectionEvent = EventReceived | EventAcknowledged | StateReceived | ConnectionClosed
+
+
+@dataclass
+class _Outgoing:
+    """Messages gathered for one flush, packed into as few datagrams as they fit."""
+
+    header_room: int
+    datagrams: list[tuple[list[bytes], list[object]]] = field(default_factory=list)
+
+    def add(self, message: bytes, ref: object | None) -> None:
+        if not self.datagrams or self._size(self.datagrams[-1][0]) + len(message) > (
+            MAX_DATAGRAM_SIZE - self.header_room
+        ):
+            self.datagrams.append(([], []))
+        parts, refs = self.datagrams[-1]
+        parts.append(message)
+        if ref is not None:
+            refs.append(ref)
+
+    @staticmethod
+    def _size(parts: list[bytes]) -> int:
+        return sum(len(p) for p in parts)
+
+
+class Connection:
+    """The protocol state of one session; see the module docstring."""
+
+    def __init__(
+        self,
+        session_id: int,
+        role: Role,
+        now: float,
+        config: ConnectionConfig | None = None,
+    ) -> None:
+        self.session_id = session_id
+        self.role = role
+        self.config = config or ConnectionConfig()
+        self.stats = ConnectionStats()
+        self.congestion = CongestionControl()
+        self.closed: DisconnectReason | None = None
+        self.last_received = now
+        self.last_sent = float("-inf")
+        self.applied_time_order: int | None = None
+        """Client role: the newest state time_order applied, reported to the server."""
+        self._sequence = 0
+        self._window = ReceiveWindow()
+        self._sent = SentBuffer()
+        self._events_out = EventSender()
+        self._events_in = EventReceiver(self.config.max_event_size)
+        self._peer_floor = 0
+        self.state_out = StateSender() if role is Role.SERVER else None
+        self.state_in = StateReceiver(self.config.max_state_size) if role is Role.CLIENT else None
+        self._state_sent_for: int | None = None
+
+    # -- sending -------------------------------------------------------------------------------
+
+    def queue_event(self, payload: bytes, retries: int = 0, token: object = None) -> int:
+        """Queue an encoded event; it goes out with the next flush. Returns its id."""
+        if retries < 0:
+            raise ValueError("retries must be zero or more")
+        if len(payload) > self.config.max_event_size:
+            raise PayloadTooLargeError(
+                f"the event encodes to {len(payload)} bytes, over the maximum of"
+                f" {self.config.max_event_size}"
+            )
+        fragments = split_payload(payload, MAX_EVENT_FRAGMENT_DATA)
+        return self._events_out.queue(fragments, retries, token)
+
+    @property
+    def events_in_flight(self) -> int:
+        """Events sent but not yet acknowledged or given up."""
+        return self._events_out.pending
+
+    def flush(self, now: float, cache: PayloadCache | None = None) -> list[bytes]:
+        """Build the datagrams to send now: due events, state (server role), acks."""
+        prelude = encode_event_floor(self._events_out.floor)
+        if self.role is Role.CLIENT:
+            report = NO_STATE if self.applied_time_order is None else self.applied_time_order
+            prelude = encode_state_report(report) + prelude
+        outgoing = _Outgoing(DATA_PACKET_OVERHEAD + len(prelude))
+        for ref, fragment in self._events_out.due(now, self.stats.rtt):
+            event = ref.event
+            outgoing.add(
+                encode_event_fragment(event.event_id, ref.index, len(event.fragments), fragment),
+                ref,
+            )
+        if self.state_out is not None and cache is not None:
+            self._state_sent_for = cache.time_order
+            for transfer_ref, message in self.state_out.messages(cache, now, self.stats.rtt):
+                outgoing.add(message, transfer_ref)
+        if not outgoing.datagrams:
+            outgoing.datagrams.append(([], []))
+        datagrams = []
+        ack, ack_bits = self._window.ack_fields()
+        for parts, refs in outgoing.datagrams:
+            sequence = self._sequence
+            self._sequence = (sequence + 1) & 0xFFFF
+            header = encode_data_header(self.session_id, sequence, ack, ack_bits)
+            datagram = b"".join((header, prelude, *parts))
+            for packet in self._sent.add(sequence, SentPacket(now, len(datagram), refs)):
+                self.stats.add_delivery(lost=True)
+                del packet
+            self.stats.count_out(len(datagram), now)
+            datagrams.append(datagram)
+        self.last_sent = now
+        return datagrams
+
+    def close(self, reason: DisconnectReason) -> list[bytes]:
+        """End the session from this side; returns the redundant disconnect datagrams."""
+        self.closed = reason
+        return [encode_disconnect(self.session_id, reason)] * DISCONNECT_REPEATS
+
+    # -- timing --------------------------------------------------------------------------------
+
+    def _send_interval(self) -> float:
+        normal = self.config.client_send_interval if self.role is Role.CLIENT else 0.0
+        return self.congestion.send_interval(normal)
+
+    def next_deadline(self, cache: PayloadCache | None = None) -> float:
+        """When :meth:`poll` should run next (it may be in the past: then at once)."""
+        deadline = min(
+            self.last_sent + self.config.keepalive_interval,
+            self.last_received + self.config.timeout,
+        )
+        interval_end = self.last_sent + self._send_interval()
+        if self.role is Role.CLIENT:
+            deadline = min(deadline, interval_end)
+        event_due = self._events_out.next_deadline(self.stats.rtt)
+        if event_due is not None:
+            deadline = min(deadline, event_due)
+        if self.state_out is not None and cache is not None:
+            current = cache.time_order
+            if not self.state_out.up_to_date(current) and current != self._state_sent_for:
+                deadline = min(deadline, interval_end)
+        return deadline
+
+    def poll(
+        self, now: float, cache: PayloadCache | None = None
+    ) -> tuple[list[bytes], list[ConnectionEvent]]:
+        """Do what is due at ``now``: time out, count lost packets, send if it is time."""
+        if self.closed is not None:
+            return [], []
+        if now - self.last_received >= self.config.timeout:
+            self.closed = DisconnectReason.TIMED_OUT
+            return [], [ConnectionClosed(DisconnectReason.TIMED_OUT)]
+        for _lost in self._sent.expire(now):
+            self.stats.add_delivery(lost=True)
+        self.congestion.update(self.stats, now)
+        if now >= self.next_deadline(cache):
+            return self.flush(now, cache), []
+        return [], []
+
+    # -- receiving -----------------------------------------------------------------------------
+
+    def receive(self, packet: Data, size: int, now: float) -> list[ConnectionEvent]:
+        """Process a data packet of this session (the caller checked session and address).
+
+        Raises :class:`~pygase_core.errors.ProtocolError` if the packet breaks the protocol;
+        the caller drops it and counts it.
+        """
+        if self.closed is not None:
+            return []
+        if not self._window.record(packet.sequence):
+            self.stats.packets_dropped += 1
+            return []
+        self.stats.count_in(size, now)
+        self.last_received = now
+        events: list[ConnectionEvent] = []
+        for sent in self._sent.acknowledge(packet.ack, packet.ack_bits):
+            self.stats.add_rtt_sample(now - sent.sent_at)
+            self.stats.add_delivery(lost=False)
+            for ref in sent.items:
+                if isinstance(ref, FragmentRef):
+                    token = self._events_out.acknowledge(ref)
+                    if token is not None:
+                        events.append(EventAcknowledged(token))
+                elif isinstance(ref, TransferRef):
+                    ref.acknowledge()
+        for message in packet.messages:
+            if isinstance(message, EventFragment):
+                self._events_in.add_fragment(
+                    message.event_id, message.index, message.count, message.data
+                )
+            elif isinstance(message, EventFloor):
+                self._peer_floor = max(self._peer_floor, message.event_id)
+            elif isinstance(message, StateFragment):
+                if self.state_in is not None:
+                    payload = self.state_in.add(message, self.applied_time_order)
+                    if payload is not None:
+                        events.append(StateReceived(message.base, message.target, payload))
+            elif isinstance(message, StateReport) and self.state_out is not None:
+                self.state_out.on_report(message.time_order)
+        for payload in self._events_in.deliverable(self._peer_floor):
+            events.append(EventReceived(payload))
+        self.congestion.update(self.stats, now)
+        return events
+
+    def receive_disconnect(self, reason: DisconnectReason) -> list[ConnectionEvent]:
+        """The peer ended the session (the caller checked session and address)."""
+        if self.closed is not None:
+            return []
+        self.closed = reason
+        return [ConnectionClosed(reason)]

@@ -1,0 +1,432 @@
+"""The handshake and the session table of both ends, sans-IO.
+
+Server side, :class:`ServerEndpoint` takes every datagram that reaches the server's socket with
+its source address. A ``REQUEST`` is answered with a ``CHALLENGE`` whose cookie is a keyed MAC of
+the address, the client's nonce and a timestamp; the server remembers nothing about it. Only a
+``RESPONSE`` that brings a valid, fresh, unused cookie back from the same address creates a
+:class:`~pygase_core.connection.Connection`. Requests are padded and answers are small, so no
+stranger can make the server send more bytes to an unverified address than it received. After
+the handshake a datagram is accepted only with its session's id from its session's address;
+everything else is dropped and counted in :attr:`ServerEndpoint.drops`.
+
+Client side, :class:`ClientEndpoint` repeats its request and response until answered or until
+the connect timeout passes.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import hmac
+import secrets
+import struct
+from collections import Counter
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import Any
+
+from .connection import (
+    Connection,
+    ConnectionClosed,
+    ConnectionConfig,
+    ConnectionEvent,
+    EventAcknowledged,
+    EventReceived,
+    Role,
+    StateReceived,
+)
+from .errors import ProtocolError
+from .packets import (
+    COOKIE_SIZE,
+    HANDSHAKE_SIZE,
+    MAX_DATAGRAM_SIZE,
+    PROTOCOL_VERSION,
+    Accept,
+    Challenge,
+    Data,
+    Disconnect,
+    DisconnectReason,
+    Reject,
+    RejectReason,
+    Request,
+    Response,
+    decode,
+    encode_accept,
+    encode_challenge,
+    encode_reject,
+    encode_request,
+    encode_response,
+    peek_version,
+)
+from .statesync import PayloadCache
+
+Address = Any
+"""A socket address as asyncio reports it: ``(host, port)`` or the 4-tuple of IPv6."""
+COOKIE_LIFETIME = 10.0
+HANDSHAKE_RESEND_INTERVAL = 0.1
+_TIMESTAMP = struct.Struct("!Q")
+_MAX_USED_COOKIES = 65536
+
+
+@dataclass(frozen=True)
+class ClientJoined:
+    """A client completed the handshake."""
+
+    address: Address
+    connection: Connection
+    is_host: bool
+
+
+@dataclass(frozen=True)
+class ClientLeft:
+    """A client's session ended (it left, timed out, or was replaced by a new session)."""
+
+    address: Address
+    reason: DisconnectReason
+
+
+@dataclass(frozen=True)
+class ShutdownRequested:
+    """The host client asked the server to shut down."""
+
+    address: Address
+
+
+@dataclass(frozen=True)
+class PeerEvent:
+    """Something a connection reported, tagged with the peer's address."""
+
+    address: Address
+    event: ConnectionEvent
+
+
+ServerEvent = ClientJoined | ClientLeft | ShutdownRequested | PeerEvent
+Outgoing = list[tuple[bytes, Address]]
+
+
+class ServerEndpoint:
+    """The server's protocol state: stateless handshake plus the table of sessions."""
+
+    def __init__(
+        self,
+        now: float,
+        *,
+        max_clients: int = 64,
+        config: ConnectionConfig | None = None,
+        secret: bytes | None = None,
+        random_bits: Callable[[int], int] = secrets.randbits,
+        host_is_first_client: bool = True,
+    ) -> None:
+        if max_clients < 1:
+            raise ValueError("max_clients must be at least 1")
+        self.max_clients = max_clients
+        self.config = config or ConnectionConfig()
+        self.connections: dict[Address, Connection] = {}
+        self.nonces: dict[Address, int] = {}
+        self.drops: Counter[str] = Counter()
+        self.bytes_in_unverified = 0
+        self.bytes_out_unverified = 0
+        self._secret = secret if secret is not None else secrets.token_bytes(32)
+        self._random_bits = random_bits
+        self._used_cookies: dict[bytes, float] = {}
+        self._epoch = now
+        self.host: Address | None = None
+        """The address of the host client (who may shut the server down), if any."""
+        self.host_is_first_client = host_is_first_client
+        """Whether the first client to complete the handshake becomes the host."""
+
+    # -- cookies -------------------------------------------------------------------------------
+
+    def _mac(self, address: Address, nonce: int, stamp: bytes) -> bytes:
+        message = repr((address[0], address[1])).encode() + _TIMESTAMP.pack(nonce) + stamp
+        return hmac.new(self._secret, message, hashlib.sha256).digest()[:16]
+
+    def _make_cookie(self, address: Address, nonce: int, now: float) -> bytes:
+        stamp = _TIMESTAMP.pack(int((now - self._epoch) * 1000) & 0xFFFFFFFFFFFFFFFF)
+        return stamp + self._mac(address, nonce, stamp)
+
+    def _cookie_valid(self, address: Address, nonce: int, cookie: bytes, now: float) -> bool:
+        if len(cookie) != COOKIE_SIZE:
+            return False
+        stamp, mac = cookie[:8], cookie[8:]
+        (millis,) = _TIMESTAMP.unpack(stamp)
+        age = (now - self._epoch) - millis / 1000
+        if not (-0.001 <= age <= COOKIE_LIFETIME):
+            return False
+        return hmac.compare_digest(mac, self._mac(address, nonce, stamp))
+
+    def _spend_cookie(self, cookie: bytes, now: float) -> bool:
+        """Mark a cookie used; False if it was used before (a replayed response)."""
+        if len(self._used_cookies) >= _MAX_USED_COOKIES:
+            for key, expiry in list(self._used_cookies.items()):
+                if expiry < now:
+                    del self._used_cookies[key]
+            if len(self._used_cookies) >= _MAX_USED_COOKIES:
+                return False
+        if cookie in self._used_cookies:
+            return False
+        self._used_cookies[cookie] = now + COOKIE_LIFETIME
+        return True
+
+    # -- datagrams -----------------------------------------------------------------------------
+
+    def datagram_received(
+        self, data: bytes, address: Address, now: float, cache: PayloadCache | None = None
+    ) -> tuple[Outgoing, list[ServerEvent]]:
+        """Handle one datagram; never raises for anything a peer sends."""
+        try:
+            packet = decode(data)
+        except ProtocolError:
+            return self._undecodable(data, address), []
+        if isinstance(packet, Data | Disconnect):
+            return self._session_packet(packet, len(data), address, now, cache)
+        self.bytes_in_unverified += len(data)
+        if isinstance(packet, Request):
+            if len(self.connections) >= self.max_clients and address not in self.connections:
+                return self._answer(encode_reject(packet.nonce, RejectReason.SERVER_FULL), address)
+            cookie = self._make_cookie(address, packet.nonce, now)
+            return self._answer(encode_challenge(packet.nonce, cookie), address)
+        if isinstance(packet, Response):
+            return self._response(packet, address, now)
+        self.drops["unexpected packet type"] += 1
+        return [], []
+
+    def _answer(self, datagram: bytes, address: Address) -> tuple[Outgoing, list[ServerEvent]]:
+        self.bytes_out_unverified += len(datagram)
+        return [(datagram, address)], []
+
+    def _undecodable(self, data: bytes, address: Address) -> Outgoing:
+        version = peek_version(data)
+        if (
+            version is not None
+            and version != PROTOCOL_VERSION
+            and len(data) == HANDSHAKE_SIZE
+            and data[3] == 1
+        ):
+            # A client of another protocol version: say so, in a small answer.
+            self.drops["version mismatch"] += 1
+            self.bytes_in_unverified += len(data)
+            (nonce,) = _TIMESTAMP.unpack_from(data, 4)
+            reply = encode_reject(nonce, RejectReason.VERSION_MISMATCH)
+            self.bytes_out_unverified += len(reply)
+            return [(reply, address)]
+        self.drops["malformed"] += 1
+        return []
+
+    def _response(
+        self, packet: Response, address: Address, now: float
+    ) -> tuple[Outgoing, list[ServerEvent]]:
+        existing = self.connections.get(address)
+        if existing is not None and self.nonces.get(address) == packet.nonce:
+            # The accept was lost and the client repeats itself: repeat the answer.
+            is_host = False if self.host is None else self.host == address
+            return self._answer(encode_accept(packet.nonce, existing.session_id, is_host), address)
+        if not self._cookie_valid(address, packet.nonce, packet.cookie, now):
+            self.drops["invalid cookie"] += 1
+            return [], []
+        if not self._spend_cookie(packet.cookie, now):
+            self.drops["replayed cookie"] += 1
+            return [], []
+        events: list[ServerEvent] = []
+        if existing is not None:
+            events.append(self._remove(address, DisconnectReason.CLIENT_LEFT))
+        if len(self.connections) >= self.max_clients:
+            return self._answer(encode_reject(packet.nonce, RejectReason.SERVER_FULL), address)
+        connection = Connection(self._random_bits(64), Role.SERVER, now, self.config)
+        self.connections[address] = connection
+        self.nonces[address] = packet.nonce
+        if self.host is None and self.host_is_first_client:
+            self.host = address
+        is_host = self.host == address
+        events.append(ClientJoined(address, connection, is_host))
+        out, _ = self._answer(encode_accept(packet.nonce, connection.session_id, is_host), address)
+        return out, events
+
+    def _session_packet(
+        self,
+        packet: Data | Disconnect,
+        size: int,
+        address: Address,
+        now: float,
+        cache: PayloadCache | None,
+    ) -> tuple[Outgoing, list[ServerEvent]]:
+        connection = self.connections.get(address)
+        if connection is None:
+            self.drops["unknown address"] += 1
+            return [], []
+        if packet.session_id != connection.session_id:
+            self.drops["wrong session"] += 1
+            return [], []
+        if isinstance(packet, Disconnect):
+            events: list[ServerEvent] = [self._remove(address, packet.reason)]
+            if packet.reason is DisconnectReason.SHUTDOWN_REQUEST:
+                if self.host == address:
+                    events.append(ShutdownRequested(address))
+                else:
+                    self.drops["shutdown request from a non-host"] += 1
+            return [], events
+        try:
+            happened = connection.receive(packet, size, now)
+        except ProtocolError:
+            self.drops["protocol violation"] += 1
+            connection.stats.packets_dropped += 1
+            return [], []
+        return [], [PeerEvent(address, event) for event in happened]
+
+    def _remove(self, address: Address, reason: DisconnectReason) -> ClientLeft:
+        connection = self.connections.pop(address)
+        connection.closed = connection.closed or reason
+        self.nonces.pop(address, None)
+        if self.host == address:
+            self.host = None
+            self.host_is_first_client = False
+        return ClientLeft(address, reason)
+
+    # -- timers --------------------------------------------------------------------------------
+
+    def next_deadline(self, cache: PayloadCache | None) -> float | None:
+        """The earliest moment any session needs :meth:`poll`."""
+        deadlines = [c.next_deadline(cache) for c in self.connections.values()]
+        return min(deadlines) if deadlines else None
+
+    def poll(self, now: float, cache: PayloadCache | None) -> tuple[Outgoing, list[ServerEvent]]:
+        """Run every session's due work: sends, resends, timeouts."""
+        out: Outgoing = []
+        events: list[ServerEvent] = []
+        for address, connection in list(self.connections.items()):
+            datagrams, happened = connection.poll(now, cache)
+            out.extend((datagram, address) for datagram in datagrams)
+            for event in happened:
+                if isinstance(event, ConnectionClosed):
+                    events.append(self._remove(address, event.reason))
+                else:
+                    events.append(PeerEvent(address, event))
+        return out, events
+
+    def disconnect(self, address: Address, reason: DisconnectReason) -> Outgoing:
+        """End one session from the server side."""
+        connection = self.connections.get(address)
+        if connection is None:
+            return []
+        self._remove(address, reason)
+        return [(datagram, address) for datagram in connection.close(reason)]
+
+    def disconnect_all(self, reason: DisconnectReason) -> Outgoing:
+        """End every session (server shutdown)."""
+        out: Outgoing = []
+        for address in list(self.connections):
+            out.extend(self.disconnect(address, reason))
+        return out
+
+
+@dataclass(frozen=True)
+class Connected:
+    """The handshake completed."""
+
+    is_host: bool
+
+
+@dataclass(frozen=True)
+class Refused:
+    """The server refused us, or never answered."""
+
+    reason: RejectReason | None
+
+
+ClientEvent = Connected | Refused | EventReceived | EventAcknowledged | StateReceived | (
+    ConnectionClosed
+)
+
+
+class ClientEndpoint:
+    """The client's protocol state: the handshake, then its one session."""
+
+    def __init__(
+        self,
+        now: float,
+        *,
+        config: ConnectionConfig | None = None,
+        connect_timeout: float = 5.0,
+        nonce: int | None = None,
+    ) -> None:
+        self.config = config or ConnectionConfig()
+        self.nonce = secrets.randbits(64) if nonce is None else nonce
+        self.connection: Connection | None = None
+        self.is_host = False
+        self.failed = False
+        self.drops: Counter[str] = Counter()
+        self._deadline = now + connect_timeout
+        self._cookie: bytes | None = None
+        self._last_sent = float("-inf")
+
+    def _handshake_datagram(self) -> bytes:
+        if self._cookie is None:
+            return encode_request(self.nonce)
+        return encode_response(self.nonce, self._cookie)
+
+    def start(self, now: float) -> list[bytes]:
+        """The first request."""
+        self._last_sent = now
+        return [self._handshake_datagram()]
+
+    def datagram_received(self, data: bytes, now: float) -> tuple[list[bytes], list[ClientEvent]]:
+        """Handle a datagram from the server's address; never raises for what it contains."""
+        if len(data) > MAX_DATAGRAM_SIZE:
+            self.drops["oversized"] += 1
+            return [], []
+        try:
+            packet = decode(data)
+        except ProtocolError:
+            self.drops["malformed"] += 1
+            return [], []
+        connection = self.connection
+        if connection is not None:
+            if not isinstance(packet, Data | Disconnect):
+                self.drops["unexpected packet type"] += 1
+                return [], []
+            if packet.session_id != connection.session_id:
+                self.drops["wrong session"] += 1
+                return [], []
+            if isinstance(packet, Disconnect):
+                return [], list(connection.receive_disconnect(packet.reason))
+            try:
+                return [], list(connection.receive(packet, len(data), now))
+            except ProtocolError:
+                self.drops["protocol violation"] += 1
+                return [], []
+        if self.failed or getattr(packet, "nonce", None) != self.nonce:
+            self.drops["unexpected packet"] += 1
+            return [], []
+        if isinstance(packet, Challenge):
+            self._cookie = packet.cookie
+            self._last_sent = now
+            return [self._handshake_datagram()], []
+        if isinstance(packet, Accept):
+            self.connection = Connection(packet.session_id, Role.CLIENT, now, self.config)
+            self.is_host = packet.is_host
+            return self.connection.flush(now), [Connected(packet.is_host)]
+        if isinstance(packet, Reject):
+            self.failed = True
+            return [], [Refused(packet.reason)]
+        self.drops["unexpected packet type"] += 1
+        return [], []
+
+    def next_deadline(self) -> float:
+        """When :meth:`poll` should run next."""
+        if self.connection is not None:
+            return self.connection.next_deadline()
+        return min(self._deadline, self._last_sent + HANDSHAKE_RESEND_INTERVAL)
+
+    def poll(self, now: float) -> tuple[list[bytes], list[ClientEvent]]:
+        """Resend the handshake, time out, or run the session's due work."""
+        if self.connection is not None:
+            datagrams, events = self.connection.poll(now)
+            return datagrams, list(events)
+        if self.failed:
+            return [], []
+        if now >= self._deadline:
+            self.failed = True
+            return [], [Refused(None)]
+        if now >= self._last_sent + HANDSHAKE_RESEND_INTERVAL:
+            self._last_sent = now
+            return [self._handshake_datagram()], []
+        return [], []

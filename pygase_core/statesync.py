@@ -1,0 +1,256 @@
+"""State synchronisation: which bytes of the game state each client needs, and their reassembly.
+
+The server knows, from the client's ``STATE_REPORT`` messages, the newest state the client has
+applied (its *base*). Each flush sends the client the delta from its base to the current state;
+deltas are idempotent, so a lost packet costs nothing but the wait for the next one. A client that
+has no state yet, or whose base is older than the store's update cache reaches, gets the full
+state as a baseline.
+
+:class:`PayloadCache` encodes each distinct payload once per state version and hands the same
+bytes to every client on the same base. A payload larger than one datagram becomes a *transfer*:
+its fragments are pinned, acknowledged one by one through packet acks and resent until the client
+has them all, so even a large state gets through heavy loss instead of being superseded forever.
+
+Sans-IO: no sockets, no clock reads.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from dataclasses import dataclass, field
+
+from . import codec
+from .errors import PayloadTooLargeError, ProtocolError
+from .gamestate import GameState, GameStateUpdate
+from .packets import (
+    FULL_STATE,
+    MAX_FRAGMENT_DATA,
+    MAX_FRAGMENTS,
+    NO_STATE,
+    StateFragment,
+    encode_state_fragment,
+    split_payload,
+)
+from .reliable import resend_timeout
+from .store import GameStateStore
+
+DEFAULT_MAX_STATE_SIZE = 1 << 20
+"""Largest encoded state or delta, in bytes (1 MiB)."""
+FRAGMENTS_PER_FLUSH = 32
+"""How many fragments of a large transfer go out in one flush (about 37 kB)."""
+MAX_PARTIAL_PAYLOADS = 4
+
+
+@dataclass(frozen=True)
+class StatePayload:
+    """One encoded payload, cut into ready-to-send ``STATE_FRAGMENT`` messages."""
+
+    base: int
+    target: int
+    messages: tuple[bytes, ...]
+
+
+def encode_full_state(state: GameState) -> bytes:
+    """The baseline payload: status and every attribute."""
+    return codec.pack([int(state.game_status), state.to_dict()])
+
+
+def encode_delta(update: GameStateUpdate) -> bytes:
+    """The delta payload: the combined changes."""
+    return codec.pack(update.changes)
+
+
+def decode_state_payload(base: int, target: int, payload: bytes) -> GameState | GameStateUpdate:
+    """Turn a received payload back into a state (baseline) or an update (delta)."""
+    data = codec.unpack(payload)
+    try:
+        if base == FULL_STATE:
+            status, attributes = data
+            if not isinstance(attributes, dict) or not all(isinstance(k, str) for k in attributes):
+                raise ProtocolError("baseline attributes are not a dict of names")
+            return GameState(time_order=target, game_status=status, **attributes)
+        if not isinstance(data, dict) or not all(isinstance(k, str) for k in data):
+            raise ProtocolError("delta is not a dict of names")
+        return GameStateUpdate(target, **data)
+    except ProtocolError:
+        raise
+    except (TypeError, ValueError) as error:
+        raise ProtocolError(f"undecodable state payload: {error}") from None
+
+
+def _fragment(base: int, target: int, payload: bytes, max_size: int) -> StatePayload:
+    if len(payload) > max_size:
+        raise PayloadTooLargeError(
+            f"the game state encodes to {len(payload)} bytes, over the maximum of {max_size}"
+            " (raise max_state_size on the Server and Client)"
+        )
+    pieces = split_payload(payload, MAX_FRAGMENT_DATA)
+    if len(pieces) > MAX_FRAGMENTS:
+        raise PayloadTooLargeError(f"the game state needs {len(pieces)} fragments")
+    count = len(pieces)
+    messages = tuple(
+        encode_state_fragment(base, target, i, count, piece) for i, piece in enumerate(pieces)
+    )
+    return StatePayload(base, target, messages)
+
+
+class PayloadCache:
+    """Encodes each payload once per state version, shared by all connections of a server."""
+
+    def __init__(self, store: GameStateStore, max_state_size: int = DEFAULT_MAX_STATE_SIZE):
+        self._store = store
+        self.max_state_size = max_state_size
+        self._time_order: int | None = None
+        self._payloads: dict[int, StatePayload] = {}
+        self.encodings = 0
+
+    @property
+    def time_order(self) -> int:
+        """The store's current time_order."""
+        return self._store.time_order
+
+    def payload_for(self, base: int) -> StatePayload:
+        """The payload that takes a client at ``base`` (or :data:`NO_STATE`) to now."""
+        current = self._store.time_order
+        if current != self._time_order:
+            self._payloads.clear()
+            self._time_order = current
+        cached = self._payloads.get(base)
+        if cached is not None:
+            return cached
+        update = None if base == NO_STATE else self._store.changes_since(base)
+        if update is None:
+            payload = self._payloads.get(FULL_STATE)
+            if payload is None:
+                snapshot = self._store.snapshot()
+                raw = encode_full_state(snapshot)
+                payload = _fragment(FULL_STATE, snapshot.time_order, raw, self.max_state_size)
+                self.encodings += 1
+                self._payloads[FULL_STATE] = payload
+        else:
+            raw = encode_delta(update)
+            payload = _fragment(base, update.time_order, raw, self.max_state_size)
+            self.encodings += 1
+        self._payloads[base] = payload
+        return payload
+
+
+@dataclass(eq=False)
+class _Transfer:
+    payload: StatePayload
+    unacked: set[int] = field(default_factory=set)
+    sent_at: dict[int, float] = field(default_factory=dict)
+
+    def __post_init__(self) -> None:
+        self.unacked = set(range(len(self.payload.messages)))
+
+
+@dataclass(frozen=True)
+class TransferRef:
+    """Recorded in a sent packet, so its ack acknowledges one fragment of a transfer."""
+
+    transfer: _Transfer
+    index: int
+
+    def acknowledge(self) -> None:
+        """The packet that carried this fragment arrived."""
+        self.transfer.unacked.discard(self.index)
+
+
+class StateSender:
+    """Server side, per connection: what the client has, and what to send it next."""
+
+    def __init__(self) -> None:
+        self.client_time_order: int | None = None
+        self._transfer: _Transfer | None = None
+
+    def on_report(self, time_order: int) -> None:
+        """The client says it has applied ``time_order``.
+
+        A lying client can only claim to be further than it is, which starves nobody but itself.
+        """
+        if time_order == NO_STATE:
+            return
+        if self.client_time_order is None or time_order > self.client_time_order:
+            self.client_time_order = time_order
+
+    def up_to_date(self, current: int) -> bool:
+        """Whether the client already has the current state."""
+        return self.client_time_order is not None and self.client_time_order >= current
+
+    def messages(
+        self, cache: PayloadCache, now: float, rtt: float | None
+    ) -> Iterator[tuple[TransferRef | None, bytes]]:
+        """The state messages for this flush, each with the ref to record for its ack."""
+        if self.up_to_date(cache.time_order):
+            self._transfer = None
+            return
+        transfer = self._transfer
+        if transfer is not None and (
+            not transfer.unacked
+            or (self.client_time_order is not None
+                and self.client_time_order >= transfer.payload.target)
+        ):
+            transfer = self._transfer = None
+        if transfer is None:
+            base = NO_STATE if self.client_time_order is None else self.client_time_order
+            payload = cache.payload_for(base)
+            if len(payload.messages) == 1:
+                yield None, payload.messages[0]
+                return
+            transfer = self._transfer = _Transfer(payload)
+        timeout = resend_timeout(rtt)
+        budget = FRAGMENTS_PER_FLUSH
+        for index in sorted(transfer.unacked):
+            sent = transfer.sent_at.get(index)
+            if sent is not None and now - sent < timeout:
+                continue
+            transfer.sent_at[index] = now
+            yield TransferRef(transfer, index), transfer.payload.messages[index]
+            budget -= 1
+            if budget == 0:
+                return
+
+
+@dataclass
+class _Partial:
+    count: int
+    pieces: dict[int, bytes] = field(default_factory=dict)
+
+
+class StateReceiver:
+    """Client side: reassembles state payloads, keeping only the few that can still apply."""
+
+    def __init__(self, max_state_size: int = DEFAULT_MAX_STATE_SIZE) -> None:
+        self.max_state_size = max_state_size
+        self._partials: dict[tuple[int, int], _Partial] = {}
+
+    def add(self, fragment: StateFragment, current: int | None) -> bytes | None:
+        """Take a fragment; returns the whole payload once it is complete and still useful."""
+        if current is not None and (
+            fragment.target <= current or (fragment.base != FULL_STATE and fragment.base > current)
+        ):
+            return None
+        if current is None and fragment.base != FULL_STATE:
+            return None
+        if fragment.count == 1:
+            return fragment.data
+        if fragment.count * MAX_FRAGMENT_DATA > self.max_state_size + MAX_FRAGMENT_DATA:
+            raise ProtocolError(f"a state of {fragment.count} fragments exceeds the maximum size")
+        if len(fragment.data) > MAX_FRAGMENT_DATA:
+            raise ProtocolError("state fragment larger than a fragment can be")
+        key = (fragment.base, fragment.target)
+        partial = self._partials.get(key)
+        if partial is None:
+            for stale in [k for k in self._partials if current is not None and k[1] <= current]:
+                del self._partials[stale]
+            while len(self._partials) >= MAX_PARTIAL_PAYLOADS:
+                del self._partials[min(self._partials, key=lambda k: k[1])]
+            partial = self._partials[key] = _Partial(fragment.count)
+        elif partial.count != fragment.count:
+            raise ProtocolError("inconsistent fragment count for one state payload")
+        partial.pieces[fragment.index] = fragment.data
+        if len(partial.pieces) < partial.count:
+            return None
+        del self._partials[key]
+        return b"".join(partial.pieces[i] for i in range(partial.count))

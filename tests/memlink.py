@@ -1,0 +1,201 @@
+"""In-memory wiring of a sans-IO server endpoint and client endpoints, with a fake clock.
+
+Datagrams travel through :class:`Link` objects that can drop, duplicate, delay (with jitter) and
+reorder them, driven by a seeded random generator so every run is the same.
+"""
+
+from __future__ import annotations
+
+import heapq
+import random
+from dataclasses import dataclass, field
+from typing import Any
+
+from pygase_core.connection import ConnectionConfig, EventAcknowledged, EventReceived
+from pygase_core.endpoint import (
+    ClientEndpoint,
+    ClientEvent,
+    ClientJoined,
+    ClientLeft,
+    PeerEvent,
+    ServerEndpoint,
+    ServerEvent,
+)
+from pygase_core.gamestate import GameState, GameStateUpdate
+from pygase_core.statesync import PayloadCache, decode_state_payload
+from pygase_core.store import GameStateStore
+from pygase_core.connection import StateReceived
+from pygase_core.packets import FULL_STATE
+
+SERVER_ADDRESS = ("10.0.0.1", 4000)
+
+
+@dataclass
+class Link:
+    """One direction of a lossy network path."""
+
+    rng: random.Random
+    loss: float = 0.0
+    duplicate: float = 0.0
+    latency: float = 0.005
+    jitter: float = 0.0
+    queue: list[tuple[float, int, bytes, Any]] = field(default_factory=list)
+    _counter: int = 0
+    sent: int = 0
+    delivered: int = 0
+
+    def send(self, data: bytes, address: Any, now: float) -> None:
+        self.sent += 1
+        if self.rng.random() < self.loss:
+            return
+        copies = 2 if self.rng.random() < self.duplicate else 1
+        for _ in range(copies):
+            delay = self.latency + self.rng.uniform(0, self.jitter)
+            self._counter += 1
+            heapq.heappush(self.queue, (now + delay, self._counter, data, address))
+
+    def due(self, now: float) -> list[tuple[bytes, Any]]:
+        out = []
+        while self.queue and self.queue[0][0] <= now:
+            _, _, data, address = heapq.heappop(self.queue)
+            out.append((data, address))
+            self.delivered += 1
+        return out
+
+
+class ClientSide:
+    """A client endpoint plus the game state it keeps, as a real client would."""
+
+    def __init__(self, address: Any, now: float, config: ConnectionConfig, rng: random.Random):
+        self.address = address
+        self.endpoint = ClientEndpoint(now, config=config, nonce=rng.getrandbits(64))
+        self.state = GameState()
+        self.events: list[ClientEvent] = []
+        self.received_payloads: list[bytes] = []
+        self.acked_tokens: list[object] = []
+
+    def handle(self, events: list[ClientEvent]) -> None:
+        for event in events:
+            self.events.append(event)
+            if isinstance(event, StateReceived):
+                decoded = decode_state_payload(event.base, event.target, event.payload)
+                if event.base == FULL_STATE:
+                    assert isinstance(decoded, GameState)
+                    if decoded.time_order > self.state.time_order or (
+                        self.endpoint.connection is not None
+                        and self.endpoint.connection.applied_time_order is None
+                    ):
+                        self.state = decoded
+                else:
+                    assert isinstance(decoded, GameStateUpdate)
+                    self.state.apply(decoded)
+                connection = self.endpoint.connection
+                assert connection is not None
+                connection.applied_time_order = self.state.time_order
+            elif isinstance(event, EventReceived):
+                self.received_payloads.append(event.payload)
+            elif isinstance(event, EventAcknowledged):
+                self.acked_tokens.append(event.token)
+
+
+class Network:
+    """A server endpoint and any number of clients on simulated links."""
+
+    def __init__(
+        self,
+        store: GameStateStore | None = None,
+        *,
+        seed: int = 1,
+        config: ConnectionConfig | None = None,
+        max_clients: int = 64,
+    ) -> None:
+        self.rng = random.Random(seed)
+        self.now = 100.0
+        self.config = config or ConnectionConfig()
+        self.store = store or GameStateStore(GameState())
+        self.cache = PayloadCache(self.store, self.config.max_state_size)
+        self.server = ServerEndpoint(
+            self.now,
+            max_clients=max_clients,
+            config=self.config,
+            random_bits=self.rng.getrandbits,
+        )
+        self.clients: dict[Any, ClientSide] = {}
+        self.up: dict[Any, Link] = {}
+        self.down: dict[Any, Link] = {}
+        self.server_events: list[ServerEvent] = []
+        self.server_payloads: list[tuple[Any, bytes]] = []
+        self.server_acks: list[object] = []
+
+    def add_client(self, address: Any, **link: Any) -> ClientSide:
+        client = ClientSide(address, self.now, self.config, self.rng)
+        self.clients[address] = client
+        self.up[address] = Link(self.rng, **link)
+        self.down[address] = Link(self.rng, **link)
+        for datagram in client.endpoint.start(self.now):
+            self.up[address].send(datagram, address, self.now)
+        return client
+
+    def inject(self, data: bytes, address: Any) -> None:
+        """A datagram from anywhere straight to the server (a stranger or an attacker)."""
+        out, events = self.server.datagram_received(data, address, self.now, self.cache)
+        self._server_out(out)
+        self._server_handle(events)
+
+    def _server_out(self, out: list[tuple[bytes, Any]]) -> None:
+        for datagram, address in out:
+            if address in self.down:
+                self.down[address].send(datagram, address, self.now)
+
+    def _server_handle(self, events: list[ServerEvent]) -> None:
+        for event in events:
+            self.server_events.append(event)
+            if isinstance(event, PeerEvent):
+                if isinstance(event.event, EventReceived):
+                    self.server_payloads.append((event.address, event.event.payload))
+                elif isinstance(event.event, EventAcknowledged):
+                    self.server_acks.append(event.event.token)
+
+    def step(self, dt: float = 0.001) -> None:
+        """Advance the clock by ``dt`` and run everything that is due."""
+        self.now += dt
+        for address, link in self.up.items():
+            for data, source in link.due(self.now):
+                self.inject(data, source)
+        for address, link in self.down.items():
+            client = self.clients[address]
+            for data, _ in link.due(self.now):
+                out, events = client.endpoint.datagram_received(data, self.now)
+                for datagram in out:
+                    self.up[address].send(datagram, address, self.now)
+                client.handle(events)
+        deadline = self.server.next_deadline(self.cache)
+        if deadline is not None and deadline <= self.now:
+            out, events = self.server.poll(self.now, self.cache)
+            self._server_out(out)
+            self._server_handle(events)
+        for address, client in self.clients.items():
+            if client.endpoint.next_deadline() <= self.now:
+                out, events = client.endpoint.poll(self.now)
+                for datagram in out:
+                    self.up[address].send(datagram, address, self.now)
+                client.handle(events)
+
+    def run(self, seconds: float, dt: float = 0.001) -> None:
+        for _ in range(round(seconds / dt)):
+            self.step(dt)
+
+    def run_until(self, condition: Any, timeout: float = 10.0, dt: float = 0.001) -> float:
+        """Step until ``condition()`` holds; returns the simulated time it took."""
+        start = self.now
+        while not condition():
+            if self.now - start > timeout:
+                raise AssertionError(f"condition not met within {timeout} simulated seconds")
+            self.step(dt)
+        return self.now - start
+
+    def joined(self) -> list[ClientJoined]:
+        return [e for e in self.server_events if isinstance(e, ClientJoined)]
+
+    def left(self) -> list[ClientLeft]:
+        return [e for e in self.server_events if isinstance(e, ClientLeft)]
