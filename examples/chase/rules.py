@@ -1,0 +1,208 @@
+"""The rules of chase, as plain functions of the game state.
+
+Keeping the rules apart from the networking makes them easy to test and shows the shape pygase
+expects: each function reads the current state and returns a dict of changes, which the server
+merges into the state and sends to every client.
+
+Clients never send positions, only the direction they want to go in; the server moves everyone
+at the speed their role allows. That is how the server keeps a client from teleporting or
+running faster than the rules say, whatever it sends.
+"""
+
+from __future__ import annotations
+
+import math
+import random
+from collections.abc import Mapping
+from dataclasses import dataclass
+from typing import Any
+
+from pygase_core import TO_DELETE, GameState
+
+ARENA_WIDTH = 800
+ARENA_HEIGHT = 600
+PLAYER_RADIUS = 15
+#: Pixels per second of runners, and of the chaser, who is faster so that tags do happen.
+RUNNER_SPEED = 200.0
+CHASER_SPEED = 260.0
+#: Centres closer than this count as touching.
+TAG_DISTANCE = 2 * PLAYER_RADIUS
+#: Seconds after a tag during which nobody can be tagged.
+PROTECTION_SECONDS = 3.0
+MAX_NAME_LENGTH = 16
+
+
+@dataclass(frozen=True)
+class Tag:
+    """A tag that happened during a time step."""
+
+    tagger: str
+    tagged: str
+
+
+def initial_state() -> GameState:
+    """Return the state of an empty arena."""
+    return GameState(players={}, chaser=None, protected_until=0.0, clock=0.0, next_id=1)
+
+
+def owner_key(client_address: Any) -> str:
+    """Turn a client's address into the string stored with its player, so the state stays plain."""
+    host, port = client_address[0], client_address[1]
+    return f"{host}:{port}"
+
+
+def find_player(game_state: Any, client_address: Any) -> str | None:
+    """Return the id of the player that the client at ``client_address`` controls, if any."""
+    owner = owner_key(client_address)
+    for player_id, player in game_state.players.items():
+        if player["owner"] == owner:
+            return str(player_id)
+    return None
+
+
+def join(name: Any, *, game_state: Any, client_address: Any, rng: random.Random) -> dict[str, Any]:
+    """Add a player for a client; the first player in an empty arena becomes the chaser.
+
+    A client that joins again keeps its player (and just renames it).
+    """
+    name = str(name)[:MAX_NAME_LENGTH] or "anonymous"
+    existing = find_player(game_state, client_address)
+    if existing is not None:
+        renamed = {**game_state.players[existing], "name": name}
+        return {"players": {existing: renamed}}
+    player_id = str(game_state.next_id)
+    x, y = _spawn_point(game_state, rng)
+    player = {
+        "name": name,
+        "owner": owner_key(client_address),
+        "x": x,
+        "y": y,
+        "dx": 0.0,
+        "dy": 0.0,
+        "tags": 0,
+    }
+    update: dict[str, Any] = {"players": {player_id: player}, "next_id": game_state.next_id + 1}
+    if game_state.chaser is None:
+        update["chaser"] = player_id
+    return update
+
+
+def _spawn_point(game_state: Any, rng: random.Random) -> tuple[float, float]:
+    """Pick a free spot, preferably far from the chaser, so nobody is tagged on arrival."""
+    chaser = game_state.players.get(game_state.chaser) if game_state.chaser is not None else None
+    best = (ARENA_WIDTH / 2, ARENA_HEIGHT / 2)
+    best_distance = -1.0
+    for _ in range(10):
+        x = rng.uniform(PLAYER_RADIUS, ARENA_WIDTH - PLAYER_RADIUS)
+        y = rng.uniform(PLAYER_RADIUS, ARENA_HEIGHT - PLAYER_RADIUS)
+        distance = math.inf if chaser is None else math.hypot(x - chaser["x"], y - chaser["y"])
+        if distance > best_distance:
+            best, best_distance = (x, y), distance
+    return best
+
+
+def move(dx: Any, dy: Any, *, game_state: Any, client_address: Any) -> dict[str, Any]:
+    """Set the direction a client's player wants to go in.
+
+    The direction is validated here: anything that is not a pair of finite numbers is ignored,
+    and longer vectors are shortened to length 1, so full speed is the most anyone gets.
+    """
+    player_id = find_player(game_state, client_address)
+    if player_id is None or not _is_finite_number(dx) or not _is_finite_number(dy):
+        return {}
+    length = math.hypot(dx, dy)
+    if length > 1.0:
+        dx, dy = dx / length, dy / length
+    player = {**game_state.players[player_id], "dx": float(dx), "dy": float(dy)}
+    return {"players": {player_id: player}}
+
+
+def _is_finite_number(value: Any) -> bool:
+    return isinstance(value, int | float) and not isinstance(value, bool) and math.isfinite(value)
+
+
+def leave(*, game_state: Any, client_address: Any) -> dict[str, Any]:
+    """Remove a client's player, handing the chaser role on if needed."""
+    player_id = find_player(game_state, client_address)
+    if player_id is None:
+        return {}
+    return _remove(game_state, [player_id])
+
+
+def _remove(game_state: Any, player_ids: list[str]) -> dict[str, Any]:
+    update: dict[str, Any] = {"players": dict.fromkeys(player_ids, TO_DELETE)}
+    if game_state.chaser in player_ids:
+        remaining = sorted((pid for pid in game_state.players if pid not in player_ids), key=int)
+        update["chaser"] = remaining[0] if remaining else None
+    return update
+
+
+def speed_of(game_state: Any, player_id: str) -> float:
+    """Return how fast a player may move, which depends on whether it is the chaser."""
+    return CHASER_SPEED if game_state.chaser == player_id else RUNNER_SPEED
+
+
+def step(
+    game_state: Any, dt: float, connected: set[str] | None = None
+) -> tuple[dict[str, Any], Tag | None]:
+    """Advance the game by ``dt`` seconds: drop players who left, move everyone, tag.
+
+    Args:
+        connected: :func:`owner_key` of every connected client; players of other clients are
+            removed. ``None`` keeps everyone.
+
+    Returns:
+        the update, and the tag that happened in this step, if any.
+    """
+    clock = game_state.clock + dt
+    update: dict[str, Any] = {"clock": clock}
+    if connected is not None:
+        gone = [
+            str(pid)
+            for pid, player in game_state.players.items()
+            if player["owner"] not in connected
+        ]
+        if gone:
+            update.update(_remove(game_state, gone))
+            return update, None
+    moved: dict[str, dict[str, Any]] = {}
+    for pid, player in game_state.players.items():
+        if player["dx"] == 0 and player["dy"] == 0:
+            continue
+        speed = speed_of(game_state, pid)
+        x = _clamp(
+            player["x"] + player["dx"] * speed * dt, PLAYER_RADIUS, ARENA_WIDTH - PLAYER_RADIUS
+        )
+        y = _clamp(
+            player["y"] + player["dy"] * speed * dt, PLAYER_RADIUS, ARENA_HEIGHT - PLAYER_RADIUS
+        )
+        moved[pid] = {**player, "x": x, "y": y}
+    if moved:
+        update["players"] = moved
+    tag = _find_tag(game_state, {**game_state.players, **moved}, clock)
+    if tag is not None:
+        players = update.setdefault("players", {})
+        tagger = players.get(tag.tagger, game_state.players[tag.tagger])
+        players[tag.tagger] = {**tagger, "tags": tagger["tags"] + 1}
+        update["chaser"] = tag.tagged
+        update["protected_until"] = clock + PROTECTION_SECONDS
+    return update, tag
+
+
+def _find_tag(game_state: Any, players: Mapping[str, Any], clock: float) -> Tag | None:
+    chaser_id = game_state.chaser
+    if chaser_id is None or chaser_id not in players or clock < game_state.protected_until:
+        return None
+    chaser = players[chaser_id]
+    closest: tuple[float, str] | None = None
+    for pid, player in players.items():
+        if pid == chaser_id:
+            continue
+        distance = math.hypot(player["x"] - chaser["x"], player["y"] - chaser["y"])
+        if distance <= TAG_DISTANCE and (closest is None or distance < closest[0]):
+            closest = (distance, str(pid))
+    return None if closest is None else Tag(tagger=str(chaser_id), tagged=closest[1])
+
+
+def _clamp(value: float, low: float, high: float) -> float:
+    return max(low, min(high, value))
