@@ -1,0 +1,435 @@
+"""Msgpack wire encoding of the values a game state or an event may carry.
+
+A game value is built from ``None``, ``bool``, ``int`` (anything msgpack carries, -2**63 up to
+2**64-1), ``float`` (always sent as float64, so it arrives bit for bit), ``str``, ``bytes``,
+``list``, ``tuple`` and ``dict`` with ``str`` or ``int`` keys, nested up to :data:`MAX_DEPTH`
+containers deep. Subclasses of these types (an ``IntEnum``, a ``namedtuple``) are sent as their
+base type. Two special values belong to game state updates and travel too: :data:`TO_DELETE` and
+:class:`Overwrite`. They live here rather than in :mod:`pygase_core.gamestate` because the
+encoder has to recognise them, and the game state module builds on this one.
+
+Why the validation: msgpack would happily send a ``set`` as nothing at all or fail deep inside
+the encoder with a message that does not say which value was wrong. Checking up front lets the
+error name the offending path (``players['bob']['pos']: cannot send a set``) and be raised at the
+caller's line.
+
+Wire layout of the three values plain msgpack has no type for, each tagged with its own
+extension code so that no ordinary value can be mistaken for them:
+
+* ``TO_DELETE`` is the empty extension value of code 1.
+* A tuple is an array whose first element is the empty extension value of code 2, followed by
+  the items. The marker sits *inside* the array so decoding needs no nested msgpack pass: nested
+  passes would cost a fresh decoder per tuple and put a hostile nesting depth on the C stack.
+* An :class:`Overwrite` dict is a two-element array: the empty extension value of code 3 and the
+  map.
+
+Decoding is the receiving edge of the network, so :func:`unpack` turns every kind of malformed
+input into :class:`~pygase_core.errors.ProtocolError` and bounds what a blob can make it allocate.
+"""
+
+from __future__ import annotations
+
+import threading
+from typing import Any, Final, Literal
+
+import msgpack  # type: ignore[import-untyped]
+
+from .errors import ProtocolError, UnsupportedValueError
+
+__all__ = [
+    "INT_MAX",
+    "INT_MIN",
+    "MAX_DEPTH",
+    "TO_DELETE",
+    "Overwrite",
+    "check_value",
+    "pack",
+    "unpack",
+]
+
+MAX_DEPTH: Final = 64
+"""How many containers may be nested inside each other in one value."""
+
+INT_MIN: Final = -(2**63)
+"""Smallest integer msgpack can carry."""
+
+INT_MAX: Final = 2**64 - 1
+"""Largest integer msgpack can carry."""
+
+_EXT_TO_DELETE: Final = 1
+_EXT_TUPLE: Final = 2
+_EXT_OVERWRITE: Final = 3
+
+
+class _ToDeleteType:
+    """Type of the :data:`TO_DELETE` sentinel; there is exactly one instance."""
+
+    __slots__ = ()
+    _instance: _ToDeleteType | None = None
+
+    def __new__(cls) -> _ToDeleteType:
+        if cls._instance is None:
+            cls._instance = super().__new__(cls)
+        return cls._instance
+
+    def __repr__(self) -> str:
+        return "TO_DELETE"
+
+    def __reduce__(self) -> str:
+        # Pickle by name, so unpickling yields the very same object and ``is`` checks hold.
+        return "TO_DELETE"
+
+    def __copy__(self) -> _ToDeleteType:
+        return self
+
+    def __deepcopy__(self, memo: dict[int, object]) -> _ToDeleteType:
+        return self
+
+
+TO_DELETE: Final = _ToDeleteType()
+"""In a game state update, the value that removes its key from the state."""
+
+
+class Overwrite(dict[Any, Any]):
+    """A dict in an update that replaces the value in the state wholesale instead of merging.
+
+    Game code never needs it: combining updates produces it, when a plain dict must land on a
+    key that an earlier update deleted or set to a non-dict. Merging the combined dict key by
+    key into whatever the receiver still holds would resurrect keys the earlier update removed.
+    """
+
+    __slots__ = ()
+
+    def __repr__(self) -> str:
+        return f"Overwrite({dict.__repr__(self)})"
+
+
+class _Marker:
+    """Decoded extension tags that only mean something as the first item of an array."""
+
+    __slots__ = ("name",)
+
+    def __init__(self, name: str) -> None:
+        self.name = name
+
+    def __repr__(self) -> str:
+        return f"<{self.name} marker>"
+
+
+_TUPLE_MARK: Final = _Marker("tuple")
+_OVERWRITE_MARK: Final = _Marker("overwrite")
+_TO_DELETE_EXT: Final = msgpack.ExtType(_EXT_TO_DELETE, b"")
+_TUPLE_EXT: Final = msgpack.ExtType(_EXT_TUPLE, b"")
+_OVERWRITE_EXT: Final = msgpack.ExtType(_EXT_OVERWRITE, b"")
+
+# ---------------------------------------------------------------------------------------------
+# Validation
+# ---------------------------------------------------------------------------------------------
+
+SentinelPolicy = Literal["anywhere", "dict_values", "never"]
+"""Where :data:`TO_DELETE` and :class:`Overwrite` may appear in a value."""
+
+_ANYWHERE: Final = 2
+_DICT_VALUES: Final = 1
+_NEVER: Final = 0
+_POLICIES: Final[dict[str, int]] = {
+    "anywhere": _ANYWHERE,
+    "dict_values": _DICT_VALUES,
+    "never": _NEVER,
+}
+
+_SCALARS: Final = frozenset({type(None), bool, float, str, bytes})
+
+
+class _Problem:
+    """What is wrong and where; the path is collected innermost first on the way out."""
+
+    __slots__ = ("message", "segments")
+
+    def __init__(self, message: str) -> None:
+        self.message = message
+        self.segments: list[str] = []
+
+    def describe(self, root: str) -> str:
+        return f"{root}{''.join(reversed(self.segments))}: {self.message}"
+
+
+def _type_phrase(value: object) -> str:
+    name = type(value).__name__
+    article = "an" if name[:1].lower() in "aeiou" else "a"
+    return f"{article} {name}"
+
+
+def _int_problem(value: int) -> _Problem | None:
+    if INT_MIN <= value <= INT_MAX:
+        return None
+    return _Problem(f"cannot send the integer {value}: it does not fit in 64 bits")
+
+
+def _key_problem(key: object) -> _Problem | None:
+    if isinstance(key, str):
+        return None
+    if isinstance(key, int) and not isinstance(key, bool):
+        if INT_MIN <= key <= INT_MAX:
+            return None
+        return _Problem(f"cannot use the integer {key} as a key: it does not fit in 64 bits")
+    return _Problem(f"cannot use {_type_phrase(key)} ({key!r}) as a key: only str and int can be")
+
+
+def _problem(value: object, depth: int, policy: int) -> _Problem | None:
+    """Find the first thing in ``value`` that cannot be sent, or return None (the common case).
+
+    Paths are only built when something is wrong, so a valid value costs one walk and no string
+    formatting. The container walkers dispatch the common exact types inline, because a Python
+    call per leaf would dominate the cost; this function handles everything else.
+    """
+    kind = type(value)
+    if kind is dict:
+        return _dict_problem(value, depth, policy)  # type: ignore[arg-type]
+    if kind is list or kind is tuple:
+        return _sequence_problem(value, depth, policy)  # type: ignore[arg-type]
+    if kind is int:
+        return _int_problem(value)  # type: ignore[arg-type]
+    if kind in _SCALARS:
+        return None
+    if kind is Overwrite:
+        if policy == _NEVER:
+            return _Problem("an overwrite marker only belongs in a game state update")
+        return _dict_problem(value, depth, policy)  # type: ignore[arg-type]
+    if value is TO_DELETE:
+        if policy == _NEVER:
+            return _Problem("TO_DELETE can only be the value of a key in a game state update")
+        return None
+    # Subclasses of the supported types travel as their base type.
+    if isinstance(value, str | bytes | float):
+        return None
+    if isinstance(value, int):
+        return _int_problem(value)
+    if isinstance(value, dict):
+        return _dict_problem(value, depth, policy)
+    if isinstance(value, list | tuple) and not isinstance(value, msgpack.ExtType):
+        return _sequence_problem(value, depth, policy)
+    return _Problem(f"cannot send {_type_phrase(value)}")
+
+
+def _dict_problem(value: dict[Any, Any], depth: int, policy: int) -> _Problem | None:
+    if depth >= MAX_DEPTH:
+        return _Problem(f"nested deeper than {MAX_DEPTH} containers")
+    depth += 1
+    for key, item in value.items():
+        key_kind = type(key)
+        if key_kind is not str and (key_kind is not int or not INT_MIN <= key <= INT_MAX):
+            problem = _key_problem(key)
+            if problem is not None:
+                return problem
+        kind = type(item)
+        if kind is float or kind is str:
+            continue
+        if kind is dict:
+            problem = _dict_problem(item, depth, policy)
+        elif kind is int:
+            if INT_MIN <= item <= INT_MAX:
+                continue
+            problem = _int_problem(item)
+        elif kind in _SCALARS:
+            continue
+        elif kind is list or kind is tuple:
+            problem = _sequence_problem(item, depth, policy)
+        else:
+            problem = _problem(item, depth, policy)
+        if problem is not None:
+            problem.segments.append(f"[{key!r}]")
+            return problem
+    return None
+
+
+def _sequence_problem(
+    value: list[Any] | tuple[Any, ...], depth: int, policy: int
+) -> _Problem | None:
+    if depth >= MAX_DEPTH:
+        return _Problem(f"nested deeper than {MAX_DEPTH} containers")
+    depth += 1
+    # In an update, sentinels inside a list would be stored as data instead of acted upon.
+    if policy == _DICT_VALUES:
+        policy = _NEVER
+    for index, item in enumerate(value):
+        kind = type(item)
+        if kind is float or kind is str:
+            continue
+        if kind is dict:
+            problem = _dict_problem(item, depth, policy)
+        elif kind is int:
+            if INT_MIN <= item <= INT_MAX:
+                continue
+            problem = _int_problem(item)
+        elif kind in _SCALARS:
+            continue
+        elif kind is list or kind is tuple:
+            problem = _sequence_problem(item, depth, policy)
+        else:
+            problem = _problem(item, depth, policy)
+        if problem is not None:
+            problem.segments.append(f"[{index}]")
+            return problem
+    return None
+
+
+def check_value(
+    value: object, path: str = "value", *, sentinels: SentinelPolicy = "anywhere"
+) -> None:
+    """Raise :class:`UnsupportedValueError` unless ``value`` can be sent.
+
+    Args:
+        value: the value to check, recursively.
+        path: how to name ``value`` in the error message; nested positions are appended
+            (``players['bob'][0]``).
+        sentinels: where :data:`TO_DELETE` and :class:`Overwrite` may appear: ``"anywhere"``
+            (the codec itself does not mind), ``"dict_values"`` (as values of dicts reached
+            through dicts only, which is where an update acts on them) or ``"never"`` (in a
+            game state).
+    """
+    problem = _problem(value, 0, _POLICIES[sentinels])
+    if problem is not None:
+        raise UnsupportedValueError(problem.describe(path))
+
+
+# ---------------------------------------------------------------------------------------------
+# Encoding
+# ---------------------------------------------------------------------------------------------
+
+
+def _default(obj: object) -> object:
+    """Turn what msgpack has no native type for (in strict mode) into something it has."""
+    if isinstance(obj, tuple):
+        return [_TUPLE_EXT, *obj]
+    if isinstance(obj, Overwrite):
+        return [_OVERWRITE_EXT, dict(obj)]
+    if obj is TO_DELETE:
+        return _TO_DELETE_EXT
+    if isinstance(obj, int):
+        return int(obj)
+    if isinstance(obj, float):
+        return float(obj)
+    if isinstance(obj, str):
+        return str.__str__(obj)
+    if isinstance(obj, bytes):
+        return bytes(obj)
+    if isinstance(obj, dict):
+        return dict(obj)
+    if isinstance(obj, list):
+        return list(obj)
+    raise UnsupportedValueError(f"cannot send {_type_phrase(obj)}")
+
+
+class _Packers(threading.local):
+    """One reusable packer per thread: a packer keeps a buffer and is not thread-safe."""
+
+    def __init__(self) -> None:
+        # strict_types keeps tuples and dict subclasses away from msgpack's own handling, so
+        # they reach _default and get their tags.
+        self.packer = msgpack.Packer(
+            default=_default, use_bin_type=True, strict_types=True, autoreset=True
+        )
+
+
+_packers: Final = _Packers()
+
+
+def pack(obj: object) -> bytes:
+    """Encode a game value; raise :class:`UnsupportedValueError` naming what cannot be sent."""
+    problem = _problem(obj, 0, _ANYWHERE)
+    if problem is not None:
+        raise UnsupportedValueError(problem.describe("value"))
+    packer = _packers.packer
+    try:
+        data: bytes = packer.pack(obj)
+    except BaseException:
+        # A failed pack can leave partial data in the buffer; start afresh next time.
+        _packers.packer = msgpack.Packer(
+            default=_default, use_bin_type=True, strict_types=True, autoreset=True
+        )
+        raise
+    return data
+
+
+# ---------------------------------------------------------------------------------------------
+# Decoding
+# ---------------------------------------------------------------------------------------------
+
+
+def _ext_hook(code: int, data: bytes) -> object:
+    if data == b"":
+        if code == _EXT_TO_DELETE:
+            return TO_DELETE
+        if code == _EXT_TUPLE:
+            return _TUPLE_MARK
+        if code == _EXT_OVERWRITE:
+            return _OVERWRITE_MARK
+    raise ProtocolError(f"unknown msgpack extension value (code {code}, {len(data)} bytes)")
+
+
+def _list_hook(items: list[Any]) -> object:
+    if items:
+        first = items[0]
+        if first is _TUPLE_MARK:
+            del items[0]
+            return tuple(items)
+        if first is _OVERWRITE_MARK:
+            if len(items) == 2 and type(items[1]) is dict:
+                return Overwrite(items[1])
+            raise ProtocolError("malformed overwrite marker")
+    return items
+
+
+def _check_complete(data: bytes | bytearray | memoryview, size: int) -> None:
+    """Walk the structure without building it, to refuse truncated or overlong array claims.
+
+    msgpack allocates an array's item slots as soon as it reads the header. Each header may claim
+    up to ``len(data)`` items, and a chain of nested headers would multiply that by the nesting
+    depth before the decoder notices the data ends early. A structure that is complete cannot
+    claim more items than it has bytes, so only complete input is handed to the real decoder.
+    """
+    unpacker = msgpack.Unpacker(
+        max_buffer_size=size,
+        max_str_len=size,
+        max_bin_len=size,
+        max_array_len=size,
+        max_map_len=size // 2,
+        max_ext_len=size,
+    )
+    unpacker.feed(data)
+    unpacker.skip()
+    if unpacker.tell() != size:
+        raise ProtocolError(f"{size - unpacker.tell()} bytes of trailing data")
+
+
+def unpack(data: bytes) -> Any:
+    """Decode a game value; raise :class:`ProtocolError`, and nothing else, on malformed input."""
+    if not isinstance(data, bytes | bytearray | memoryview):
+        raise ProtocolError(f"expected bytes to decode, got {_type_phrase(data)}")
+    size = len(data)
+    try:
+        # Only array16/array32 headers can claim many slots; fixarrays claim at most 15.
+        if b"\xdc" in data or b"\xdd" in data:
+            _check_complete(data, size)
+        value = msgpack.unpackb(
+            data,
+            raw=False,
+            strict_map_key=False,
+            use_list=True,
+            list_hook=_list_hook,
+            ext_hook=_ext_hook,
+            max_str_len=size,
+            max_bin_len=size,
+            max_array_len=size,
+            max_map_len=size // 2,
+            max_ext_len=size,
+        )
+    except ProtocolError:
+        raise
+    except Exception as error:
+        raise ProtocolError(f"malformed msgpack data: {type(error).__name__}: {error}") from None
+    problem = _problem(value, 0, _ANYWHERE)
+    if problem is not None:
+        raise ProtocolError(f"received an unsupported value: {problem.describe('value')}")
+    return value
