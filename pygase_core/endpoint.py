@@ -257,9 +257,10 @@ class ServerEndpoint:
             self.drops["wrong session"] += 1
             return [], []
         if isinstance(packet, Disconnect):
+            was_host = self.host == address
             events: list[ServerEvent] = [self._remove(address, packet.reason)]
             if packet.reason is DisconnectReason.SHUTDOWN_REQUEST:
-                if self.host == address:
+                if was_host:
                     events.append(ShutdownRequested(address))
                 else:
                     self.drops["shutdown request from a non-host"] += 1

@@ -1,0 +1,272 @@
+"""The sans-IO protocol over simulated links with a fake clock: handshake, sessions, loss,
+duplication, reordering, fragmentation, exactly-once events and delta/baseline selection."""
+
+from __future__ import annotations
+
+from pygase_core import codec
+from pygase_core.connection import ConnectionClosed, ConnectionConfig, EventReceived
+from pygase_core.endpoint import ClientJoined, Connected, Refused
+from pygase_core.gamestate import GameState, GameStateUpdate
+from pygase_core.packets import (
+    FULL_STATE,
+    MAX_FRAGMENT_DATA,
+    DisconnectReason,
+    RejectReason,
+    encode_data_header,
+    encode_disconnect,
+    encode_event_floor,
+    encode_request,
+)
+from pygase_core.store import GameStateStore
+from tests.memlink import Network
+
+ALICE = ("10.0.0.2", 5000)
+BOB = ("10.0.0.3", 5000)
+
+
+def connected(network: Network, *addresses: object) -> None:
+    network.run_until(
+        lambda: all(network.clients[a].endpoint.connection is not None for a in addresses)
+    )
+
+
+def push(store: GameStateStore, **changes: object) -> None:
+    store.push_update(GameStateUpdate(store.time_order + 1, **changes))
+
+
+def test_handshake_creates_one_session_and_the_first_client_is_host() -> None:
+    network = Network()
+    alice = network.add_client(ALICE)
+    bob = network.add_client(BOB)
+    connected(network, ALICE, BOB)
+    assert [j.address for j in network.joined()] == [ALICE, BOB]
+    assert network.server.host == ALICE
+    assert Connected(True) in alice.events and Connected(False) in bob.events
+    sessions = {c.session_id for c in network.server.connections.values()}
+    assert len(sessions) == 2
+
+
+def test_handshake_survives_loss_and_duplication() -> None:
+    network = Network(seed=3)
+    network.add_client(ALICE, loss=0.5, duplicate=0.5)
+    connected(network, ALICE)
+    assert len(network.joined()) == 1
+    assert len(network.server.connections) == 1
+
+
+def test_full_server_refuses_with_a_reason() -> None:
+    network = Network(max_clients=1)
+    network.add_client(ALICE)
+    connected(network, ALICE)
+    bob = network.add_client(BOB)
+    network.run_until(lambda: bob.endpoint.failed)
+    assert Refused(RejectReason.SERVER_FULL) in bob.events
+    assert list(network.server.connections) == [ALICE]
+
+
+def test_unanswered_handshake_times_out() -> None:
+    network = Network()
+    alice = network.add_client(ALICE, loss=1.0)
+    network.run_until(lambda: alice.endpoint.failed, timeout=10)
+    assert Refused(None) in alice.events
+
+
+def test_new_client_gets_the_initial_state_as_a_baseline() -> None:
+    store = GameStateStore(GameState(foo=1, items={"a": [1, 2]}))
+    network = Network(store)
+    alice = network.add_client(ALICE)
+    network.run_until(lambda: getattr(alice.state, "foo", None) == 1)
+    assert alice.state.items == {"a": [1, 2]}
+    assert alice.state.time_order == 0
+
+
+def test_deltas_follow_and_converge_under_loss_duplication_and_reordering() -> None:
+    store = GameStateStore(GameState(counter=0, table={}))
+    network = Network(store, seed=11)
+    alice = network.add_client(ALICE, loss=0.2, duplicate=0.1, latency=0.05, jitter=0.05)
+    connected(network, ALICE)
+    for step in range(200):
+        changes: dict[str, object] = {"counter": step, "table": {step % 7: step}}
+        if step % 13 == 0:
+            changes["table"] = {(step - 7) % 7: __import__("pygase_core").TO_DELETE}
+        push(store, **changes)
+        network.run(0.02)
+    network.run_until(lambda: alice.state.time_order == store.time_order, timeout=3)
+    assert alice.state == store.get_game_state()
+
+
+def test_deltas_are_encoded_once_per_state_version_for_clients_on_the_same_base() -> None:
+    store = GameStateStore(GameState(x=0.0))
+    network = Network(store)
+    clients = [network.add_client((f"10.0.1.{i}", 5000)) for i in range(10)]
+    network.run_until(lambda: all(c.state.time_order == 0 and c.endpoint.connection
+                                  and c.endpoint.connection.applied_time_order == 0
+                                  for c in clients))
+    network.run(0.1)
+    before = network.cache.encodings
+    push(store, x=1.0)
+    network.run_until(lambda: all(c.state.time_order == 1 for c in clients))
+    assert network.cache.encodings - before == 1
+
+
+def test_client_older_than_the_update_cache_gets_a_baseline() -> None:
+    store = GameStateStore(GameState(x=0), update_cache_size=5)
+    assert store.changes_since(0) is not None
+    for i in range(10):
+        push(store, x=i + 1)
+    assert store.changes_since(0) is None  # evicted: the server must send a full state
+    payload = network_payload(store, 0)
+    assert payload.base == FULL_STATE
+    assert network_payload(store, 8).base == 8
+
+
+def network_payload(store: GameStateStore, base: int):  # type: ignore[no-untyped-def]
+    from pygase_core.statesync import PayloadCache
+
+    return PayloadCache(store).payload_for(base)
+
+
+def test_large_state_is_fragmented_and_arrives_despite_loss() -> None:
+    entities = {i: {"x": float(i), "y": float(-i), "name": f"entity-{i}"} for i in range(3000)}
+    store = GameStateStore(GameState(entities=entities))
+    assert len(codec.pack(entities)) > 50 * MAX_FRAGMENT_DATA
+    network = Network(store, seed=5)
+    alice = network.add_client(ALICE, loss=0.2, latency=0.02, jitter=0.01)
+    network.run_until(lambda: getattr(alice.state, "entities", None) is not None, timeout=20)
+    assert alice.state.entities == entities
+
+
+def test_events_run_exactly_once_and_in_order_under_loss() -> None:
+    network = Network(seed=21)
+    alice = network.add_client(ALICE, loss=0.2, duplicate=0.2, latency=0.05, jitter=0.05)
+    connected(network, ALICE)
+    connection = alice.endpoint.connection
+    assert connection is not None
+    payloads = [codec.pack(["MOVE", [i], {}]) for i in range(100)]
+    for i, payload in enumerate(payloads):
+        connection.queue_event(payload, retries=50, token=i)
+        network.run(0.01)
+    network.run_until(lambda: len(network.server_payloads) == 100, timeout=20)
+    assert [p for _, p in network.server_payloads] == payloads
+    network.run_until(lambda: len(alice.acked_tokens) == 100, timeout=20)
+    assert sorted(alice.acked_tokens) == list(range(100))  # every ack once
+
+
+def test_events_without_retries_are_sent_once_and_never_block_later_ones() -> None:
+    network = Network(seed=8)
+    alice = network.add_client(ALICE, loss=0.3)
+    connected(network, ALICE)
+    connection = alice.endpoint.connection
+    assert connection is not None
+    for i in range(50):
+        connection.queue_event(codec.pack(["E", [i], {}]), retries=0)
+        network.run(0.02)
+    network.run_until(lambda: connection.events_in_flight == 0, timeout=5)
+    network.run(0.5)
+    received = [codec.unpack(p)[1][0] for _, p in network.server_payloads]
+    assert received == sorted(set(received))  # in order, no duplicates
+    assert 20 < len(received) < 50  # about 30 % lost, none resent
+
+
+def test_large_event_is_fragmented_both_ways() -> None:
+    network = Network(seed=2)
+    alice = network.add_client(ALICE, loss=0.1)
+    connected(network, ALICE)
+    blob = bytes(range(256)) * 200  # 51 kB
+    payload = codec.pack(["BLOB", [blob], {}])
+    alice.endpoint.connection.queue_event(payload, retries=20)  # type: ignore[union-attr]
+    server_side = network.server.connections[ALICE]
+    server_side.queue_event(payload, retries=20)
+    network.run_until(lambda: network.server_payloads and alice.received_payloads, timeout=10)
+    assert network.server_payloads == [(ALICE, payload)]
+    assert alice.received_payloads == [payload]
+
+
+def test_strangers_datagrams_change_nothing_and_are_counted() -> None:
+    network = Network()
+    alice = network.add_client(ALICE)
+    connected(network, ALICE)
+    session = network.server.connections[ALICE].session_id
+    stranger = ("10.9.9.9", 666)
+    network.inject(b"\x00" * 12, stranger)  # the datagram that killed PyGaSe 0.3.1
+    network.inject(encode_data_header(session, 1, 0, 0) + encode_event_floor(0), stranger)
+    network.inject(encode_disconnect(session, DisconnectReason.SHUTDOWN_REQUEST), stranger)
+    network.inject(encode_disconnect(session + 1, DisconnectReason.CLIENT_LEFT), ALICE)
+    network.run(0.2)
+    assert list(network.server.connections) == [ALICE]
+    assert sum(network.server.drops.values()) >= 4
+    assert alice.endpoint.connection is not None and alice.endpoint.connection.closed is None
+
+
+def test_amplification_is_impossible_before_verification() -> None:
+    network = Network()
+    spoofed = ("10.7.7.7", 1234)
+    for nonce in range(100):
+        network.inject(encode_request(nonce), spoofed)
+    assert network.server.bytes_out_unverified < network.server.bytes_in_unverified
+    assert network.server.connections == {}
+
+
+def test_only_the_hosts_session_can_request_a_shutdown() -> None:
+    network = Network()
+    alice = network.add_client(ALICE)
+    bob = network.add_client(BOB)
+    connected(network, ALICE, BOB)
+    from pygase_core.endpoint import ShutdownRequested
+
+    bob_connection = bob.endpoint.connection
+    assert bob_connection is not None
+    for datagram in bob_connection.close(DisconnectReason.SHUTDOWN_REQUEST):
+        network.up[BOB].send(datagram, BOB, network.now)
+    network.run(0.1)
+    assert not any(isinstance(e, ShutdownRequested) for e in network.server_events)
+    assert BOB not in network.server.connections
+    alice_connection = alice.endpoint.connection
+    assert alice_connection is not None
+    for datagram in alice_connection.close(DisconnectReason.SHUTDOWN_REQUEST):
+        network.up[ALICE].send(datagram, ALICE, network.now)
+    network.run(0.1)
+    assert any(isinstance(e, ShutdownRequested) for e in network.server_events)
+
+
+def test_silent_connections_time_out_on_both_ends() -> None:
+    config = ConnectionConfig(timeout=1.0)
+    network = Network(config=config)
+    alice = network.add_client(ALICE)
+    connected(network, ALICE)
+    network.up[ALICE].loss = 1.0
+    network.down[ALICE].loss = 1.0
+    network.run_until(lambda: not network.server.connections, timeout=3)
+    network.run_until(lambda: any(isinstance(e, ConnectionClosed) for e in alice.events), 3)
+    assert ConnectionClosed(DisconnectReason.TIMED_OUT) in alice.events
+    assert network.left()[0].reason is DisconnectReason.TIMED_OUT
+
+
+def test_acks_work_across_sequence_wrap() -> None:
+    network = Network(seed=4)
+    alice = network.add_client(ALICE, loss=0.1)
+    connected(network, ALICE)
+    connection = alice.endpoint.connection
+    assert connection is not None
+    server_side = network.server.connections[ALICE]
+    # Move both ends close to the wrap, in steps the peer still takes for "newer".
+    for target in (30000, 60000, 65500):
+        connection._sequence = target  # noqa: SLF001
+        server_side._sequence = target  # noqa: SLF001
+        network.run(0.2)
+    for i in range(20):
+        connection.queue_event(codec.pack(["E", [i], {}]), retries=10)
+        network.run(0.1)
+    network.run_until(lambda: len(network.server_payloads) == 20, timeout=10)
+    assert connection._sequence < 1000  # noqa: SLF001 - it did wrap
+    assert connection.stats.rtt is not None and connection.stats.rtt < 0.1
+
+
+def test_received_event_payloads_are_reported_as_events() -> None:
+    network = Network()
+    alice = network.add_client(ALICE)
+    connected(network, ALICE)
+    network.server.connections[ALICE].queue_event(b"\x93\xa1E\x90\x80", retries=0)
+    network.run_until(lambda: alice.received_payloads)
+    assert EventReceived(b"\x93\xa1E\x90\x80") in alice.events
+    assert isinstance(network.joined()[0], ClientJoined)
