@@ -186,11 +186,9 @@ class Client:
             )
             self._send(self._endpoint.start(loop.time()))
             self._timer.arm(self._endpoint.next_deadline())
-            try:
-                await self._handshake_result
-            finally:
-                if ready is not None:
-                    ready.set()
+            await self._handshake_result
+            if ready is not None:
+                ready.set()
             await self._done.wait()
         finally:
             if self._timer is not None:
