@@ -1,0 +1,161 @@
+"""The game state repository: the live state, the recent updates, and deltas for the server.
+
+Whoever progresses the game (usually a :class:`~pygase_core.statemachine.GameStateMachine`)
+pushes updates; the server reads the state and asks for the combined changes a client is missing
+(:meth:`GameStateStore.changes_since`). A client whose known state is older than what the update
+cache remembers needs a full baseline instead, which :meth:`GameStateStore.snapshot` provides.
+
+All access goes through one reentrant lock, because pushes come from the game loop thread while
+the server reads from its I/O thread.
+"""
+
+from __future__ import annotations
+
+import logging
+import threading
+from collections import deque
+from collections.abc import Callable
+
+from .gamestate import GameState, GameStateUpdate
+
+__all__ = ["GameStateStore"]
+
+logger = logging.getLogger("pygase.store")
+
+Listener = Callable[[int], None]
+"""Called with the new ``time_order`` after each applied push."""
+
+
+class GameStateStore:
+    """Provide access to a game state and manage state updates.
+
+    Args:
+        initial_game_state: state of the game before the simulation begins (a fresh, empty
+            :class:`GameState` if omitted).
+        update_cache_size: how many recent updates to keep for building deltas. A client
+            further behind than this gets a full state instead.
+
+    Raises:
+        TypeError: if ``initial_game_state`` is not a :class:`GameState`.
+        ValueError: if ``update_cache_size`` is less than 1.
+    """
+
+    def __init__(
+        self, initial_game_state: GameState | None = None, update_cache_size: int = 100
+    ) -> None:
+        if initial_game_state is None:
+            initial_game_state = GameState()
+        elif not isinstance(initial_game_state, GameState):
+            raise TypeError(
+                f"initial_game_state must be a GameState, not {type(initial_game_state).__name__}"
+            )
+        if isinstance(update_cache_size, bool) or not isinstance(update_cache_size, int):
+            raise TypeError("update_cache_size must be an int")
+        if update_cache_size < 1:
+            raise ValueError("update_cache_size must be at least 1")
+        self._lock = threading.RLock()
+        self._state = initial_game_state
+        self._cache: deque[GameStateUpdate] = deque(maxlen=update_cache_size)
+        # Every update newer than this is still in the cache: deltas can start from here on.
+        self._reach = initial_game_state.time_order
+        self._deltas: dict[int, GameStateUpdate | None] = {}
+        self._listeners: list[Listener] = []
+
+    @property
+    def lock(self) -> threading.RLock:
+        """The lock that guards the state; hold it to read the live state from another thread."""
+        return self._lock
+
+    @property
+    def time_order(self) -> int:
+        """The ``time_order`` of the current state."""
+        return self._state.time_order
+
+    def get_game_state(self) -> GameState:
+        """Return the current game state: the live object, not a copy.
+
+        The game loop reads and pushes in its own thread. Any other thread should read it while
+        holding :attr:`lock`, or use :meth:`snapshot`. Changes made to it directly, rather than
+        by pushing updates, are not sent to clients as deltas.
+        """
+        return self._state
+
+    def get_update_cache(self) -> list[GameStateUpdate]:
+        """Return the latest state updates, oldest first (a new list)."""
+        with self._lock:
+            return list(self._cache)
+
+    def snapshot(self) -> GameState:
+        """An independent deep copy of the current state, taken under the lock."""
+        with self._lock:
+            return self._state.copy()
+
+    def push_update(self, update: GameStateUpdate) -> None:
+        """Push a new state update to the update cache.
+
+        An update that is not newer than the current state is ignored. Otherwise it is applied,
+        cached, and the listeners are called with the new ``time_order`` in this thread, after
+        the lock is released.
+
+        Raises:
+            TypeError: if ``update`` is not a :class:`GameStateUpdate`.
+        """
+        if not isinstance(update, GameStateUpdate):
+            raise TypeError(f"expected a GameStateUpdate, not {type(update).__name__}")
+        with self._lock:
+            if not self._state.apply(update):
+                logger.debug(
+                    "ignored update %d: the state is already at %d",
+                    update.time_order,
+                    self._state.time_order,
+                )
+                return
+            if len(self._cache) == self._cache.maxlen:
+                self._reach = self._cache[0].time_order
+            self._cache.append(update)
+            self._deltas.clear()
+            time_order = self._state.time_order
+            listeners = list(self._listeners)
+        for listener in listeners:
+            try:
+                listener(time_order)
+            except Exception:
+                logger.exception("state listener %r failed", listener)
+
+    def changes_since(self, time_order: int) -> GameStateUpdate | None:
+        """The combined update that takes a state at ``time_order`` to the current state.
+
+        Returns an update without changes (at the current ``time_order``) if nothing is newer,
+        and None if the cache no longer reaches back to ``time_order`` (or it lies in the
+        future): the caller must then send the full state. Results are cached until the next
+        push, as clients often share a base; treat the returned update as read-only.
+        """
+        with self._lock:
+            try:
+                return self._deltas[time_order]
+            except KeyError:
+                pass
+            current = self._state.time_order
+            delta: GameStateUpdate | None
+            if time_order > current or time_order < self._reach:
+                delta = None
+            else:
+                newer = [update for update in self._cache if update.time_order > time_order]
+                delta = GameStateUpdate.combine(newer) or GameStateUpdate(current)
+            self._deltas[time_order] = delta
+            return delta
+
+    def add_listener(self, listener: Listener) -> None:
+        """Call ``listener(new_time_order)`` after each applied push, in the pushing thread.
+
+        An exception raised by the listener is logged and does not reach the pusher.
+        """
+        if not callable(listener):
+            raise TypeError("the listener must be callable")
+        with self._lock:
+            self._listeners.append(listener)
+
+    def remove_listener(self, listener: Listener) -> None:
+        """Stop calling ``listener``; raise ValueError if it was not added."""
+        with self._lock:
+            self._listeners.remove(listener)
