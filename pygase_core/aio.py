@@ -104,7 +104,7 @@ def resolve(hostname: str, port: int) -> list[tuple[int, Any]]:
     even where it also resolves to ``::1``.
     """
     infos = socket.getaddrinfo(hostname, port, type=socket.SOCK_DGRAM)
-    seen = []
+    seen: list[tuple[int, Any]] = []
     for family, _type, _proto, _name, sockaddr in infos:
         if (family, sockaddr) not in seen:
             seen.append((family, sockaddr))

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import contextlib
 import importlib
 import logging
 import sys
@@ -50,10 +51,8 @@ def main(argv: Sequence[str] | None = None) -> int:
         sys.path.insert(0, "")
         backend = load_backend(args.backend)
         print(f"pygase: serving {args.backend} on {args.host} port {args.port}", flush=True)
-        try:
+        with contextlib.suppress(KeyboardInterrupt):
             backend.run(hostname=args.host, port=args.port)
-        except KeyboardInterrupt:
-            pass
         return 0
     from .demo import run_demo
 

@@ -272,7 +272,9 @@ class Client:
         with self._state_lock:
             yield self._game_state
 
-    def register_event_handler(self, event_type: str, event_handler_function: Callable[..., Any]) -> None:
+    def register_event_handler(
+        self, event_type: str, event_handler_function: Callable[..., Any]
+    ) -> None:
         """Call ``event_handler_function(*data, **data)`` for server events of this type."""
         self._handlers.register(event_type, event_handler_function)
 

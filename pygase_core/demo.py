@@ -62,7 +62,7 @@ def on_boost(amount: float, game_state: GameState, dt: float) -> dict[str, Any]:
 
 
 def make_backend(entities: int = 20) -> Backend:
-    """The demo's server side (also servable with ``pygase serve pygase_core.demo:make_backend``)."""
+    """The demo's server side; ``pygase serve pygase_core.demo:make_backend`` serves it alone."""
     return Backend(initial_state(entities), time_step, {"BOOST": on_boost})
 
 
@@ -82,7 +82,7 @@ def run_demo(
     )
     bots = [Client() for _ in range(clients)]
     for bot in bots:
-        bot.connect_in_thread(backend.server.port, backend.server.hostname or "localhost")
+        bot.connect_in_thread(backend.server.port or 0, backend.server.hostname or "localhost")
     stop = threading.Event()
     started = time.monotonic()
     try:

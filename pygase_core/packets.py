@@ -26,7 +26,6 @@ from __future__ import annotations
 import struct
 from dataclasses import dataclass
 from enum import IntEnum
-from typing import Union
 
 from .errors import ProtocolError
 
@@ -180,7 +179,7 @@ class EventFragment:
     data: bytes
 
 
-Message = Union[StateReport, EventFloor, StateFragment, EventFragment]
+Message = StateReport | EventFloor | StateFragment | EventFragment
 
 
 @dataclass(frozen=True)
@@ -202,7 +201,7 @@ class Disconnect:
     reason: DisconnectReason
 
 
-Packet = Union[Request, Challenge, Response, Accept, Reject, Data, Disconnect]
+Packet = Request | Challenge | Response | Accept | Reject | Data | Disconnect
 
 
 def _prefix(packet_type: PacketType) -> bytes:

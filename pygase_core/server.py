@@ -10,6 +10,7 @@ Whenever the store changes, every client that lacks the new state is sent its de
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import threading
 from collections.abc import Callable
 from typing import Any, Protocol
@@ -256,7 +257,9 @@ class Server:
 
     # -- events --------------------------------------------------------------------------------
 
-    def register_event_handler(self, event_type: str, event_handler_function: Callable[..., Any]) -> None:
+    def register_event_handler(
+        self, event_type: str, event_handler_function: Callable[..., Any]
+    ) -> None:
         """Call ``event_handler_function(*data, client_address=...)`` for events of this type.
 
         The handler gets ``client_address`` only if its signature accepts it. It may be a
@@ -357,10 +360,8 @@ class Server:
         loop = self._loop
         if loop is None:
             return
-        try:
+        with contextlib.suppress(RuntimeError):
             call_on_loop(loop, self._state_changed)
-        except RuntimeError:
-            pass
 
     def _state_changed(self) -> None:
         if self._timer is not None and self._endpoint is not None and self._endpoint.connections:

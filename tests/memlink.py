@@ -11,7 +11,7 @@ import random
 from dataclasses import dataclass, field
 from typing import Any
 
-from pygase_core.connection import ConnectionConfig, EventAcknowledged, EventReceived
+from pygase_core.connection import ConnectionConfig, EventAcknowledged, EventReceived, StateReceived
 from pygase_core.endpoint import (
     ClientEndpoint,
     ClientEvent,
@@ -22,10 +22,9 @@ from pygase_core.endpoint import (
     ServerEvent,
 )
 from pygase_core.gamestate import GameState, GameStateUpdate
+from pygase_core.packets import FULL_STATE
 from pygase_core.statesync import PayloadCache, decode_state_payload
 from pygase_core.store import GameStateStore
-from pygase_core.connection import StateReceived
-from pygase_core.packets import FULL_STATE
 
 SERVER_ADDRESS = ("10.0.0.1", 4000)
 
@@ -159,7 +158,7 @@ class Network:
     def step(self, dt: float = 0.001) -> None:
         """Advance the clock by ``dt`` and run everything that is due."""
         self.now += dt
-        for address, link in self.up.items():
+        for link in self.up.values():
             for data, source in link.due(self.now):
                 self.inject(data, source)
         for address, link in self.down.items():

@@ -3,8 +3,8 @@
 from __future__ import annotations
 
 from pygase_core.acks import (
-    ConnectionStats,
     CongestionControl,
+    ConnectionStats,
     ReceiveWindow,
     SentBuffer,
     SentPacket,
