@@ -1,0 +1,350 @@
+"""The game loop: progresses the game state through time at a fixed rate.
+
+A :class:`GameStateMachine` owns the simulation logic. Each step it applies the events clients
+sent since the last step, in arrival order, then the user's ``time_step``, and pushes each
+resulting dict of changes to the :class:`~pygase_core.store.GameStateStore` at once, so every
+later handler sees the state as the earlier ones left it.
+
+Steps are scheduled on fixed deadlines (``start + n * interval`` on the monotonic clock), so
+the rate does not drift with the time each step takes. The loop sleeps until each deadline; if it
+falls several steps behind (a long step, a suspended process) it starts counting afresh instead
+of running a burst of catch-up steps. ``dt`` is always the real time since the previous step, so
+a simulation that scales its changes by ``dt`` stays correct either way.
+
+Game logic errors must not end the game: an exception in a handler or in ``time_step``, or a
+return value that cannot be applied, is logged with its traceback and the loop goes on.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import inspect
+import logging
+import math
+import threading
+import time
+from collections import deque
+from collections.abc import Mapping
+from typing import Any, Final
+
+from .events import Event, EventHandlerRegistry, Handler, dispatch_async
+from .gamestate import GameState, GameStateUpdate, GameStatus
+from .store import GameStateStore
+
+__all__ = ["GameStateMachine"]
+
+logger = logging.getLogger("pygase.statemachine")
+
+_RESYNC_AFTER_STEPS: Final = 3
+"""How many intervals behind schedule the loop may fall before it resynchronises."""
+
+
+def _resolve(future: asyncio.Future[None]) -> None:
+    if not future.done():
+        future.set_result(None)
+
+
+class GameStateMachine:
+    """Run a simulation that progresses the game state.
+
+    Use it as a base class and implement :meth:`time_step`, or assign a function with the same
+    parameters after instantiation (``machine.time_step = fn``).
+
+    Args:
+        game_state_store: the store whose state is progressed.
+
+    Attributes:
+        game_state_store: the store whose state is progressed.
+        game_time: seconds the simulation has been active, summed over all runs.
+    """
+
+    max_queued_events: int = 10_000
+    """Events waiting for the next step beyond this many are dropped (with a warning)."""
+
+    def __init__(self, game_state_store: GameStateStore) -> None:
+        if not isinstance(game_state_store, GameStateStore):
+            raise TypeError(
+                f"game_state_store must be a GameStateStore, not {type(game_state_store).__name__}"
+            )
+        self.game_state_store = game_state_store
+        self.game_time = 0.0
+        self._handlers = EventHandlerRegistry()
+        self._events: deque[Event] = deque()
+        # Guards the run bookkeeping below, which other threads read to stop the loop.
+        self._control = threading.Lock()
+        self._run_token: object | None = None
+        self._stop_requested = False
+        self._stopped = threading.Event()
+        self._stopped.set()
+        self._loop: asyncio.AbstractEventLoop | None = None
+        self._loop_thread: int | None = None
+        self._finished: asyncio.Event | None = None
+        # Only touched in the loop's own thread.
+        self._sleeper: asyncio.Future[None] | None = None
+        self._in_step = False
+
+    # -- game logic ------------------------------------------------------------------------------
+
+    def time_step(self, game_state: GameState, dt: float) -> dict[str, Any]:
+        """Calculate a game state update.
+
+        Implement this in a subclass (or assign a function) to return a dict of changed state
+        attributes; an empty dict or None changes nothing. It may be a coroutine function.
+
+        Args:
+            game_state: the state of the game before the time step.
+            dt: seconds since the previous time step; scale changes by it to simulate at a
+                consistent speed.
+        """
+        raise NotImplementedError(
+            "implement GameStateMachine.time_step in a subclass or assign a function to it"
+        )
+
+    def register_event_handler(self, event_type: str, event_handler_function: Handler) -> None:
+        """Call ``event_handler_function`` for events of ``event_type`` during the game loop.
+
+        Besides the event's data, the handler is passed those of the keyword arguments
+        ``game_state`` (the state as of this event), ``dt`` (time since the last step) and
+        ``client_address`` (the sender) that its signature accepts. Like :meth:`time_step` it
+        returns a dict of changes (or None), and may be a coroutine function.
+        """
+        self._handlers.register(event_type, event_handler_function)
+
+    def _push_event(self, event: Event) -> None:
+        """Queue an event to be handled in the next step; safe to call from any thread."""
+        if not isinstance(event, Event):
+            raise TypeError(f"expected an Event, not {type(event).__name__}")
+        if len(self._events) >= self.max_queued_events:
+            logger.warning("event queue full; dropped event of type %r", event.event_type)
+            return
+        self._events.append(event)
+
+    # -- running -----------------------------------------------------------------------------------
+
+    def run_game_loop(self, interval: float = 0.02) -> None:
+        """Simulate the game world in this thread until :meth:`stop` is called.
+
+        Args:
+            interval: seconds between the starts of consecutive time steps.
+
+        Raises:
+            ValueError: if ``interval`` is not a positive number.
+            NotImplementedError: if no ``time_step`` was provided.
+            RuntimeError: if the loop is already running, or an event loop runs in this
+                thread (then await :meth:`run_game_loop_async` instead).
+        """
+        try:
+            asyncio.get_running_loop()
+        except RuntimeError:
+            pass
+        else:
+            raise RuntimeError(
+                "an asyncio event loop runs in this thread: await run_game_loop_async() instead"
+            )
+        interval, token = self._claim(interval)
+        try:
+            asyncio.run(self._run(interval, token))
+        finally:
+            self._release(token)
+
+    async def run_game_loop_async(self, interval: float = 0.02) -> None:
+        """Simulate the game world as a coroutine until stopped (see :meth:`run_game_loop`)."""
+        interval, token = self._claim(interval)
+        try:
+            await self._run(interval, token)
+        finally:
+            self._release(token)
+
+    def run_game_loop_in_thread(self, interval: float = 0.02) -> threading.Thread:
+        """Simulate the game world in a new daemon thread and return that thread.
+
+        The loop counts as running from the moment this returns, so an immediate :meth:`stop`
+        is not lost.
+        """
+        interval, token = self._claim(interval)
+
+        def main() -> None:
+            try:
+                asyncio.run(self._run(interval, token))
+            finally:
+                self._release(token)
+
+        thread = threading.Thread(target=main, name="pygase-game-loop", daemon=True)
+        try:
+            thread.start()
+        except BaseException:
+            self._release(token)
+            raise
+        return thread
+
+    def stop(self, timeout: float = 1.0) -> bool:
+        """Pause the simulation; return whether the loop had stopped within ``timeout`` seconds.
+
+        Safe to call from any thread. Called from the loop's own thread (say, in a handler), it
+        cannot wait for the loop, which only finishes once the caller returns: it then requests
+        the stop and returns False. A later run resumes the simulation where it stopped.
+        """
+        if not self._request_stop():
+            return True
+        if threading.get_ident() == self._loop_thread:
+            return False
+        return self._stopped.wait(timeout)
+
+    async def stop_async(self, timeout: float = 1.0) -> bool:
+        """Pause the simulation from a coroutine (see :meth:`stop`), without blocking the loop."""
+        if not self._request_stop():
+            return True
+        running = asyncio.get_running_loop()
+        with self._control:
+            same_loop = running is self._loop
+            finished = self._finished
+        if same_loop and finished is not None:
+            if self._in_step:
+                return False
+            try:
+                await asyncio.wait_for(finished.wait(), timeout)
+            except asyncio.TimeoutError:
+                return self._stopped.is_set()
+            return True
+        return await running.run_in_executor(None, self._stopped.wait, timeout)
+
+    def _has_time_step(self) -> bool:
+        return "time_step" in vars(self) or type(self).time_step is not GameStateMachine.time_step
+
+    def _claim(self, interval: float) -> tuple[float, object]:
+        """Validate the arguments and mark the loop as running, atomically."""
+        if (
+            isinstance(interval, bool)
+            or not isinstance(interval, int | float)
+            or not math.isfinite(interval)
+            or interval <= 0
+        ):
+            raise ValueError(f"interval must be a positive number of seconds, not {interval!r}")
+        if not self._has_time_step():
+            raise NotImplementedError(
+                "implement GameStateMachine.time_step in a subclass or assign a function to it"
+            )
+        token = object()
+        with self._control:
+            if self._run_token is not None:
+                raise RuntimeError("the game loop is already running")
+            self._run_token = token
+            self._stop_requested = False
+            self._stopped.clear()
+        return float(interval), token
+
+    def _release(self, token: object) -> None:
+        """Mark the run identified by ``token`` as over (a no-op if it already is)."""
+        with self._control:
+            if self._run_token is not token:
+                return
+            self._run_token = None
+            self._loop = None
+            self._loop_thread = None
+            self._stopped.set()
+
+    def _request_stop(self) -> bool:
+        """Ask a running loop to stop; return whether one was running."""
+        with self._control:
+            if self._run_token is None:
+                return False
+            self._stop_requested = True
+            loop = self._loop
+        if loop is not None:
+            # The loop may have closed in the meantime; then it is stopping anyway.
+            with contextlib.suppress(RuntimeError):
+                loop.call_soon_threadsafe(self._wake)
+        return True
+
+    def _wake(self) -> None:
+        """Cut the current sleep short (runs in the loop's thread)."""
+        if self._sleeper is not None:
+            _resolve(self._sleeper)
+
+    async def _sleep_until(self, deadline: float) -> None:
+        loop = asyncio.get_running_loop()
+        delay = deadline - time.monotonic()
+        if delay <= 0:
+            await asyncio.sleep(0)
+            return
+        sleeper: asyncio.Future[None] = loop.create_future()
+        timer = loop.call_later(delay, _resolve, sleeper)
+        self._sleeper = sleeper
+        try:
+            await sleeper
+        finally:
+            timer.cancel()
+            self._sleeper = None
+
+    async def _run(self, interval: float, token: object) -> None:
+        finished = asyncio.Event()
+        with self._control:
+            self._loop = asyncio.get_running_loop()
+            self._loop_thread = threading.get_ident()
+            self._finished = finished
+        try:
+            self._push_changes({"game_status": GameStatus.Active}, "starting the game loop")
+            start = previous = time.monotonic()
+            steps = 0
+            while not self._stop_requested:
+                await self._sleep_until(start + (steps + 1) * interval)
+                if self._stop_requested:
+                    break
+                steps += 1
+                now = time.monotonic()
+                dt = now - previous
+                previous = now
+                self.game_time += dt
+                await self._step(dt)
+                now = time.monotonic()
+                if now - (start + steps * interval) > _RESYNC_AFTER_STEPS * interval:
+                    start, steps = now, 0
+        finally:
+            self._push_changes({"game_status": GameStatus.Paused}, "stopping the game loop")
+            self._release(token)
+            finished.set()
+
+    # -- one step ----------------------------------------------------------------------------------
+
+    async def _step(self, dt: float) -> None:
+        self._in_step = True
+        try:
+            store = self.game_state_store
+            # Only the events queued so far: events arriving meanwhile wait for the next step.
+            for _ in range(len(self._events)):
+                event = self._events.popleft()
+                extras = {
+                    "game_state": store.get_game_state(),
+                    "dt": dt,
+                    "client_address": event.client_address,
+                }
+                handled = await dispatch_async(self._handlers, event, extras)
+                self._push_changes(handled, f"the handler for {event.event_type!r}")
+            try:
+                changes: object = self.time_step(store.get_game_state(), dt)
+                if inspect.isawaitable(changes):
+                    changes = await changes
+            except Exception:
+                logger.exception("time_step failed")
+                return
+            self._push_changes(changes, "time_step")
+        finally:
+            self._in_step = False
+
+    def _push_changes(self, changes: object, source: str) -> None:
+        """Push a dict of changes as the next update; log (not raise) if that is impossible."""
+        if changes is None:
+            return
+        store = self.game_state_store
+        try:
+            if not isinstance(changes, Mapping):
+                raise TypeError(
+                    f"{source} returned {type(changes).__name__}, expected a dict of changes"
+                )
+            if not changes:
+                return
+            update = GameStateUpdate.from_changes(store.time_order + 1, changes)
+            store.push_update(update)
+        except Exception:
+            logger.exception("%s: its changes could not be applied", source)
