@@ -36,6 +36,7 @@ from .endpoint import (
 )
 from .errors import NotConnectedError, ProtocolError, UsageError
 from .events import Event, EventHandlerRegistry, decode_event, dispatch_sync, encode_event
+from .linksim import LinkConditions, resolve_link
 from .packets import DisconnectReason
 from .statesync import DEFAULT_MAX_STATE_SIZE, PayloadCache
 from .store import GameStateStore
@@ -57,6 +58,9 @@ class Server:
         max_state_size / max_event_size: largest encoded state or event in bytes.
         host_client: ``"first"`` (the first client to connect may shut the server down) or None
             (no client may).
+        link: simulated network conditions for this server's datagrams (a
+            :class:`~pygase_core.linksim.LinkConditions` or a string such as ``"average"``);
+            None reads the ``PYGASE_LINK`` environment variable.
 
     Blocking calls have coroutine forms named with an ``_async`` suffix (``run_async``,
     ``shutdown_async``) for programs that run their own asyncio loop.
@@ -71,6 +75,7 @@ class Server:
         max_state_size: int = DEFAULT_MAX_STATE_SIZE,
         max_event_size: int = DEFAULT_MAX_STATE_SIZE,
         host_client: str | None = "first",
+        link: LinkConditions | str | None = None,
     ) -> None:
         if not isinstance(game_state_store, GameStateStore):
             raise TypeError("game_state_store must be a GameStateStore")
@@ -96,6 +101,7 @@ class Server:
         self._event_wire: EventWire | None = None
         self._sockname: Any = None
         self._lock = threading.Lock()
+        self._link = resolve_link(link)
 
     # -- read-only views -----------------------------------------------------------------------
 
@@ -178,7 +184,7 @@ class Server:
         for family, sockaddr in resolve(hostname, port):
             try:
                 _transport, protocol = await loop.create_datagram_endpoint(
-                    lambda: DatagramEndpoint(self._on_datagram),
+                    lambda: DatagramEndpoint(self._on_datagram, self._link),
                     local_addr=sockaddr[:2],
                     family=family,
                 )
