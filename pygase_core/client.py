@@ -51,6 +51,7 @@ from .errors import (
 )
 from .events import EventHandlerRegistry, decode_event, dispatch_sync, encode_event
 from .gamestate import GameState
+from .linksim import LinkConditions, resolve_link
 from .packets import FULL_STATE, DisconnectReason, RejectReason
 from .statesync import DEFAULT_MAX_STATE_SIZE, decode_state_payload
 
@@ -80,6 +81,9 @@ class Client:
         connect_timeout: seconds to wait for the server's answer to the handshake.
         timeout: seconds of silence after which the connection counts as lost.
         max_state_size / max_event_size: largest encoded state or event in bytes.
+        link: simulated network conditions for this client's datagrams (a
+            :class:`~pygase_core.linksim.LinkConditions` or a string such as ``"average"``);
+            None reads the ``PYGASE_LINK`` environment variable.
 
     Blocking calls have coroutine forms named with an ``_async`` suffix (``connect_async``,
     ``disconnect_async``).
@@ -93,6 +97,7 @@ class Client:
         timeout: float = 5.0,
         max_state_size: int = DEFAULT_MAX_STATE_SIZE,
         max_event_size: int = DEFAULT_MAX_STATE_SIZE,
+        link: LinkConditions | str | None = None,
     ) -> None:
         self._config = ConnectionConfig(
             timeout=timeout, max_state_size=max_state_size, max_event_size=max_event_size
@@ -115,6 +120,7 @@ class Client:
         self._event_dispatcher: Callable[[Callable[[], object]], None] | None = None
         self._server_address: Any = None
         self._start_lock = threading.Lock()
+        self._link = resolve_link(link)
         self.plugin_manager.hook.pygase_client_created(client=self)
 
     # -- properties ----------------------------------------------------------------------------
@@ -180,7 +186,7 @@ class Client:
             family, address = resolve(hostname, port)[0]
             self._server_address = address
             _transport, self._io = await loop.create_datagram_endpoint(
-                lambda: DatagramEndpoint(self._on_datagram),
+                lambda: DatagramEndpoint(self._on_datagram, self._link),
                 remote_addr=address[:2],
                 family=family,
             )
