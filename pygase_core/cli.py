@@ -1,4 +1,4 @@
-"""The ``pygase`` command line: serve a Backend from a module, or run the demo."""
+"""The ``pygase`` command line: serve a Backend from a module, run the demo, or a bot swarm."""
 
 from __future__ import annotations
 
@@ -42,6 +42,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     demo.add_argument("--seconds", type=float, default=10.0, help="0 runs until Ctrl-C")
     demo.add_argument("--entities", type=int, default=20)
     demo.add_argument("--port", type=int, default=0)
+    _add_bots_parser(commands)
     args = parser.parse_args(argv)
     logging.basicConfig(
         level=logging.INFO if args.verbose else logging.WARNING,
@@ -54,6 +55,8 @@ def main(argv: Sequence[str] | None = None) -> int:
         with contextlib.suppress(KeyboardInterrupt):
             backend.run(hostname=args.host, port=args.port)
         return 0
+    if args.command == "bots":
+        return _run_bots(args)
     from .demo import run_demo
 
     run_demo(
@@ -64,6 +67,57 @@ def main(argv: Sequence[str] | None = None) -> int:
         out=lambda line: print(line, flush=True),
     )
     return 0
+
+
+def _add_bots_parser(commands: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
+    bots = commands.add_parser(
+        "bots",
+        help="load-test a server with a swarm of headless clients",
+        description="Run COUNT real clients on one event loop against a pygase server and"
+        " report the state age and event round trips they see. Round trips need the server to"
+        " echo the bots' events: register pygase_core.bots.echo_handler() for EVENT_TYPE.",
+    )
+    bots.add_argument("address", metavar="HOST:PORT")
+    bots.add_argument("--count", type=int, default=10, help="number of bots (default 10)")
+    bots.add_argument("--seconds", type=float, default=10.0, help="measuring time (default 10)")
+    bots.add_argument("--rate", type=float, default=5.0, help="events per second per bot")
+    bots.add_argument("--frame-rate", type=float, default=60.0, help="state reads per second")
+    bots.add_argument("--warmup", type=float, default=1.0, help="seconds before measuring")
+    bots.add_argument(
+        "--time-attribute", default="server_time", help="state attribute with the step's time"
+    )
+    bots.add_argument(
+        "--epoch", type=float, default=0.0, help="what the timestamp counts from (time.time())"
+    )
+    bots.add_argument("--event-type", default="BOT_INPUT")
+    bots.add_argument("--echo-attribute", default="bot_echo")
+    bots.add_argument("--first-id", type=int, default=0, help="id of the first bot")
+    bots.add_argument("--json", action="store_true", help="print the report as JSON")
+
+
+def _run_bots(args: argparse.Namespace) -> int:
+    from .bots import run_cli
+
+    if args.count < 1:
+        raise SystemExit("pygase bots: --count must be at least 1")
+    try:
+        return run_cli(
+            args.address,
+            args.count,
+            args.seconds,
+            args.rate,
+            frame_rate=args.frame_rate,
+            warmup=args.warmup,
+            time_attribute=args.time_attribute,
+            epoch=args.epoch,
+            event_type=args.event_type,
+            echo_attribute=args.echo_attribute,
+            first_id=args.first_id,
+            as_json=args.json,
+            out=lambda line: print(line, flush=True),
+        )
+    except ValueError as error:
+        raise SystemExit(f"pygase bots: {error}") from None
 
 
 if __name__ == "__main__":
