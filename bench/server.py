@@ -1,0 +1,291 @@
+"""The bench's server process: one scenario, served by pygase or by PyGaSe 0.3.1.
+
+Both implementations are driven the same way, through the API they share: a ``GameStateStore``
+whose updates a thread pushes at a fixed rate, served by ``Server.run_in_thread``, with an event
+wire that collects the bots' input events for the next tick to echo. (PyGaSe 0.3.1's own game
+loop never sleeps, so it cannot set the pace; its loop is measured separately by loopcheck.py.)
+
+Every tick moves every entity and stamps the state with the tick's time in seconds since the
+bench's epoch, which the bots compare with their own clock. PyGaSe 0.3.1 packs floats as
+float32, so the stamp is kept small (relative to the epoch) to stay precise.
+
+The process talks to the orchestrator over stdin/stdout: it prints ``READY <port>``, answers
+``mark LABEL`` with ``MARK LABEL {json}`` (its CPU time from the OS, bytes and datagrams through
+its socket, ticks), and ``quit`` ends it. Datagrams are counted by wrapping the socket class's
+send and receive methods, the one layer both implementations go through.
+
+This file runs under both virtual environments, so it imports pygase only for its ``--impl``.
+"""
+
+from __future__ import annotations
+
+import argparse
+import collections
+import json
+import os
+import random
+import socket
+import sys
+import threading
+import time
+from typing import Any
+
+
+class SocketCounter:
+    """Bytes and datagrams through every socket of this process (the server's is the only one)."""
+
+    def __init__(self) -> None:
+        self.bytes_out = 0
+        self.datagrams_out = 0
+        self.bytes_in = 0
+        self.datagrams_in = 0
+
+    def install(self) -> None:
+        """Wrap ``socket.socket``'s datagram methods; asyncio and curio both call them."""
+        counter = self
+        original_sendto = socket.socket.sendto
+        original_recvfrom = socket.socket.recvfrom
+        original_recvfrom_into = socket.socket.recvfrom_into
+
+        def sendto(sock: socket.socket, data: Any, *args: Any) -> int:
+            sent = original_sendto(sock, data, *args)
+            counter.bytes_out += len(data)
+            counter.datagrams_out += 1
+            return sent
+
+        def recvfrom(sock: socket.socket, *args: Any) -> Any:
+            result = original_recvfrom(sock, *args)
+            counter.bytes_in += len(result[0])
+            counter.datagrams_in += 1
+            return result
+
+        def recvfrom_into(sock: socket.socket, *args: Any) -> Any:
+            result = original_recvfrom_into(sock, *args)
+            counter.bytes_in += result[0]
+            counter.datagrams_in += 1
+            return result
+
+        socket.socket.sendto = sendto  # type: ignore[assignment,method-assign]
+        socket.socket.recvfrom = recvfrom  # type: ignore[method-assign]
+        socket.socket.recvfrom_into = recvfrom_into  # type: ignore[method-assign]
+
+
+class World:
+    """The scenario: entities bouncing in a box, every one moving every tick."""
+
+    SIZE = 100.0
+
+    def __init__(self, entities: int, seed: int = 3) -> None:
+        rng = random.Random(seed)
+        self.positions = [
+            [rng.uniform(0, self.SIZE), rng.uniform(0, self.SIZE)] for _ in range(entities)
+        ]
+        self.velocities = [[rng.uniform(-20, 20), rng.uniform(-20, 20)] for _ in range(entities)]
+
+    def initial(self) -> dict[int, list[float]]:
+        return {i: list(p) for i, p in enumerate(self.positions)}
+
+    def step(self, dt: float) -> dict[int, list[float]]:
+        moved = {}
+        for i, (position, velocity) in enumerate(zip(self.positions, self.velocities, strict=True)):
+            for axis in (0, 1):
+                value = position[axis] + velocity[axis] * dt
+                if not 0.0 <= value <= self.SIZE:
+                    velocity[axis] = -velocity[axis]
+                    value = min(max(value, 0.0), self.SIZE)
+                position[axis] = value
+            moved[i] = [position[0], position[1]]
+        return moved
+
+
+class Ticker:
+    """Pushes one update per tick from its own thread, on fixed deadlines."""
+
+    def __init__(
+        self,
+        impl: Any,
+        world: World,
+        echoes: collections.deque[tuple[int, int]],
+        interval: float,
+        epoch: float,
+    ) -> None:
+        self.impl = impl
+        self.world = world
+        self.echoes = echoes
+        self.interval = interval
+        self.epoch = epoch
+        self.ticks = 0
+        self.late_sum = 0.0
+        self.late_max = 0.0
+        self.change_bytes = 0
+        self.change_samples = 0
+        self.stop = threading.Event()
+
+    def run(self) -> None:
+        start = time.monotonic()
+        previous = start
+        scheduled = 0
+        while not self.stop.is_set():
+            scheduled += 1
+            deadline = start + scheduled * self.interval
+            delay = deadline - time.monotonic()
+            if delay > 0:
+                time.sleep(delay)
+            now = time.monotonic()
+            late = now - deadline
+            if late > 5 * self.interval:  # suspended or starved: count afresh, no burst
+                start, scheduled = now, 0
+            self.late_sum += max(late, 0.0)
+            self.late_max = max(self.late_max, late)
+            changes: dict[str, Any] = {
+                "entities": self.world.step(now - previous),
+                "t": time.time() - self.epoch,
+            }
+            previous = now
+            echo: dict[int, int] = {}
+            while self.echoes:
+                bot, sequence = self.echoes.popleft()
+                echo[bot] = max(sequence, echo.get(bot, 0))
+            if echo:
+                changes["echo"] = echo
+            self.ticks += 1
+            self.impl.push(changes)
+            if self.ticks % 10 == 0:  # the msgpack size of the changes, sampled: it barely varies
+                self.change_bytes += self.impl.packed_size(changes)
+                self.change_samples += 1
+
+
+class PygaseImpl:
+    """pygase: the store, the server and an event wire, all from the public API."""
+
+    def __init__(self, world: World, max_clients: int, echoes: collections.deque[Any]) -> None:
+        import msgpack
+
+        from pygase_core import GameState, GameStateStore, GameStateUpdate, Server
+
+        self._update = GameStateUpdate
+        self._msgpack = msgpack
+        self.store = GameStateStore(GameState(entities=world.initial(), t=0.0, echo={}))
+        self.server = Server(self.store, max_clients=max_clients, host_client=None)
+
+        class Wire:
+            def _push_event(self, event: Any) -> None:
+                if event.event_type == "BOT_INPUT":
+                    echoes.append((int(event.args[0]), int(event.args[1])))
+
+        self.wire = Wire()
+
+    def start(self, host: str) -> int:
+        self.server.run_in_thread(port=0, hostname=host, event_wire=self.wire)
+        return int(self.server.port or 0)
+
+    def push(self, changes: dict[str, Any]) -> None:
+        self.store.push_update(self._update(self.store.time_order + 1, **changes))
+
+    def packed_size(self, changes: dict[str, Any]) -> int:
+        return len(self._msgpack.packb(changes, use_bin_type=True))
+
+    def connections(self) -> int:
+        return len(self.server.connections)
+
+    def stop(self) -> None:
+        self.server.shutdown()
+
+
+class PeerImpl:
+    """PyGaSe 0.3.1, driven through the same calls."""
+
+    def __init__(self, world: World, max_clients: int, echoes: collections.deque[Any]) -> None:
+        import umsgpack
+        from pygase.backend import GameStateStore, Server
+        from pygase.gamestate import GameState, GameStateUpdate
+
+        self._update = GameStateUpdate
+        self._umsgpack = umsgpack
+        self.store = GameStateStore(GameState(entities=world.initial(), t=0.0, echo={}))
+        self.server = Server(self.store)
+
+        class Wire:
+            async def _push_event(self, event: Any) -> None:
+                if event.type == "BOT_INPUT":
+                    echoes.append((int(event.handler_args[0]), int(event.handler_args[1])))
+
+        self.wire = Wire()
+
+    def start(self, host: str) -> int:
+        self.server.run_in_thread(port=0, hostname=host, event_wire=self.wire)
+        deadline = time.monotonic() + 10
+        while self.server.port is None and time.monotonic() < deadline:
+            time.sleep(0.01)
+        return int(self.server.port or 0)
+
+    def push(self, changes: dict[str, Any]) -> None:
+        state = self.store.get_game_state()
+        self.store.push_update(self._update(state.time_order + 1, **changes))
+
+    def packed_size(self, changes: dict[str, Any]) -> int:
+        return len(self._umsgpack.packb(changes, force_float_precision="single"))
+
+    def connections(self) -> int:
+        return len(self.server.connections)
+
+    def stop(self) -> None:
+        pass  # the process exits; PyGaSe 0.3.1's shutdown would start a second curio kernel
+
+
+def cpu_seconds() -> float:
+    """User plus system CPU time of this process, as the OS accounts it."""
+    times = os.times()
+    return times.user + times.system
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--impl", choices=("pygase", "peer"), required=True)
+    parser.add_argument("--host", default="127.0.0.1")
+    parser.add_argument("--entities", type=int, default=100)
+    parser.add_argument("--tick-rate", type=float, default=50.0)
+    parser.add_argument("--epoch", type=float, required=True)
+    parser.add_argument("--max-clients", type=int, default=1000)
+    args = parser.parse_args(argv)
+
+    counter = SocketCounter()
+    counter.install()
+    echoes: collections.deque[tuple[int, int]] = collections.deque()
+    world = World(args.entities)
+    impl_class = PygaseImpl if args.impl == "pygase" else PeerImpl
+    impl = impl_class(world, args.max_clients, echoes)
+    ticker = Ticker(impl, world, echoes, 1.0 / args.tick_rate, args.epoch)
+    port = impl.start(args.host)
+    thread = threading.Thread(target=ticker.run, name="bench-ticker", daemon=True)
+    thread.start()
+    print(f"READY {port}", flush=True)
+    for line in sys.stdin:
+        command, _, label = line.strip().partition(" ")
+        if command == "mark":
+            reading = {
+                "wall": time.time(),
+                "cpu": cpu_seconds(),
+                "bytes_out": counter.bytes_out,
+                "datagrams_out": counter.datagrams_out,
+                "bytes_in": counter.bytes_in,
+                "datagrams_in": counter.datagrams_in,
+                "ticks": ticker.ticks,
+                "late_sum": ticker.late_sum,
+                "late_max": ticker.late_max,
+                "change_bytes": ticker.change_bytes,
+                "change_samples": ticker.change_samples,
+                "connections": impl.connections(),
+            }
+            print(f"MARK {label} {json.dumps(reading)}", flush=True)
+        elif command == "quit":
+            break
+    ticker.stop.set()
+    thread.join(1.0)
+    impl.stop()
+    sys.stdout.flush()
+    os._exit(0)  # PyGaSe 0.3.1 leaves non-daemon threads behind; nothing here needs cleaning up
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
