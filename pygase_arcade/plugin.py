@@ -10,24 +10,25 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING, Any
 
-from pygase_core.plugins import EventDispatcher, hookimpl
+from pygase_core.plugins import EventDispatcher, FrameSession, hookimpl, session_attribute
 
 if TYPE_CHECKING:
     from pygase_core.client import Client
 
 #: The name of the attribute through which the window marks the clients it owns.
-SESSION_ATTRIBUTE = "_pygase_arcade_session"
+SESSION_ATTRIBUTE = session_attribute("arcade")
 
 
-def _session(client: Client) -> Any:
-    return getattr(client, SESSION_ATTRIBUTE, None)
+def _session(client: Client) -> FrameSession | None:
+    session = getattr(client, SESSION_ATTRIBUTE, None)
+    return session if isinstance(session, FrameSession) else None
 
 
 @hookimpl
 def pygase_event_dispatcher(client: Client) -> EventDispatcher | None:
     """Run the handlers of a window's client on the window thread, during its next update."""
     session = _session(client)
-    return None if session is None else session.dispatch_to_frame_thread  # type: ignore[no-any-return]
+    return None if session is None else session.dispatch_to_frame_thread
 
 
 @hookimpl

@@ -10,24 +10,25 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING, Any
 
-from pygase_core.plugins import EventDispatcher, hookimpl
+from pygase_core.plugins import EventDispatcher, FrameSession, hookimpl, session_attribute
 
 if TYPE_CHECKING:
     from pygase_core.client import Client
 
 #: The name of the attribute through which the mixin marks the clients it owns.
-SESSION_ATTRIBUTE = "_pygase_pygame_session"
+SESSION_ATTRIBUTE = session_attribute("pygame")
 
 
-def _session(client: Client) -> Any:
-    return getattr(client, SESSION_ATTRIBUTE, None)
+def _session(client: Client) -> FrameSession | None:
+    session = getattr(client, SESSION_ATTRIBUTE, None)
+    return session if isinstance(session, FrameSession) else None
 
 
 @hookimpl
 def pygase_event_dispatcher(client: Client) -> EventDispatcher | None:
     """Run the handlers of a mixin's client on the game's thread, during its next pump."""
     session = _session(client)
-    return None if session is None else session.dispatch_to_frame_thread  # type: ignore[no-any-return]
+    return None if session is None else session.dispatch_to_frame_thread
 
 
 @hookimpl
