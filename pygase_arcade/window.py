@@ -81,21 +81,19 @@ class ArcadeSession(FrameSession):
     def draw_stats(
         self,
         x: float = 6,
-        y: float | None = None,
+        y: float = 6,
         *,
         color: tuple[int, int, int, int] = (255, 255, 255, 255),
         font_size: float = 11,
     ) -> None:
         """Draw the one-line connection overlay (RTT, loss, kB/s in and out) in screen space.
 
-        By default at the window's top left corner. The window calls this by itself after
-        ``on_draw`` when created with ``show_stats=True``.
+        ``(x, y)`` is the text's bottom left corner, by default the window's bottom left. The
+        window calls this by itself before each flip when created with ``show_stats=True``.
         """
-        if y is None:
-            y = self._window.height - 6
         if self._stats_text is None:
             self._stats_text = arcade.Text(
-                "", x, y, color, font_size, anchor_x="left", anchor_y="top"
+                "", x, y, color, font_size, anchor_x="left", anchor_y="bottom"
             )
         text = self._stats_text
         text.text = self.stats_text()

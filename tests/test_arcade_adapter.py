@@ -162,8 +162,10 @@ def test_state_events_and_status_reach_the_window_thread_and_the_screen(
         assert image.getpixel((100, 70)) == DOT
         assert image.getpixel((100 + DOT_RADIUS + 2, 70)) == BACKGROUND
         assert image.getpixel((40, 30)) == BACKGROUND
-        # The stats overlay was drawn at the top left, over the background.
-        overlay = [image.getpixel((x, y)) for x in range(4, 120) for y in range(4, 20)]
+        # The stats overlay was drawn at the bottom left, over the background.
+        overlay = [
+            image.getpixel((x, y)) for x in range(4, 120) for y in range(HEIGHT - 20, HEIGHT - 4)
+        ]
         assert any(pixel != BACKGROUND for pixel in overlay)
     finally:
         window.close()

@@ -183,9 +183,11 @@ def test_direction_from_keys() -> None:
 # -- a real game --------------------------------------------------------------------------------
 
 
-def python_module(module: str, *args: str) -> subprocess.Popen[str]:
-    """Start ``python -m module args`` from the repository root."""
-    env = {**os.environ, "PYTHONUNBUFFERED": "1"}
+def python_module(
+    module: str, *args: str, env: dict[str, str] | None = None
+) -> subprocess.Popen[str]:
+    """Start ``python -m module args`` from the repository root, with extra ``env`` variables."""
+    env = {**os.environ, "PYTHONUNBUFFERED": "1", **(env or {})}
     return subprocess.Popen(
         [sys.executable, "-m", module, *args],
         cwd=ROOT,
@@ -261,4 +263,51 @@ def test_two_bots_play_and_the_chaser_changes(chase_server: int) -> None:
     finally:
         observer.disconnect()
         outputs = [stop(b) for b in bots]
+    assert all("Traceback" not in output for output in outputs), outputs
+
+
+def test_pygame_arcade_and_bot_clients_play_in_one_game(
+    chase_server: int, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The three kinds of client join the same game, and each sees the others."""
+    pytest.importorskip("pygame")
+    pytest.importorskip("arcade")
+    monkeypatch.setenv("SDL_VIDEODRIVER", "dummy")
+    monkeypatch.setenv("SDL_AUDIODRIVER", "dummy")
+    from examples.chase.pygame_client import ChasePygameClient
+
+    robo = python_module("examples.chase.bot", "--port", str(chase_server), "--name", "Robo")
+    arcade_env = {"ARCADE_HEADLESS": os.environ.get("ARCADE_HEADLESS", "1")}
+    bob = python_module(
+        "examples.chase.arcade_client",
+        "--port",
+        str(chase_server),
+        "--name",
+        "Bob",
+        env=arcade_env,
+    )
+    game = ChasePygameClient("Ann")
+    game.start(chase_server)
+    try:
+        robo_positions: set[tuple[float, float]] = set()
+        deadline = time.monotonic() + 60
+        while True:
+            assert time.monotonic() < deadline, f"not everyone showed up: {game.pygase.snapshot}"
+            assert robo.poll() is None and bob.poll() is None, "a client quit early"
+            snapshot = game.frame()
+            if snapshot is None or game.player_id is None:
+                continue
+            names = {player["name"]: player for player in snapshot.players.values()}
+            if "Robo" in names:
+                robo_positions.add((names["Robo"]["x"], names["Robo"]["y"]))
+            if {"Ann", "Bob", "Robo"} <= set(names) and len(robo_positions) > 10:
+                break
+        assert snapshot.players[game.player_id]["name"] == "Ann"
+        # The frame shows Ann (her own player, outlined in white) where the state has her.
+        ann = snapshot.players[game.player_id]
+        edge = (round(ann["x"]) + rules.PLAYER_RADIUS - 1, round(ann["y"]))
+        assert tuple(game.screen.get_at(edge))[:3] == common.OWN_OUTLINE_COLOR
+    finally:
+        game.stop()
+        outputs = [stop(robo), stop(bob)]
     assert all("Traceback" not in output for output in outputs), outputs

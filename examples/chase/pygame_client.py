@@ -1,0 +1,156 @@
+"""The pygame chase client: ``python -m examples.chase.pygame_client [--name Ann] [--port 8080]``.
+
+Move with the arrow keys or WASD; close the window or press Escape to leave. The game keeps its
+own pygame loop; :class:`~pygase_pygame.PygaseClientMixin` adds ``self.pygase``, which is pumped
+once per frame by ``self.pygase.tick(clock, 60)`` and provides an interpolated snapshot to draw.
+Server events reach this game on its own thread in two ways, both shown here: registered
+handlers (``WELCOME``, ``TAG``) and pygame events of type ``PYGASE_STATUS``.
+"""
+
+from __future__ import annotations
+
+import argparse
+import time
+
+import pygame
+
+from examples.chase import common, rules
+from examples.chase.common import InputSender
+from pygase_core import ClientStatus
+from pygase_core.interpolation import Snapshot
+from pygase_pygame import PYGASE_STATUS, PygaseClientMixin
+
+JOIN_RETRY_SECONDS = 0.5
+TAG_MESSAGE_SECONDS = 2.0
+
+
+class ChasePygameClient(PygaseClientMixin):
+    """Play chase in a pygame window."""
+
+    pygase_interpolate = ("players.*.x", "players.*.y")
+
+    def __init__(self, name: str) -> None:
+        self.name = name
+        self.player_id: str | None = None
+        self.message = ""
+        self._message_until = 0.0
+        self._last_join = -JOIN_RETRY_SECONDS
+        self.running = False
+        self.pygase.register_event_handler("WELCOME", self._on_welcome)
+        self.pygase.register_event_handler("TAG", self._on_tag)
+
+    def _on_welcome(self, player_id: str) -> None:
+        self.player_id = player_id
+
+    def _on_tag(self, tagger: str, tagged: str) -> None:
+        snapshot = self.pygase.snapshot
+        names = snapshot.players if snapshot is not None else {}
+        tagger_name = names.get(tagger, {}).get("name", "?")
+        tagged_name = names.get(tagged, {}).get("name", "?")
+        self._show(f"{tagger_name} tagged {tagged_name}!")
+
+    def _show(self, message: str) -> None:
+        self.message = message
+        self._message_until = time.monotonic() + TAG_MESSAGE_SECONDS
+
+    def run(self, port: int, hostname: str = "localhost") -> None:
+        """Open the window, connect, and play until the window is closed."""
+        self.start(port, hostname)
+        try:
+            while self.running:
+                self.frame()
+        finally:
+            self.stop()
+
+    def start(self, port: int, hostname: str = "localhost") -> None:
+        """Open the window and connect."""
+        pygame.init()
+        self.screen = pygame.display.set_mode(common.ARENA_SIZE)
+        pygame.display.set_caption(f"chase - {self.name}")
+        self.font = pygame.font.Font(None, 22)
+        self.clock = pygame.time.Clock()
+        self.pygase.connect(port, hostname)
+        self.sender = InputSender(self.pygase.dispatch_event)
+        self.running = True
+
+    def frame(self) -> Snapshot | None:
+        """Play one frame: network, input, drawing. Returns the snapshot it drew."""
+        snapshot = self.pygase.tick(self.clock, 60)
+        for event in pygame.event.get():
+            self._handle(event)
+        if self.pygase.status is ClientStatus.CONNECTED:
+            self._send_input(self.sender)
+        self.draw(self.screen, self.font, snapshot)
+        pygame.display.flip()
+        return snapshot
+
+    def stop(self) -> None:
+        """Leave the game and close the window."""
+        if self.pygase.status is ClientStatus.CONNECTED:
+            self.pygase.dispatch_event("LEAVE")
+        self.pygase.disconnect()
+        pygame.quit()
+
+    def _handle(self, event: pygame.event.Event) -> None:
+        escape = event.type == pygame.KEYDOWN and event.key == pygame.K_ESCAPE
+        if event.type == pygame.QUIT or escape:
+            self.running = False
+        elif event.type == PYGASE_STATUS and event.status is ClientStatus.DISCONNECTED:
+            self._show(f"Disconnected: {event.reason}")
+            self._message_until = float("inf")
+
+    def _send_input(self, sender: InputSender) -> None:
+        if self.player_id is None:
+            now = time.monotonic()
+            if now - self._last_join >= JOIN_RETRY_SECONDS:
+                self.pygase.dispatch_event("JOIN", self.name)
+                self._last_join = now
+            return
+        keys = pygame.key.get_pressed()
+        sender.update(
+            common.direction_from_keys(
+                keys[pygame.K_LEFT] or keys[pygame.K_a],
+                keys[pygame.K_RIGHT] or keys[pygame.K_d],
+                keys[pygame.K_UP] or keys[pygame.K_w],
+                keys[pygame.K_DOWN] or keys[pygame.K_s],
+            )
+        )
+
+    def draw(
+        self, screen: pygame.Surface, font: pygame.font.Font, snapshot: Snapshot | None
+    ) -> None:
+        """Draw the arena as the snapshot has it; the player's own dot goes on top of all."""
+        screen.fill(common.BACKGROUND_COLOR)
+        if snapshot is not None:
+            header = common.status_line(self.player_id, snapshot)
+        else:
+            header = self.pygase.status_text()
+        if time.monotonic() < self._message_until:
+            header = f"{header}   {self.message}"
+        screen.blit(font.render(header, True, (255, 255, 255)), (8, 8))
+        self.pygase.draw_stats(screen, (8, common.ARENA_SIZE[1] - 22))
+        if snapshot is None:
+            return
+        own_last = sorted(snapshot.players.items(), key=lambda item: item[0] == self.player_id)
+        for player_id, player in own_last:
+            center = (round(player["x"]), round(player["y"]))
+            color = common.player_color(snapshot, player_id)
+            pygame.draw.circle(screen, color, center, rules.PLAYER_RADIUS)
+            if player_id == self.player_id:
+                pygame.draw.circle(screen, common.OWN_OUTLINE_COLOR, center, rules.PLAYER_RADIUS, 2)
+            label = font.render(f"{player['name']} ({player['tags']})", True, (230, 230, 230))
+            screen.blit(label, label.get_rect(midbottom=(center[0], center[1] - 18)))
+
+
+def main(argv: list[str] | None = None) -> None:
+    """Parse the command line and play."""
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--host", default="localhost", help="server address")
+    parser.add_argument("--port", type=int, default=8080, help="server port")
+    parser.add_argument("--name", default="pygame player", help="player name")
+    args = parser.parse_args(argv)
+    ChasePygameClient(args.name).run(args.port, args.host)
+
+
+if __name__ == "__main__":
+    main()
