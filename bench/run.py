@@ -140,6 +140,22 @@ class ServerProcess:
                 self.process.wait()
 
 
+def machine_busy() -> tuple[float, float] | None:
+    """Busy and total CPU time of the whole machine so far, in seconds (Linux), else None.
+
+    Other programs on the machine take cores from the server and the bots; the difference
+    between the machine's busy time and ours over the window tells the reader how much.
+    """
+    try:
+        fields = Path("/proc/stat").read_text().splitlines()[0].split()[1:]
+    except OSError:
+        return None
+    ticks = [int(f) for f in fields[:8]]
+    hz = os.sysconf("SC_CLK_TCK")
+    idle = ticks[3] + ticks[4]
+    return (sum(ticks) - idle) / hz, sum(ticks) / hz
+
+
 def sleep_until(wall: float) -> None:
     delay = wall - time.time()
     if delay > 0:
@@ -198,11 +214,13 @@ def run_scenario(
             )
             first += size
         sleep_until(start_at)
+        busy_before = machine_busy()
         before = server.mark("start")
         if profile is not None:
             spy = start_profile(server.process.pid, args.seconds, profile)
         sleep_until(end_at)
         after = server.mark("end")
+        busy_after = machine_busy()
         outputs = []
         for swarm in swarms:
             try:
@@ -219,7 +237,13 @@ def run_scenario(
                 swarm.kill()
                 swarm.wait()
         server.stop()
-    return figures(impl, clients, before, after, outputs, server_header(impl))
+    result = figures(impl, clients, before, after, outputs, server_header(impl))
+    if busy_before is not None and busy_after is not None:
+        window = after["wall"] - before["wall"]
+        busy = busy_after[0] - busy_before[0]
+        ours = after["cpu"] - before["cpu"] + sum(o.get("cpu", 0.0) for o in outputs)
+        result["other_load_cores"] = round(max(busy - ours, 0.0) / window, 2)
+    return result
 
 
 def start_profile(pid: int, seconds: float, output: Path) -> subprocess.Popen[str] | None:
@@ -384,6 +408,7 @@ TABLE = [
     ("wire/msgpack", "wire_over_msgpack", 2),
     ("less headers", "wire_less_headers_over_msgpack", 2),
     ("bots core %", "bot_core_pct_max", 0),
+    ("other load", "other_load_cores", 2),
 ]
 
 
