@@ -38,6 +38,7 @@ from .connection import (
     EventReceived,
     StateReceived,
 )
+from .crypto import ConnectToken
 from .endpoint import ClientEndpoint, ClientEvent, Connected, Refused
 from .errors import (
     ConnectionFailed,
@@ -46,6 +47,7 @@ from .errors import (
     PayloadTooLargeError,
     ProtocolError,
     ServerFullError,
+    TokenRejectedError,
     UsageError,
     VersionMismatchError,
 )
@@ -158,14 +160,24 @@ class Client:
     # -- connecting ----------------------------------------------------------------------------
 
     async def connect_async(
-        self, port: int, hostname: str = "localhost", *, ready: threading.Event | None = None
+        self,
+        port: int,
+        hostname: str = "localhost",
+        *,
+        connect_token: ConnectToken | bytes | None = None,
+        ready: threading.Event | None = None,
     ) -> None:
         """Connect and serve the connection until it ends (coroutine form of :meth:`connect`).
+
+        With a ``connect_token`` (see :func:`pygase_core.crypto.make_connect_token`) the session
+        is encrypted; a server with a secret key accepts nothing else.
 
         Raises :class:`~pygase_core.errors.ServerFullError`,
         :class:`~pygase_core.errors.ConnectTimeoutError` or another
         :class:`~pygase_core.errors.ConnectionFailed` if the handshake fails.
         """
+        if isinstance(connect_token, bytes):
+            connect_token = ConnectToken.from_bytes(connect_token)
         with self._start_lock:
             if not self._finished.is_set():
                 raise UsageError("this client is already connected or connecting")
@@ -180,7 +192,10 @@ class Client:
             self._done = asyncio.Event()
             self._handshake_result: asyncio.Future[bool] = loop.create_future()
             self._endpoint = ClientEndpoint(
-                loop.time(), config=self._config, connect_timeout=self.connect_timeout
+                loop.time(),
+                config=self._config,
+                connect_timeout=self.connect_timeout,
+                token=connect_token,
             )
             self._timer = DeadlineTimer(loop, self._on_timer)
             family, address = resolve(hostname, port)[0]
@@ -206,18 +221,30 @@ class Client:
             self._loop = None
             self._finished.set()
 
-    def connect(self, port: int, hostname: str = "localhost") -> None:
+    def connect(
+        self,
+        port: int,
+        hostname: str = "localhost",
+        *,
+        connect_token: ConnectToken | bytes | None = None,
+    ) -> None:
         """Open a connection to a pygase server and serve it until it ends (blocking)."""
-        asyncio.run(self.connect_async(port, hostname))
+        asyncio.run(self.connect_async(port, hostname, connect_token=connect_token))
 
-    def connect_in_thread(self, port: int, hostname: str = "localhost") -> threading.Thread:
+    def connect_in_thread(
+        self,
+        port: int,
+        hostname: str = "localhost",
+        *,
+        connect_token: ConnectToken | bytes | None = None,
+    ) -> threading.Thread:
         """Connect from a background thread; returns the thread once the handshake succeeded.
 
         Raises the handshake's error in the calling thread if it failed.
         """
 
         async def main(ready: threading.Event) -> None:
-            await self.connect_async(port, hostname, ready=ready)
+            await self.connect_async(port, hostname, connect_token=connect_token, ready=ready)
 
         thread, failure = run_in_thread("pygase-client", main, daemon=True)
         if failure:
@@ -256,8 +283,7 @@ class Client:
                 DisconnectReason.SHUTDOWN_REQUEST if shutdown_server
                 else DisconnectReason.CLIENT_LEFT
             )
-            if endpoint.connection.closed is None:
-                self._send(endpoint.connection.close(reason))
+            self._send(endpoint.close(reason))
             self._finish(_REASONS[reason])
         else:
             self._fail(ConnectionFailed("disconnected before the handshake completed"))
@@ -380,6 +406,11 @@ class Client:
             elif isinstance(event, Refused):
                 if event.reason is RejectReason.SERVER_FULL:
                     self._fail(ServerFullError("the server is full"))
+                elif event.reason is RejectReason.INVALID_TOKEN:
+                    self._fail(TokenRejectedError(
+                        "the server refused the connect token (invalid, expired or used)"))
+                elif event.reason is RejectReason.TOKEN_REQUIRED:
+                    self._fail(TokenRejectedError("the server requires a connect token"))
                 elif event.reason is RejectReason.VERSION_MISMATCH:
                     self._fail(VersionMismatchError("the server speaks another protocol version"))
                 else:

@@ -19,7 +19,7 @@ from .packets import (
     DATA_PACKET_OVERHEAD,
     EVENT_FLOOR_SIZE,
     EVENT_FRAGMENT_OVERHEAD,
-    MAX_DATAGRAM_SIZE,
+    MAX_PLAIN_DATAGRAM,
     NO_STATE,
     STATE_REPORT_SIZE,
     Data,
@@ -45,7 +45,7 @@ from .statesync import (
 )
 
 MAX_EVENT_FRAGMENT_DATA = (
-    MAX_DATAGRAM_SIZE - DATA_PACKET_OVERHEAD - STATE_REPORT_SIZE - EVENT_FLOOR_SIZE
+    MAX_PLAIN_DATAGRAM - DATA_PACKET_OVERHEAD - STATE_REPORT_SIZE - EVENT_FLOOR_SIZE
     - EVENT_FRAGMENT_OVERHEAD
 )
 DISCONNECT_REPEATS = 5
@@ -123,7 +123,7 @@ class _Outgoing:
 
     def add(self, message: bytes, ref: object | None) -> None:
         if not self.datagrams or self._size(self.datagrams[-1][0]) + len(message) > (
-            MAX_DATAGRAM_SIZE - self.header_room
+            MAX_PLAIN_DATAGRAM - self.header_room
         ):
             self.datagrams.append(([], []))
         parts, refs = self.datagrams[-1]

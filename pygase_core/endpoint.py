@@ -34,27 +34,38 @@ from .connection import (
     Role,
     StateReceived,
 )
+from .crypto import (
+    ConnectToken,
+    CookieSealer,
+    SessionCipher,
+    TokenContents,
+    open_private_token,
+)
 from .errors import ProtocolError
 from .packets import (
     COOKIE_SIZE,
     HANDSHAKE_SIZE,
     MAX_DATAGRAM_SIZE,
     PROTOCOL_VERSION,
+    SECURE_COOKIE_SIZE,
     Accept,
     Challenge,
     Data,
     Disconnect,
     DisconnectReason,
+    PacketType,
     Reject,
     RejectReason,
     Request,
     Response,
+    TokenRequest,
     decode,
     encode_accept,
     encode_challenge,
     encode_reject,
     encode_request,
     encode_response,
+    encode_token_request,
     peek_version,
 )
 from .statesync import PayloadCache
@@ -65,6 +76,21 @@ COOKIE_LIFETIME = 10.0
 HANDSHAKE_RESEND_INTERVAL = 0.1
 _TIMESTAMP = struct.Struct("!Q")
 _MAX_USED_COOKIES = 65536
+_SESSION_TYPES = (PacketType.DATA, PacketType.DISCONNECT)
+
+
+def _spend(used: dict[bytes, float], key: bytes, now: float, expiry: float) -> bool:
+    """Record a single-use key until ``expiry``; False if it was used (or the table is full)."""
+    if len(used) >= _MAX_USED_COOKIES:
+        for old, until in list(used.items()):
+            if until < now:
+                del used[old]
+        if len(used) >= _MAX_USED_COOKIES:
+            return False
+    if key in used:
+        return False
+    used[key] = expiry
+    return True
 
 
 @dataclass(frozen=True)
@@ -115,6 +141,9 @@ class ServerEndpoint:
         secret: bytes | None = None,
         random_bits: Callable[[int], int] = secrets.randbits,
         host_is_first_client: bool = True,
+        secret_key: bytes | None = None,
+        address_text: str = "",
+        unix_offset: float = 0.0,
     ) -> None:
         if max_clients < 1:
             raise ValueError("max_clients must be at least 1")
@@ -133,6 +162,13 @@ class ServerEndpoint:
         """The address of the host client (who may shut the server down), if any."""
         self.host_is_first_client = host_is_first_client
         """Whether the first client to complete the handshake becomes the host."""
+        self.ciphers: dict[Address, SessionCipher] = {}
+        self._secret_key = secret_key
+        self.address_text = address_text
+        """This server's address as connect tokens name it (``host:port``)."""
+        self._unix_offset = unix_offset
+        self._sealer = CookieSealer() if secret_key is not None else None
+        self._used_tokens: dict[bytes, float] = {}
 
     # -- cookies -------------------------------------------------------------------------------
 
@@ -141,31 +177,81 @@ class ServerEndpoint:
         return hmac.new(self._secret, message, hashlib.sha256).digest()[:16]
 
     def _make_cookie(self, address: Address, nonce: int, now: float) -> bytes:
-        stamp = _TIMESTAMP.pack(int((now - self._epoch) * 1000) & 0xFFFFFFFFFFFFFFFF)
+        stamp = self._stamp(now)
         return stamp + self._mac(address, nonce, stamp)
 
     def _cookie_valid(self, address: Address, nonce: int, cookie: bytes, now: float) -> bool:
         if len(cookie) != COOKIE_SIZE:
             return False
         stamp, mac = cookie[:8], cookie[8:]
-        (millis,) = _TIMESTAMP.unpack(stamp)
-        age = (now - self._epoch) - millis / 1000
-        if not (-0.001 <= age <= COOKIE_LIFETIME):
+        if not self._stamp_fresh(stamp, now):
             return False
         return hmac.compare_digest(mac, self._mac(address, nonce, stamp))
 
     def _spend_cookie(self, cookie: bytes, now: float) -> bool:
         """Mark a cookie used; False if it was used before (a replayed response)."""
-        if len(self._used_cookies) >= _MAX_USED_COOKIES:
-            for key, expiry in list(self._used_cookies.items()):
-                if expiry < now:
-                    del self._used_cookies[key]
-            if len(self._used_cookies) >= _MAX_USED_COOKIES:
-                return False
-        if cookie in self._used_cookies:
-            return False
-        self._used_cookies[cookie] = now + COOKIE_LIFETIME
-        return True
+        return _spend(self._used_cookies, cookie, now, now + COOKIE_LIFETIME)
+
+    def _stamp(self, now: float) -> bytes:
+        return _TIMESTAMP.pack(int((now - self._epoch) * 1000) & 0xFFFFFFFFFFFFFFFF)
+
+    def _stamp_fresh(self, stamp: bytes, now: float) -> bool:
+        millis: int = _TIMESTAMP.unpack(stamp)[0]
+        return -0.001 <= (now - self._epoch) - millis / 1000 <= COOKIE_LIFETIME
+
+    @staticmethod
+    def _cookie_ad(address: Address, nonce: int, stamp: bytes) -> bytes:
+        return repr((address[0], address[1])).encode() + _TIMESTAMP.pack(nonce) + stamp
+
+    def _token_request(
+        self, packet: TokenRequest, address: Address, now: float
+    ) -> tuple[Outgoing, list[ServerEvent]]:
+        if self._secret_key is None or self._sealer is None:
+            self.drops["token on a server without encryption"] += 1
+            return [], []
+        try:
+            contents = open_private_token(
+                self._secret_key,
+                self.address_text,
+                packet.expires_at,
+                packet.private,
+                now + self._unix_offset,
+            )
+        except ProtocolError:
+            self.drops["invalid token"] += 1
+            return self._answer(encode_reject(packet.nonce, RejectReason.INVALID_TOKEN), address)
+        if contents.token_id in self._used_tokens:
+            self.drops["reused token"] += 1
+            return self._answer(encode_reject(packet.nonce, RejectReason.INVALID_TOKEN), address)
+        if len(self.connections) >= self.max_clients and address not in self.connections:
+            return self._answer(encode_reject(packet.nonce, RejectReason.SERVER_FULL), address)
+        stamp = self._stamp(now)
+        cookie = stamp + self._sealer.seal(contents, self._cookie_ad(address, packet.nonce, stamp))
+        return self._answer(encode_challenge(packet.nonce, cookie), address)
+
+    def _open_secure_cookie(
+        self, packet: Response, address: Address, now: float
+    ) -> TokenContents | None:
+        """The session keys from a valid, fresh cookie whose token was not used; else None."""
+        if self._sealer is None or len(packet.cookie) != SECURE_COOKIE_SIZE:
+            self.drops["invalid cookie"] += 1
+            return None
+        stamp = packet.cookie[:8]
+        if not self._stamp_fresh(stamp, now):
+            self.drops["invalid cookie"] += 1
+            return None
+        try:
+            contents = self._sealer.open(
+                packet.cookie[8:], self._cookie_ad(address, packet.nonce, stamp)
+            )
+        except ProtocolError:
+            self.drops["invalid cookie"] += 1
+            return None
+        expiry = now + COOKIE_LIFETIME + 3600
+        if not _spend(self._used_tokens, contents.token_id, now, expiry):
+            self.drops["reused token"] += 1
+            return None
+        return contents
 
     # -- datagrams -----------------------------------------------------------------------------
 
@@ -173,6 +259,13 @@ class ServerEndpoint:
         self, data: bytes, address: Address, now: float, cache: PayloadCache | None = None
     ) -> tuple[Outgoing, list[ServerEvent]]:
         """Handle one datagram; never raises for anything a peer sends."""
+        cipher = self.ciphers.get(address)
+        if cipher is not None and len(data) > 3 and data[3] in _SESSION_TYPES:
+            try:
+                data = cipher.open(data)
+            except ProtocolError:
+                self.drops["failed authentication"] += 1
+                return [], []
         try:
             packet = decode(data)
         except ProtocolError:
@@ -180,7 +273,13 @@ class ServerEndpoint:
         if isinstance(packet, Data | Disconnect):
             return self._session_packet(packet, len(data), address, now, cache)
         self.bytes_in_unverified += len(data)
+        if isinstance(packet, TokenRequest):
+            return self._token_request(packet, address, now)
         if isinstance(packet, Request):
+            if self._secret_key is not None:
+                return self._answer(
+                    encode_reject(packet.nonce, RejectReason.TOKEN_REQUIRED), address
+                )
             if len(self.connections) >= self.max_clients and address not in self.connections:
                 return self._answer(encode_reject(packet.nonce, RejectReason.SERVER_FULL), address)
             cookie = self._make_cookie(address, packet.nonce, now)
@@ -219,8 +318,13 @@ class ServerEndpoint:
         if existing is not None and self.nonces.get(address) == packet.nonce:
             # The accept was lost and the client repeats itself: repeat the answer.
             is_host = False if self.host is None else self.host == address
-            return self._answer(encode_accept(packet.nonce, existing.session_id, is_host), address)
-        if not self._cookie_valid(address, packet.nonce, packet.cookie, now):
+            return self._answer(self._accept(packet.nonce, existing, is_host, address), address)
+        contents = None
+        if self._secret_key is not None:
+            contents = self._open_secure_cookie(packet, address, now)
+            if contents is None:
+                return [], []
+        elif not self._cookie_valid(address, packet.nonce, packet.cookie, now):
             self.drops["invalid cookie"] += 1
             return [], []
         if not self._spend_cookie(packet.cookie, now):
@@ -234,12 +338,23 @@ class ServerEndpoint:
         connection = Connection(self._random_bits(64), Role.SERVER, now, self.config)
         self.connections[address] = connection
         self.nonces[address] = packet.nonce
+        if contents is not None:
+            self.ciphers[address] = SessionCipher(
+                contents.server_to_client_key, contents.client_to_server_key
+            )
         if self.host is None and self.host_is_first_client:
             self.host = address
         is_host = self.host == address
         events.append(ClientJoined(address, connection, is_host))
-        out, _ = self._answer(encode_accept(packet.nonce, connection.session_id, is_host), address)
+        out, _ = self._answer(self._accept(packet.nonce, connection, is_host, address), address)
         return out, events
+
+    def _accept(self, nonce: int, connection: Connection, is_host: bool, address: Address) -> bytes:
+        accept = encode_accept(nonce, connection.session_id, is_host)
+        cipher = self.ciphers.get(address)
+        if cipher is None:
+            return accept
+        return accept + cipher.accept_tag(accept)
 
     def _session_packet(
         self,
@@ -273,7 +388,14 @@ class ServerEndpoint:
             return [], []
         return [], [PeerEvent(address, event) for event in happened]
 
+    def _seal(self, address: Address, datagrams: list[bytes]) -> Outgoing:
+        cipher = self.ciphers.get(address)
+        if cipher is None:
+            return [(datagram, address) for datagram in datagrams]
+        return [(cipher.seal(datagram), address) for datagram in datagrams]
+
     def _remove(self, address: Address, reason: DisconnectReason) -> ClientLeft:
+        self.ciphers.pop(address, None)
         connection = self.connections.pop(address)
         connection.closed = connection.closed or reason
         self.nonces.pop(address, None)
@@ -295,7 +417,7 @@ class ServerEndpoint:
         events: list[ServerEvent] = []
         for address, connection in list(self.connections.items()):
             datagrams, happened = connection.poll(now, cache)
-            out.extend((datagram, address) for datagram in datagrams)
+            out.extend(self._seal(address, datagrams))
             for event in happened:
                 if isinstance(event, ConnectionClosed):
                     events.append(self._remove(address, event.reason))
@@ -308,8 +430,9 @@ class ServerEndpoint:
         connection = self.connections.get(address)
         if connection is None:
             return []
+        out = self._seal(address, connection.close(reason))
         self._remove(address, reason)
-        return [(datagram, address) for datagram in connection.close(reason)]
+        return out
 
     def disconnect_all(self, reason: DisconnectReason) -> Outgoing:
         """End every session (server shutdown)."""
@@ -348,8 +471,14 @@ class ClientEndpoint:
         config: ConnectionConfig | None = None,
         connect_timeout: float = 5.0,
         nonce: int | None = None,
+        token: ConnectToken | None = None,
     ) -> None:
         self.config = config or ConnectionConfig()
+        self.token = token
+        self.cipher = (
+            None if token is None
+            else SessionCipher(token.client_to_server_key, token.server_to_client_key)
+        )
         self.nonce = secrets.randbits(64) if nonce is None else nonce
         self.connection: Connection | None = None
         self.is_host = False
@@ -361,6 +490,11 @@ class ClientEndpoint:
 
     def _handshake_datagram(self) -> bytes:
         if self._cookie is None:
+            token = self.token
+            if token is not None:
+                return encode_token_request(
+                    self.nonce, token.expires_at, token.server_address, token.private
+                )
             return encode_request(self.nonce)
         return encode_response(self.nonce, self._cookie)
 
@@ -374,6 +508,16 @@ class ClientEndpoint:
         if len(data) > MAX_DATAGRAM_SIZE:
             self.drops["oversized"] += 1
             return [], []
+        cipher = self.cipher
+        if cipher is not None and len(data) > 3 and data[3] in _SESSION_TYPES:
+            if self.connection is None:
+                self.drops["unexpected packet"] += 1
+                return [], []
+            try:
+                data = cipher.open(data)
+            except ProtocolError:
+                self.drops["failed authentication"] += 1
+                return [], []
         try:
             packet = decode(data)
         except ProtocolError:
@@ -402,14 +546,29 @@ class ClientEndpoint:
             self._last_sent = now
             return [self._handshake_datagram()], []
         if isinstance(packet, Accept):
+            if cipher is not None and not cipher.accept_genuine(data[: len(data) - 16], packet.tag):
+                self.drops["forged accept"] += 1
+                return [], []
             self.connection = Connection(packet.session_id, Role.CLIENT, now, self.config)
             self.is_host = packet.is_host
-            return self.connection.flush(now), [Connected(packet.is_host)]
+            return self._seal(self.connection.flush(now)), [Connected(packet.is_host)]
         if isinstance(packet, Reject):
             self.failed = True
             return [], [Refused(packet.reason)]
         self.drops["unexpected packet type"] += 1
         return [], []
+
+    def _seal(self, datagrams: list[bytes]) -> list[bytes]:
+        cipher = self.cipher
+        if cipher is None:
+            return datagrams
+        return [cipher.seal(datagram) for datagram in datagrams]
+
+    def close(self, reason: DisconnectReason) -> list[bytes]:
+        """End the session from this side: the disconnect datagrams to send."""
+        if self.connection is None or self.connection.closed is not None:
+            return []
+        return self._seal(self.connection.close(reason))
 
     def next_deadline(self) -> float:
         """When :meth:`poll` should run next."""
@@ -421,7 +580,7 @@ class ClientEndpoint:
         """Resend the handshake, time out, or run the session's due work."""
         if self.connection is not None:
             datagrams, events = self.connection.poll(now)
-            return datagrams, list(events)
+            return self._seal(datagrams), list(events)
         if self.failed:
             return [], []
         if now >= self._deadline:

@@ -50,5 +50,9 @@ class VersionMismatchError(ConnectionFailed):
     """The server speaks another version of the pygase protocol."""
 
 
+class TokenRejectedError(ConnectionFailed):
+    """The server needs a connect token, or refused the one presented (invalid, expired, used)."""
+
+
 class ConnectTimeoutError(ConnectionFailed, TimeoutError):
     """The server did not answer the handshake in time."""

@@ -33,6 +33,10 @@ MAGIC = b"PG"
 PROTOCOL_VERSION = 1
 MAX_DATAGRAM_SIZE = 1200
 """Payload budget of one datagram; fits the path MTU of practically every internet route."""
+SESSION_SEAL_OVERHEAD = 24
+"""Room kept free in every session packet for the packet number and tag of encryption."""
+MAX_PLAIN_DATAGRAM = MAX_DATAGRAM_SIZE - SESSION_SEAL_OVERHEAD
+"""Budget of a session packet before (optional) sealing."""
 HANDSHAKE_SIZE = 1000
 """Padded size of client handshake packets; every server answer to them is smaller."""
 NO_STATE = 0xFFFFFFFFFFFFFFFF
@@ -51,6 +55,7 @@ class PacketType(IntEnum):
     REJECT = 5
     DATA = 6
     DISCONNECT = 7
+    TOKEN_REQUEST = 8
 
 
 class RejectReason(IntEnum):
@@ -58,6 +63,8 @@ class RejectReason(IntEnum):
 
     SERVER_FULL = 1
     VERSION_MISMATCH = 2
+    INVALID_TOKEN = 3
+    TOKEN_REQUIRED = 4
 
 
 class DisconnectReason(IntEnum):
@@ -81,7 +88,12 @@ class MessageTag(IntEnum):
 _PREFIX = struct.Struct("!2sBB")
 _NONCE = struct.Struct("!Q")
 COOKIE_SIZE = 24
-"""A handshake cookie: an 8-byte timestamp and a 16-byte keyed MAC."""
+"""A plain handshake cookie: an 8-byte timestamp and a 16-byte keyed MAC."""
+SECURE_COOKIE_SIZE = 120
+"""Cookies of encrypted servers also seal the session keys: timestamp, nonce, keys, tag."""
+_COOKIE_SIZES = (COOKIE_SIZE, SECURE_COOKIE_SIZE)
+PRIVATE_TOKEN_SIZE = 100
+"""The sealed part of a connect token (see :mod:`pygase_core.crypto`)."""
 _ACCEPT = struct.Struct("!QQB")
 _REJECT = struct.Struct("!QB")
 DATA_HEADER = struct.Struct("!QHHI")
@@ -97,7 +109,7 @@ EVENT_FRAGMENT_OVERHEAD = 1 + _EVENT_FRAGMENT_HEADER.size
 STATE_REPORT_SIZE = 1 + _U64.size
 EVENT_FLOOR_SIZE = 1 + _U32.size
 MAX_FRAGMENT_DATA = (
-    MAX_DATAGRAM_SIZE - DATA_PACKET_OVERHEAD - STATE_REPORT_SIZE - EVENT_FLOOR_SIZE
+    MAX_PLAIN_DATAGRAM - DATA_PACKET_OVERHEAD - STATE_REPORT_SIZE - EVENT_FLOOR_SIZE
     - STATE_FRAGMENT_OVERHEAD
 )
 """Largest fragment body that still fits a datagram beside the per-packet messages."""
@@ -109,6 +121,16 @@ class Request:
     """A client asks to connect (padded to :data:`HANDSHAKE_SIZE`)."""
 
     nonce: int
+
+
+@dataclass(frozen=True)
+class TokenRequest:
+    """A client asks to connect to an encrypted server, presenting its connect token."""
+
+    nonce: int
+    expires_at: int
+    server_address: str
+    private: bytes
 
 
 @dataclass(frozen=True)
@@ -134,6 +156,7 @@ class Accept:
     nonce: int
     session_id: int
     is_host: bool
+    tag: bytes = b""
 
 
 @dataclass(frozen=True)
@@ -201,7 +224,7 @@ class Disconnect:
     reason: DisconnectReason
 
 
-Packet = Request | Challenge | Response | Accept | Reject | Data | Disconnect
+Packet = Request | TokenRequest | Challenge | Response | Accept | Reject | Data | Disconnect
 
 
 def _prefix(packet_type: PacketType) -> bytes:
@@ -217,6 +240,15 @@ def encode_request(nonce: int) -> bytes:
     return _padded(_prefix(PacketType.REQUEST) + _NONCE.pack(nonce))
 
 
+def encode_token_request(nonce: int, expires_at: int, server_address: str, private: bytes) -> bytes:
+    """Encode a connection request with a connect token, padded like a plain request."""
+    address = server_address.encode()
+    return _padded(
+        _prefix(PacketType.TOKEN_REQUEST) + _NONCE.pack(nonce) + _NONCE.pack(expires_at)
+        + bytes((len(address),)) + address + private
+    )
+
+
 def encode_challenge(nonce: int, cookie: bytes) -> bytes:
     """Encode the server's challenge to a request."""
     return _prefix(PacketType.CHALLENGE) + _NONCE.pack(nonce) + cookie
@@ -224,11 +256,13 @@ def encode_challenge(nonce: int, cookie: bytes) -> bytes:
 
 def encode_response(nonce: int, cookie: bytes) -> bytes:
     """Encode the client's answer to a challenge, padded like a request."""
-    return _padded(_prefix(PacketType.RESPONSE) + _NONCE.pack(nonce) + cookie)
+    return _padded(
+        _prefix(PacketType.RESPONSE) + _NONCE.pack(nonce) + bytes((len(cookie),)) + cookie
+    )
 
 
 def encode_accept(nonce: int, session_id: int, is_host: bool) -> bytes:
-    """Encode the server's acceptance of a verified client."""
+    """Encode the server's acceptance of a verified client (an encrypted server appends a tag)."""
     return _prefix(PacketType.ACCEPT) + _ACCEPT.pack(nonce, session_id, int(is_host))
 
 
@@ -305,22 +339,29 @@ def decode(datagram: bytes) -> Packet:
     try:
         if packet_type is PacketType.DATA:
             return _decode_data(body)
-        if packet_type in (PacketType.REQUEST, PacketType.RESPONSE):
+        if packet_type in (PacketType.REQUEST, PacketType.RESPONSE, PacketType.TOKEN_REQUEST):
             if len(datagram) != HANDSHAKE_SIZE:
                 raise ProtocolError("handshake packet not padded to its fixed size")
             (nonce,) = _NONCE.unpack_from(body)
             if packet_type is PacketType.REQUEST:
                 return Request(nonce)
-            cookie = bytes(body[_NONCE.size : _NONCE.size + COOKIE_SIZE])
-            return Response(nonce, cookie)
+            if packet_type is PacketType.TOKEN_REQUEST:
+                return _decode_token_request(nonce, body)
+            size = body[_NONCE.size]
+            start = _NONCE.size + 1
+            if size not in _COOKIE_SIZES:
+                raise ProtocolError("cookie of the wrong size")
+            return Response(nonce, bytes(body[start : start + size]))
         if packet_type is PacketType.CHALLENGE:
-            _expect_size(body, _NONCE.size + COOKIE_SIZE)
+            if len(body) - _NONCE.size not in _COOKIE_SIZES:
+                raise ProtocolError("challenge of the wrong size")
             (nonce,) = _NONCE.unpack_from(body)
             return Challenge(nonce, bytes(body[_NONCE.size :]))
         if packet_type is PacketType.ACCEPT:
-            _expect_size(body, _ACCEPT.size)
+            if len(body) not in (_ACCEPT.size, _ACCEPT.size + 16):
+                raise ProtocolError("accept packet of the wrong size")
             nonce, session_id, flags = _ACCEPT.unpack_from(body)
-            return Accept(nonce, session_id, bool(flags & 1))
+            return Accept(nonce, session_id, bool(flags & 1), bytes(body[_ACCEPT.size :]))
         if packet_type is PacketType.REJECT:
             _expect_size(body, _REJECT.size)
             nonce, reason = _REJECT.unpack_from(body)
@@ -328,8 +369,22 @@ def decode(datagram: bytes) -> Packet:
         _expect_size(body, _DISCONNECT.size)
         session_id, reason = _DISCONNECT.unpack_from(body)
         return Disconnect(session_id, DisconnectReason(reason))
-    except (struct.error, ValueError) as error:
+    except (struct.error, ValueError, IndexError) as error:
         raise ProtocolError(f"malformed {packet_type.name} packet: {error}") from None
+
+
+def _decode_token_request(nonce: int, body: memoryview) -> TokenRequest:
+    (expires_at,) = _NONCE.unpack_from(body, _NONCE.size)
+    offset = 2 * _NONCE.size
+    length = body[offset]
+    offset += 1
+    try:
+        address = bytes(body[offset : offset + length]).decode()
+    except UnicodeDecodeError:
+        raise ProtocolError("server address is not text") from None
+    offset += length
+    private = bytes(body[offset : offset + PRIVATE_TOKEN_SIZE])
+    return TokenRequest(nonce, expires_at, address, private)
 
 
 def _expect_size(body: memoryview, size: int) -> None:

@@ -12,6 +12,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import threading
+import time
 from collections.abc import Callable
 from typing import Any, Protocol
 
@@ -25,6 +26,7 @@ from .aio import (
     run_in_thread,
 )
 from .connection import Connection, ConnectionConfig, EventAcknowledged, EventReceived
+from .crypto import format_address
 from .endpoint import (
     Address,
     ClientJoined,
@@ -61,6 +63,11 @@ class Server:
         link: simulated network conditions for this server's datagrams (a
             :class:`~pygase_core.linksim.LinkConditions` or a string such as ``"average"``);
             None reads the ``PYGASE_LINK`` environment variable.
+        secret_key: 32 bytes shared with whatever issues connect tokens; when set, only
+            clients with a valid token (:func:`pygase_core.crypto.make_connect_token`) may
+            connect, and every session is encrypted.
+        public_address: the ``host:port`` tokens name for this server, if it differs from the
+            address it is bound to (behind NAT, for example).
 
     Blocking calls have coroutine forms named with an ``_async`` suffix (``run_async``,
     ``shutdown_async``) for programs that run their own asyncio loop.
@@ -76,9 +83,15 @@ class Server:
         max_event_size: int = DEFAULT_MAX_STATE_SIZE,
         host_client: str | None = "first",
         link: LinkConditions | str | None = None,
+        secret_key: bytes | None = None,
+        public_address: str | None = None,
     ) -> None:
         if not isinstance(game_state_store, GameStateStore):
             raise TypeError("game_state_store must be a GameStateStore")
+        if secret_key is not None and (not isinstance(secret_key, bytes) or len(secret_key) != 32):
+            raise ValueError("secret_key must be 32 bytes (see pygase_core.crypto.generate_key)")
+        self._secret_key = secret_key
+        self._public_address = public_address
         if host_client not in ("first", None):
             raise ValueError("host_client must be 'first' or None")
         if max_clients < 1:
@@ -160,9 +173,14 @@ class Server:
                 max_clients=self.max_clients,
                 config=self._config,
                 host_is_first_client=self._host_is_first_client,
+                secret_key=self._secret_key,
+                unix_offset=time.time() - loop.time(),
             )
             self._timer = DeadlineTimer(loop, self._on_timer)
             self._io = await self._bind(loop, hostname, port)
+            self._endpoint.address_text = self._public_address or format_address(
+                str(self._sockname[0]), int(self._sockname[1])
+            )
             self.game_state_store.add_listener(self._on_state_pushed)
             logger.info("pygase server listening on %s port %s", self.hostname, self.port)
             if ready is not None:
