@@ -25,6 +25,8 @@ names (for example ``arcade`` or ``pygame,arcade``) to keep those plugins from b
 
 from __future__ import annotations
 
+import asyncio
+import inspect
 import os
 import time
 from collections import deque
@@ -298,7 +300,9 @@ class FrameSession:
         """Start a frame: deliver what arrived, then take this frame's snapshot.
 
         Call it once per frame from the game's thread, before reading input and drawing. Ends
-        the previous frame first if :meth:`end_frame` was not called.
+        the previous frame first if :meth:`end_frame` was not called. Event handlers and ack
+        callbacks run here; coroutine functions among them are run to completion here too, so
+        keep them short, as anything else that runs in a frame.
 
         Returns:
             the new :attr:`snapshot`, or ``None`` while no state has been received.
@@ -310,7 +314,9 @@ class FrameSession:
                 delivery = self._inbox.popleft()
             except IndexError:
                 break
-            delivery()
+            result = delivery()
+            if inspect.iscoroutine(result):  # an ack callback that is a coroutine function
+                asyncio.run(result)
         self.snapshot = self.interpolator.sample(now)
         self._frame_open = True
         self.client.plugin_manager.hook.pygase_frame_started(client=self.client, frame_time=now)

@@ -482,3 +482,27 @@ def test_state_as_dict_accepts_states_mappings_and_objects() -> None:
             self._hidden = 2
 
     assert state_as_dict(Plain()) == {"a": 1}
+
+
+def test_frame_session_runs_ack_callbacks_on_the_frame_thread(backend: Backend) -> None:
+    import pygase_pygame.plugin
+
+    session = FrameSession("pygame", pygase_pygame.plugin)
+    acked: list[tuple[str, int]] = []
+
+    async def async_ack() -> None:
+        acked.append(("async", threading.get_ident()))
+
+    session.connect(backend.server.port)  # type: ignore[arg-type]
+    session.dispatch_event(
+        "PING", 1, retries=3, ack_callback=lambda: acked.append(("plain", threading.get_ident()))
+    )
+    session.dispatch_event("PING", 2, retries=3, ack_callback=async_ack)
+    deadline = time.monotonic() + WAIT
+    while len(acked) < 2:
+        assert time.monotonic() < deadline
+        session.pump()
+        time.sleep(0.01)
+    session.disconnect()
+    me = threading.get_ident()
+    assert sorted(acked) == [("async", me), ("plain", me)]
