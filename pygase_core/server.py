@@ -92,6 +92,10 @@ class Server:
             raise ValueError("secret_key must be 32 bytes (see pygase_core.crypto.generate_key)")
         self._secret_key = secret_key
         self._public_address = public_address
+        limit = game_state_store.max_update_size
+        game_state_store.max_update_size = (
+            max_state_size if limit is None else min(limit, max_state_size)
+        )
         if host_client not in ("first", None):
             raise ValueError("host_client must be 'first' or None")
         if max_clients < 1:
@@ -368,14 +372,12 @@ class Server:
         endpoint, timer = self._endpoint, self._timer
         if endpoint is None or timer is None:
             return
-        try:
-            out, events = endpoint.poll(self._now(), self._cache)
-        except UsageError:
-            # An oversized state: logged once per state version, the clients keep the last one.
-            logger.exception("cannot send the game state")
-            out, events = [], []
-            timer.reset(self._now() + 0.1)
-            return
+        out, events = endpoint.poll(self._now(), self._cache)
+        oversize = self._cache.oversize
+        if oversize is not None:
+            # Said once per state version; the clients keep the last state that fitted.
+            self._cache.oversize = None
+            logger.error("cannot send the game state: %s", oversize)
         self._send(out)
         self._handle(events)
         timer.reset(endpoint.next_deadline(self._cache))

@@ -102,6 +102,9 @@ class PayloadCache:
         self.max_state_size = max_state_size
         self._time_order: int | None = None
         self._payloads: dict[int, StatePayload] = {}
+        self._oversize: set[int] = set()
+        self.oversize: PayloadTooLargeError | None = None
+        """The latest payload that could not be sent because it was too large (until taken)."""
         self.encodings = 0
 
     @property
@@ -109,22 +112,41 @@ class PayloadCache:
         """The store's current time_order."""
         return self._store.time_order
 
-    def payload_for(self, base: int) -> StatePayload:
-        """The payload that takes a client at ``base`` (or :data:`NO_STATE`) to now."""
+    def payload_for(self, base: int) -> StatePayload | None:
+        """The payload that takes a client at ``base`` (or :data:`NO_STATE`) to now.
+
+        None if that payload is over the maximum size: then the client keeps what it has, and
+        :attr:`oversize` holds the error (logged once per state version by the server).
+        """
         current = self._store.time_order
         if current != self._time_order:
             self._payloads.clear()
+            self._oversize.clear()
             self._time_order = current
         cached = self._payloads.get(base)
         if cached is not None:
             return cached
+        if base in self._oversize:
+            return None
+        try:
+            return self._encode(base)
+        except PayloadTooLargeError as error:
+            self._oversize.add(base)
+            self.oversize = error
+            return None
+
+    def _encode(self, base: int) -> StatePayload:
         update = None if base == NO_STATE else self._store.changes_since(base)
         if update is None:
             payload = self._payloads.get(FULL_STATE)
             if payload is None:
+                if FULL_STATE in self._oversize and self.oversize is not None:
+                    raise self.oversize
+                self._oversize.add(FULL_STATE)  # until it proves to fit
                 snapshot = self._store.snapshot()
                 raw = encode_full_state(snapshot)
                 payload = _fragment(FULL_STATE, snapshot.time_order, raw, self.max_state_size)
+                self._oversize.discard(FULL_STATE)
                 self.encodings += 1
                 self._payloads[FULL_STATE] = payload
         else:
@@ -195,6 +217,8 @@ class StateSender:
         if transfer is None:
             base = NO_STATE if self.client_time_order is None else self.client_time_order
             payload = cache.payload_for(base)
+            if payload is None:
+                return
             if len(payload.messages) == 1:
                 yield None, payload.messages[0]
                 return

@@ -16,6 +16,8 @@ import threading
 from collections import deque
 from collections.abc import Callable
 
+from . import codec
+from .errors import PayloadTooLargeError
 from .gamestate import GameState, GameStateUpdate
 
 __all__ = ["GameStateStore"]
@@ -60,6 +62,9 @@ class GameStateStore:
         self._reach = initial_game_state.time_order
         self._deltas: dict[int, GameStateUpdate | None] = {}
         self._listeners: list[Listener] = []
+        self.max_update_size: int | None = None
+        """Largest encoded update :meth:`push_update` accepts (None: any). A Server sets it to
+        its ``max_state_size``, so an update no client could ever receive fails at the push."""
 
     @property
     def lock(self) -> threading.RLock:
@@ -99,9 +104,18 @@ class GameStateStore:
 
         Raises:
             TypeError: if ``update`` is not a :class:`GameStateUpdate`.
+            PayloadTooLargeError: if the update encodes to more than :attr:`max_update_size`.
         """
         if not isinstance(update, GameStateUpdate):
             raise TypeError(f"expected a GameStateUpdate, not {type(update).__name__}")
+        limit = self.max_update_size
+        if limit is not None:
+            size = len(codec.pack(update.changes))
+            if size > limit:
+                raise PayloadTooLargeError(
+                    f"update {update.time_order} encodes to {size} bytes, over the servers'"
+                    f" maximum state size of {limit} bytes (Server(max_state_size=...))"
+                )
         with self._lock:
             if not self._state.apply(update):
                 logger.debug(
