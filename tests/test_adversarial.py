@@ -789,8 +789,9 @@ def test_an_oversize_state_does_not_cost_the_clients_their_connection(
         wait_for(lambda: read(client, "n") == 0)
         with caplog.at_level(logging.ERROR):
             # Each update fits, but together they make a delta (and a state) that does not.
-            for i in range(1, 5):
-                store.push_update(GameStateUpdate(i, **{f"blob{i}": b"x" * 1500}))
+            with store.lock:  # the server sees all four at once
+                for i in range(1, 5):
+                    store.push_update(GameStateUpdate(i, **{f"blob{i}": b"x" * 1500}))
             time.sleep(2.0)  # twice the timeout
         errors = [r for r in caplog.records if r.levelno >= logging.ERROR]
         assert client.status is ClientStatus.CONNECTED, client.disconnect_reason
