@@ -44,14 +44,13 @@ from .errors import (
     ConnectionFailed,
     ConnectTimeoutError,
     NotConnectedError,
-    PayloadTooLargeError,
     ProtocolError,
     ServerFullError,
     TokenRejectedError,
     UsageError,
     VersionMismatchError,
 )
-from .events import EventHandlerRegistry, decode_event, dispatch_sync, encode_event
+from .events import EventHandlerRegistry, decode_event, dispatch_sync
 from .gamestate import GameState
 from .linksim import LinkConditions, resolve_link
 from .packets import FULL_STATE, DisconnectReason, RejectReason
@@ -324,14 +323,7 @@ class Client:
         ``retries`` is how often it is resent if unacknowledged; ``ack_callback()`` runs once
         when the server acknowledged it.
         """
-        payload = encode_event(event_type, args, kwargs)
-        if not isinstance(retries, int) or retries < 0:
-            raise ValueError("retries must be a non-negative int")
-        if len(payload) > self._config.max_event_size:
-            raise PayloadTooLargeError(
-                f"event {event_type!r} encodes to {len(payload)} bytes, over the maximum of"
-                f" {self._config.max_event_size}"
-            )
+        payload = self._config.encode_event(event_type, args, kwargs, retries)
         loop = self._loop
         if loop is None or self._status is not ClientStatus.CONNECTED:
             raise NotConnectedError("the client is not connected")

@@ -12,9 +12,11 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 from enum import Enum
+from typing import Any
 
 from .acks import CongestionControl, ConnectionStats, ReceiveWindow, SentBuffer, SentPacket
 from .errors import PayloadTooLargeError
+from .events import encode_event
 from .packets import (
     DATA_PACKET_OVERHEAD,
     EVENT_FLOOR_SIZE,
@@ -79,6 +81,24 @@ class ConnectionConfig:
         for name in ("max_state_size", "max_event_size"):
             if getattr(self, name) < 1024:
                 raise ValueError(f"{name} must be at least 1024 bytes")
+
+    def encode_event(
+        self, event_type: str, args: tuple[Any, ...], kwargs: dict[str, Any], retries: int
+    ) -> bytes:
+        """Encode an event to send, checking everything the caller could have got wrong.
+
+        Called by ``dispatch_event`` in the caller's thread, so the error names the caller's
+        line rather than surfacing later in the I/O loop.
+        """
+        payload = encode_event(event_type, args, kwargs)
+        if isinstance(retries, bool) or not isinstance(retries, int) or retries < 0:
+            raise ValueError("retries must be a non-negative int")
+        if len(payload) > self.max_event_size:
+            raise PayloadTooLargeError(
+                f"event {event_type!r} encodes to {len(payload)} bytes, over the maximum of"
+                f" {self.max_event_size}"
+            )
+        return payload
 
 
 @dataclass(frozen=True)

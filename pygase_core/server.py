@@ -37,7 +37,7 @@ from .endpoint import (
     ShutdownRequested,
 )
 from .errors import NotConnectedError, ProtocolError, UsageError
-from .events import Event, EventHandlerRegistry, decode_event, dispatch_sync, encode_event
+from .events import Event, EventHandlerRegistry, decode_event, dispatch_sync
 from .linksim import LinkConditions, resolve_link
 from .packets import DisconnectReason
 from .statesync import DEFAULT_MAX_STATE_SIZE, PayloadCache
@@ -310,16 +310,7 @@ class Server:
         ``retries`` is how often it is resent if unacknowledged; ``ack_callback(connection)``
         runs once when a client acknowledged it.
         """
-        payload = encode_event(event_type, args, kwargs)
-        if not isinstance(retries, int) or retries < 0:
-            raise ValueError("retries must be a non-negative int")
-        if len(payload) > self._config.max_event_size:
-            from .errors import PayloadTooLargeError
-
-            raise PayloadTooLargeError(
-                f"event {event_type!r} encodes to {len(payload)} bytes, over the maximum of"
-                f" {self._config.max_event_size}"
-            )
+        payload = self._config.encode_event(event_type, args, kwargs, retries)
         loop = self._loop
         if loop is None:
             raise NotConnectedError("the server is not running")
