@@ -369,12 +369,12 @@ def run_live(count: int, seed: int, findings: Findings, report: Callable[[int], 
         def ours(data: bytes) -> bytes:
             """Most session datagrams get our session id (and a fresh sequence), to go deep."""
             nonlocal sequence
-            if len(data) < 14 or data[3] not in (PacketType.DATA, PacketType.DISCONNECT):
+            if len(data) < 12 or data[3] not in (PacketType.DATA, PacketType.DISCONNECT):
                 return data
             if rng.random() < 0.2:
                 return data
             data = data[:4] + session.to_bytes(8, "big") + data[12:]
-            if data[3] == PacketType.DATA:
+            if data[3] == PacketType.DATA and len(data) >= 14:
                 sequence = (sequence + 1) & 0xFFFF
                 data = data[:12] + sequence.to_bytes(2, "big") + data[14:]
             return data
