@@ -21,6 +21,11 @@ plugins (profilers, recorders, overlays) can observe frames without knowing the 
 
 Set the environment variable ``PYGASE_DISABLE_PLUGINS`` to a comma-separated list of entry-point
 names (for example ``arcade`` or ``pygame,arcade``) to keep those plugins from being loaded.
+
+:class:`FrameSession` is what the pygame and arcade adapters have in common, built on these hooks:
+a client whose events, status changes and interpolated states reach the game on its own thread,
+once per frame. A new adapter for another frame-loop framework subclasses it and adds a plugin
+module like ``pygase_pygame.plugin``.
 """
 
 from __future__ import annotations
@@ -30,7 +35,7 @@ import inspect
 import os
 import time
 from collections import deque
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Mapping
 from functools import partial
 from typing import TYPE_CHECKING, Any
 
@@ -153,7 +158,7 @@ class PygaseHookSpecs:
         """
 
 
-def disabled_plugin_names(environ: dict[str, str] | None = None) -> list[str]:
+def disabled_plugin_names(environ: Mapping[str, str] | None = None) -> list[str]:
     """Return the entry-point names listed in ``PYGASE_DISABLE_PLUGINS``.
 
     Spaces and empty items are ignored, so ``"pygame, ,arcade"`` reads as two names.

@@ -67,11 +67,9 @@ class ChaseServer:
     def run(self, hostname: str, port: int) -> None:
         """Serve until interrupted, announcing the address once bound."""
         thread = self.backend.run_in_thread(hostname, port)
-        print(
-            f"chase server listening on {self.backend.server.hostname}:{self.backend.server.port}",
-            flush=True,
-        )
         try:
+            server = self.backend.server
+            print(f"chase server listening on {server.hostname}:{server.port}", flush=True)
             thread.join()
         except KeyboardInterrupt:
             pass
