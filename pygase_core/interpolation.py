@@ -9,7 +9,10 @@ game names are blended between those two states; everything else is taken from t
 the rendered frame is one consistent state as of the render time.
 
 When updates stop arriving for longer than the delay, the named fields are extrapolated from the
-last two states for a short while (so a single late packet does not freeze motion) and then held.
+last two states for a short while, so that a single late packet does not freeze motion, and then
+eased back to the newest received state, which is held from then on. The easing back matters
+because a pygase server only sends an update when something changed: silence may just mean that
+everything stopped, and then the newest state is exactly right and must not be overshot for good.
 
 Field paths are dotted names into the state, where ``*`` matches every key of a dict (or index of
 a list) at that level. ``"players.*.x"`` names the ``x`` of every entry in ``state["players"]``,
@@ -184,6 +187,17 @@ def _blend_path(target: Any, start: Any, end: Any, path: tuple[str, ...], alpha:
             target[key] = start_value + (end_value - start_value) * alpha
 
 
+def _extrapolation(late: float, limit: float) -> float:
+    """How far (in seconds of motion) to extrapolate when the newest state is ``late`` seconds old.
+
+    Rises with lateness up to ``limit``, then falls back to zero over another ``limit``: a rise
+    and a fall rather than a jump, so that the picture never leaps.
+    """
+    if late <= limit:
+        return late
+    return max(0.0, 2 * limit - late)
+
+
 def parse_field_path(path: str) -> tuple[str, ...]:
     """Split a dotted field path and reject ones that cannot name anything."""
     parts = tuple(path.split("."))
@@ -206,7 +220,8 @@ class SnapshotInterpolator:
             within 0.02 to 0.25 seconds. Larger delays hide more jitter and loss, at the cost
             of latency.
         max_extrapolation: for how long past the newest state the fields keep moving at their
-            last velocity when updates are late, in seconds, before they are held still.
+            last velocity when updates are late, in seconds. They then ease back to the newest
+            state over the same time and are held there. 0 holds the newest state at once.
         clock: monotonic time source in seconds; tests pass a fake one.
     """
 
@@ -344,10 +359,13 @@ class SnapshotInterpolator:
         elif self._max_extrapolation > 0 and render_time > newest.received_at:
             before = self._velocity_origin()
             if before is not None:
-                overshoot = min(render_time - newest.received_at, self._max_extrapolation)
-                span = newest.received_at - before.received_at
-                self._blend(data, before.data, newest.data, 1.0 + overshoot / span)
-                extrapolated = True
+                overshoot = _extrapolation(
+                    render_time - newest.received_at, self._max_extrapolation
+                )
+                if overshoot > 0:
+                    span = newest.received_at - before.received_at
+                    self._blend(data, before.data, newest.data, 1.0 + overshoot / span)
+                    extrapolated = True
         return Snapshot(
             data,
             time_order=base.time_order,

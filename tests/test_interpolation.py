@@ -118,7 +118,7 @@ def test_missing_updates_are_bridged_by_interpolating_across_the_gap() -> None:
     assert x_of(interpolator.sample()) == pytest.approx(1.0 + 3.0 * (0.1 / 0.15))
 
 
-def test_late_updates_extrapolate_briefly_then_hold() -> None:
+def test_late_updates_extrapolate_briefly_then_ease_back_and_hold() -> None:
     # Times are multiples of 1/64 s so that the arithmetic is exact in binary floating point.
     interpolator, clock = make(delay=0.125, max_extrapolation=0.0625)
     interpolator.push(state(0.0), 1, received_at=100.0)
@@ -127,14 +127,31 @@ def test_late_updates_extrapolate_briefly_then_hold() -> None:
     snapshot = interpolator.sample()
     assert x_of(snapshot) == 1.0
     assert snapshot is not None and not snapshot.extrapolated
-    clock.now = 100.28125  # 1/32 s past the newest state
+    clock.now = 100.28125  # 1/32 s past the newest state: keeps moving
     snapshot = interpolator.sample()
     assert x_of(snapshot) == pytest.approx(1.25)
     assert snapshot is not None and snapshot.extrapolated
-    clock.now = 101.0  # far beyond: held at the extrapolation limit
+    clock.now = 100.3125  # 1/16 s past: the limit
     assert x_of(interpolator.sample()) == pytest.approx(1.5)
-    clock.now = 102.0
-    assert x_of(interpolator.sample()) == pytest.approx(1.5)
+    clock.now = 100.34375  # easing back
+    assert x_of(interpolator.sample()) == pytest.approx(1.25)
+    clock.now = 101.0  # far beyond: the newest received state, exactly
+    snapshot = interpolator.sample()
+    assert x_of(snapshot) == 1.0
+    assert snapshot is not None and not snapshot.extrapolated
+
+
+def test_a_stop_followed_by_silence_is_shown_where_it_stopped() -> None:
+    """A server sends nothing while nothing changes, so silence must end at the true state."""
+    interpolator, clock = make(delay=0.1)
+    for order in range(1, 6):  # moving right, then the last update is the stop position
+        interpolator.push(state(float(order)), order, received_at=100.0 + order * 0.05)
+    positions = []
+    for step in range(100):
+        clock.now = 100.25 + step * 0.01
+        positions.append(x_of(interpolator.sample()))
+    assert positions[-1] == 5.0
+    assert max(positions) < 5.0 + 0.05 * 20  # any overshoot stayed small
 
 
 def test_extrapolation_can_be_switched_off() -> None:
