@@ -368,6 +368,22 @@ def figures(
     }
 
 
+def add_marginal_cpu(runs: list[dict[str, Any]]) -> None:
+    """Server CPU per *added* client-second, from each implementation's smallest client count.
+
+    The average per client-second includes the cost of running the game itself (the tick
+    thread), which no number of clients changes; the slope between two counts does not.
+    """
+    for impl in {run["impl"] for run in runs}:
+        mine = sorted((r for r in runs if r["impl"] == impl), key=lambda r: r["clients"])
+        base = mine[0]
+        for run in mine[1:]:
+            added = run["clients"] - base["clients"]
+            key = "server_cpu_ms_per_client_s"
+            per_second = run[key] * run["clients"] - base[key] * base["clients"]
+            run["server_cpu_marginal_ms_per_client_s"] = round(per_second / added, 3)
+
+
 def run_loopcheck(python: str, impl: str, seconds: float) -> dict[str, Any]:
     out = subprocess.run(
         [str(python), str(BENCH / "loopcheck.py"), "--impl", impl, "--seconds", str(seconds)],
@@ -402,6 +418,7 @@ TABLE = [
     ("rtt p50", "round_trip_p50_ms", 1),
     ("rtt p99", "round_trip_p99_ms", 1),
     ("cpu ms/client-s", "server_cpu_ms_per_client_s", 2),
+    ("added ms/client-s", "server_cpu_marginal_ms_per_client_s", 2),
     ("server core %", "server_core_pct", 0),
     ("states/client-s", "states_per_client_s", 1),
     ("B/client-s", "bytes_out_per_client_s", 0),
@@ -487,15 +504,34 @@ def targets(runs: list[dict[str, Any]], loops: list[dict[str, Any]]) -> list[tup
                 verdict(cpu <= 2.0),
             )
         )
+        marginal = run.get("server_cpu_marginal_ms_per_client_s")
+        if marginal is not None:
+            checks.append(
+                (
+                    "server CPU per added client-second <= 2 ms (1 to 100 clients)",
+                    f"{marginal:.2f} ms",
+                    verdict(marginal <= 2.0),
+                )
+            )
     for n in (1, 10, 30, 100):
         mine, peer = find(runs, "pygase", n), find(runs, "peer", n)
         if mine and peer and mine["server_cpu_ms_per_client_s"]:
             ratio = peer["server_cpu_ms_per_client_s"] / mine["server_cpu_ms_per_client_s"]
             checks.append(
                 (
-                    f"server CPU >= 20x less than PyGaSe 0.3.1 ({n} clients)",
+                    f"server CPU per client-second >= 20x less than PyGaSe 0.3.1 ({n} clients)",
                     f"{ratio:.1f}x",
                     verdict(ratio >= 20),
+                )
+            )
+        mine_m = mine.get("server_cpu_marginal_ms_per_client_s") if mine else None
+        peer_m = peer.get("server_cpu_marginal_ms_per_client_s") if peer else None
+        if mine_m and peer_m and peer and peer["server_core_pct"] < 90:
+            checks.append(
+                (
+                    f"CPU per added client >= 20x less than PyGaSe 0.3.1 (1 to {n} clients)",
+                    f"{peer_m / mine_m:.1f}x ({peer_m:.1f} against {mine_m:.2f} ms)",
+                    verdict(peer_m / mine_m >= 20),
                 )
             )
     ratios = [
@@ -719,6 +755,7 @@ def main(argv: list[str] | None = None) -> int:
             if profile is not None and profile.exists():
                 summary = summarize_profile(profile)
                 (args.out / "profile-pygase-100.txt").write_text(summary + "\n")
+    add_marginal_cpu(runs)
     elapsed = time.monotonic() - started
     info = machine()
     date = dt.datetime.now(dt.timezone.utc).strftime("%Y-%m-%d %H:%M UTC")
