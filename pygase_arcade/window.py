@@ -29,15 +29,15 @@ import arcade
 import pluggy
 from pyglet.event import EventDispatcher
 
-from pygase_arcade import plugin
+from pygase_arcade.plugin import hooks
 from pygase_core.client import ClientStatus
-from pygase_core.plugins import FrameSession
+from pygase_core.frames import FrameSession
 
 __all__ = ["ArcadeSession", "PygaseView", "PygaseWindow"]
 
 
 class ArcadeSession(FrameSession):
-    """A :class:`~pygase_core.plugins.FrameSession` that delivers to an arcade window.
+    """A :class:`~pygase_core.frames.FrameSession` that delivers to an arcade window.
 
     Created by :class:`PygaseWindow`; the arguments are those of the window.
     """
@@ -53,7 +53,7 @@ class ArcadeSession(FrameSession):
     ) -> None:
         super().__init__(
             "arcade",
-            plugin,
+            hooks,
             interpolate=interpolate,
             interpolation_delay=interpolation_delay,
             plugin_manager=plugin_manager,

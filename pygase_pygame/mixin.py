@@ -42,9 +42,9 @@ import pluggy
 import pygame
 
 from pygase_core.client import ClientStatus
+from pygase_core.frames import FrameSession
 from pygase_core.interpolation import Snapshot
-from pygase_core.plugins import FrameSession
-from pygase_pygame import plugin
+from pygase_pygame.plugin import hooks
 
 __all__ = ["PYGASE_EVENT", "PYGASE_STATUS", "PygameSession", "PygaseClientMixin"]
 
@@ -57,7 +57,7 @@ Color = tuple[int, int, int] | tuple[int, int, int, int]
 
 
 class PygameSession(FrameSession):
-    """A :class:`~pygase_core.plugins.FrameSession` that speaks pygame.
+    """A :class:`~pygase_core.frames.FrameSession` that speaks pygame.
 
     Args:
         interpolate: dotted paths of numeric state fields to interpolate, such as
@@ -66,7 +66,7 @@ class PygameSession(FrameSession):
             update intervals.
         post_events: whether to post :data:`PYGASE_EVENT` and :data:`PYGASE_STATUS` events.
         plugin_manager: the client's plugin manager; by default one with all installed plugins.
-        **kwargs: passed on to :class:`~pygase_core.plugins.FrameSession`.
+        **kwargs: passed on to :class:`~pygase_core.frames.FrameSession`.
     """
 
     def __init__(
@@ -80,7 +80,7 @@ class PygameSession(FrameSession):
     ) -> None:
         super().__init__(
             "pygame",
-            plugin,
+            hooks,
             interpolate=interpolate,
             interpolation_delay=interpolation_delay,
             plugin_manager=plugin_manager,

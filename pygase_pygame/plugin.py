@@ -1,65 +1,13 @@
-"""The ``pygame`` entry point of the ``pygase`` plugin group.
+"""The ``pygame`` entry point of the ``pygase`` plugin group: ``pygase_pygame.plugin:hooks``.
 
-Every pygase client loads this module through its plugin manager, including headless bots on
-machines without pygame, so it must stay cheap: it imports nothing from pygame. Its hooks only act
-on clients that a :class:`pygase_pygame.PygaseClientMixin` created, recognised by the session the
-mixin attaches to them; all other clients are left to other plugins or to the core's defaults.
+Every pygase client loads it through its plugin manager, including headless bots on machines
+without pygame, so it imports nothing from pygame. Its hooks act only on clients that a
+:class:`pygase_pygame.PygaseClientMixin` created; others are left to other plugins.
 """
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING, Any
+from pygase_core.frames import FrameSessionHooks
 
-from pygase_core.plugins import EventDispatcher, FrameSession, hookimpl, session_attribute
-
-if TYPE_CHECKING:
-    from pygase_core.client import Client
-
-#: The name of the attribute through which the mixin marks the clients it owns.
-SESSION_ATTRIBUTE = session_attribute("pygame")
-
-
-def _session(client: Client) -> FrameSession | None:
-    session = getattr(client, SESSION_ATTRIBUTE, None)
-    return session if isinstance(session, FrameSession) else None
-
-
-@hookimpl
-def pygase_event_dispatcher(client: Client) -> EventDispatcher | None:
-    """Run the handlers of a mixin's client on the game's thread, during its next pump."""
-    session = _session(client)
-    return None if session is None else session.dispatch_to_frame_thread
-
-
-@hookimpl
-def pygase_client_connected(client: Client) -> None:
-    """Tell the mixin's session, so the game sees the status change on its own thread."""
-    session = _session(client)
-    if session is not None:
-        session.on_client_connected()
-
-
-@hookimpl
-def pygase_client_disconnected(client: Client, reason: str) -> None:
-    """Tell the mixin's session, so the game sees the reason on its own thread."""
-    session = _session(client)
-    if session is not None:
-        session.on_client_disconnected(reason)
-
-
-@hookimpl
-def pygase_state_changed(client: Client, game_state: Any, time_order: int) -> None:
-    """Copy the new state into the mixin's interpolation buffer."""
-    session = _session(client)
-    if session is not None:
-        session.on_state_changed(game_state, time_order)
-
-
-@hookimpl
-def pygase_event_received(
-    client: Client, event_type: str, args: tuple[Any, ...], kwargs: dict[str, Any]
-) -> None:
-    """Queue the event for posting into the pygame event queue on the game's thread."""
-    session = _session(client)
-    if session is not None:
-        session.on_event_received(event_type, args, kwargs)
+hooks = FrameSessionHooks("pygame")
+"""The plugin object the entry point names."""

@@ -21,15 +21,13 @@ import pytest
 
 from pygase_core import Backend, Client, ClientStatus, GameState, UsageError
 from pygase_core import plugins as plugins_module
+from pygase_core.frames import FrameSession, session_attribute, state_as_dict
 from pygase_core.plugins import (
     DISABLE_ENV_VAR,
-    FrameSession,
     PygaseHookSpecs,
     disabled_plugin_names,
     get_plugin_manager,
     hookimpl,
-    session_attribute,
-    state_as_dict,
 )
 
 WAIT = 15.0
@@ -191,8 +189,8 @@ def test_importing_the_core_never_imports_a_framework() -> None:
 
 def test_the_installed_distribution_declares_both_adapters() -> None:
     entry_points = {ep.name: ep.value for ep in importlib.metadata.entry_points(group="pygase")}
-    assert entry_points["pygame"] == "pygase_pygame.plugin"
-    assert entry_points["arcade"] == "pygase_arcade.plugin"
+    assert entry_points["pygame"] == "pygase_pygame.plugin:hooks"
+    assert entry_points["arcade"] == "pygase_arcade.plugin:hooks"
 
 
 def test_adapters_are_discovered_through_entry_points(monkeypatch: pytest.MonkeyPatch) -> None:
@@ -201,8 +199,8 @@ def test_adapters_are_discovered_through_entry_points(monkeypatch: pytest.Monkey
     import pygase_arcade.plugin
     import pygase_pygame.plugin
 
-    assert manager.get_plugin("pygame") is pygase_pygame.plugin
-    assert manager.get_plugin("arcade") is pygase_arcade.plugin
+    assert manager.get_plugin("pygame") is pygase_pygame.plugin.hooks
+    assert manager.get_plugin("arcade") is pygase_arcade.plugin.hooks
     distributions = {dist.project_name for _, dist in manager.list_plugin_distinfo()}
     assert "pygase" in distributions
 
@@ -381,9 +379,9 @@ def test_adapter_plugins_only_claim_their_own_clients(backend: Backend) -> None:
 
     plain = Client()
     assert plain.plugin_manager.hook.pygase_event_dispatcher(client=plain) is None
-    session = FrameSession("pygame", pygase_pygame.plugin)
+    session = FrameSession("pygame", pygase_pygame.plugin.hooks)
     assert getattr(session.client, session_attribute("pygame")) is session
-    assert pygase_arcade.plugin.pygase_event_dispatcher(client=session.client) is None
+    assert pygase_arcade.plugin.hooks.pygase_event_dispatcher(client=session.client) is None
     dispatcher = session.client.plugin_manager.hook.pygase_event_dispatcher(client=session.client)
     assert dispatcher == session.dispatch_to_frame_thread
 
@@ -394,7 +392,7 @@ def test_frame_session_runs_everything_on_the_frame_thread(backend: Backend) -> 
     recorder = Recorder()
     session = FrameSession(
         "pygame",
-        pygase_pygame.plugin,
+        pygase_pygame.plugin.hooks,
         interpolate=["counter"],
         interpolation_delay=0.0,
         plugin_manager=manager_with(recorder),
@@ -445,7 +443,7 @@ def test_frame_session_runs_everything_on_the_frame_thread(backend: Backend) -> 
 def test_frame_session_stats_text(backend: Backend) -> None:
     import pygase_pygame.plugin
 
-    session = FrameSession("pygame", pygase_pygame.plugin)
+    session = FrameSession("pygame", pygase_pygame.plugin.hooks)
     assert session.stats_text() == "disconnected"
     session.connect(backend.server.port)  # type: ignore[arg-type]
     wait_for(lambda: session.client.stats is not None and session.client.stats.rtt is not None)
@@ -459,8 +457,8 @@ def test_frame_session_registers_its_plugin_on_a_bare_manager() -> None:
 
     manager = pluggy.PluginManager("pygase")
     manager.add_hookspecs(PygaseHookSpecs)
-    session = FrameSession("pygame", pygase_pygame.plugin, plugin_manager=manager)
-    assert manager.get_plugin("pygame") is pygase_pygame.plugin
+    session = FrameSession("pygame", pygase_pygame.plugin.hooks, plugin_manager=manager)
+    assert manager.get_plugin("pygame") is pygase_pygame.plugin.hooks
     assert session.client.plugin_manager is manager
 
 
@@ -469,7 +467,7 @@ def test_frame_session_refuses_a_disabled_adapter(monkeypatch: pytest.MonkeyPatc
 
     monkeypatch.setenv(DISABLE_ENV_VAR, "pygame")
     with pytest.raises(UsageError, match=DISABLE_ENV_VAR):
-        FrameSession("pygame", pygase_pygame.plugin)
+        FrameSession("pygame", pygase_pygame.plugin.hooks)
 
 
 def test_state_as_dict_accepts_states_mappings_and_objects() -> None:
@@ -487,7 +485,7 @@ def test_state_as_dict_accepts_states_mappings_and_objects() -> None:
 def test_frame_session_runs_ack_callbacks_on_the_frame_thread(backend: Backend) -> None:
     import pygase_pygame.plugin
 
-    session = FrameSession("pygame", pygase_pygame.plugin)
+    session = FrameSession("pygame", pygase_pygame.plugin.hooks)
     acked: list[tuple[str, int]] = []
 
     async def async_ack() -> None:
