@@ -464,6 +464,8 @@ class Client:
         self.plugin_manager.hook.pygase_event_received(
             client=self, event_type=event.event_type, args=event.args, kwargs=event.kwargs
         )
+        if self._event_dispatcher is not None and event.event_type not in self._handlers:
+            return  # an adapter delivers it its own way (a framework event), not unhandled
         self._deliver(lambda: dispatch_sync(self._handlers, event, {}))
 
     def _deliver(self, thunk: Callable[[], object]) -> None:

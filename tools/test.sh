@@ -5,7 +5,7 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 bash tools/setup.sh dev,pygame,arcade
 if [ -f .ci/display.sh ]; then
-  # A virtual screen (Xvfb) for the arcade window tests.
+  # pygame on SDL's dummy driver; arcade headless through EGL and Mesa's software OpenGL.
   source .ci/display.sh
 fi
 .venv/bin/ruff check pygase_core pygase_pygame pygase_arcade examples tests
