@@ -526,7 +526,8 @@ def targets(runs: list[dict[str, Any]], loops: list[dict[str, Any]]) -> list[tup
             )
         mine_m = mine.get("server_cpu_marginal_ms_per_client_s") if mine else None
         peer_m = peer.get("server_cpu_marginal_ms_per_client_s") if peer else None
-        peer_base = find(runs, "peer", min(r["clients"] for r in runs if r["impl"] == "peer"))
+        peer_counts = [r["clients"] for r in runs if r["impl"] == "peer"]
+        peer_base = find(runs, "peer", min(peer_counts)) if peer_counts else None
         keeps_up = (
             peer is not None
             and peer_base is not None
