@@ -24,6 +24,9 @@ __all__ = ["GameStateStore"]
 
 logger = logging.getLogger("pygase.store")
 
+MAX_DELTA_SPAN = 32
+"""Combining more updates than this for one client costs more than sending it the full state."""
+
 Listener = Callable[[int], None]
 """Called with the new ``time_order`` after each applied push."""
 
@@ -61,6 +64,7 @@ class GameStateStore:
         # Every update newer than this is still in the cache: deltas can start from here on.
         self._reach = initial_game_state.time_order
         self._deltas: dict[int, GameStateUpdate | None] = {}
+        self._requested: set[int] = set()
         self._listeners: list[Listener] = []
         self.max_update_size: int | None = None
         """Largest encoded update :meth:`push_update` accepts (None: any). A Server sets it to
@@ -127,7 +131,14 @@ class GameStateStore:
             if len(self._cache) == self._cache.maxlen:
                 self._reach = self._cache[0].time_order
             self._cache.append(update)
-            self._deltas.clear()
+            # Bring the deltas someone asked for since the last push up to date, one combine
+            # each; forget the others.
+            self._deltas = {
+                base: delta + update
+                for base, delta in self._deltas.items()
+                if delta is not None and base in self._requested and base >= self._reach
+            }
+            self._requested.clear()
             time_order = self._state.time_order
             listeners = list(self._listeners)
         for listener in listeners:
@@ -145,6 +156,7 @@ class GameStateStore:
         push, as clients often share a base; treat the returned update as read-only.
         """
         with self._lock:
+            self._requested.add(time_order)
             try:
                 return self._deltas[time_order]
             except KeyError:
@@ -154,10 +166,21 @@ class GameStateStore:
             if time_order > current or time_order < self._reach:
                 delta = None
             else:
-                newer = [update for update in self._cache if update.time_order > time_order]
-                delta = GameStateUpdate.combine(newer) or GameStateUpdate(current)
+                delta = self._combine_since(time_order, current)
             self._deltas[time_order] = delta
             return delta
+
+    def _combine_since(self, time_order: int, current: int) -> GameStateUpdate | None:
+        # Reuse the cached delta of the nearest newer base, if one is close: then only the
+        # updates between the two bases are combined, not the whole history.
+        above = [b for b, d in self._deltas.items() if d is not None and time_order < b]
+        start = min(above, default=current)
+        if start - time_order > MAX_DELTA_SPAN:
+            return None  # cheaper to send the full state, encoded once, than to combine this
+        between = [u for u in self._cache if time_order < u.time_order <= start]
+        if start < current:
+            between.append(self._deltas[start])  # type: ignore[arg-type]
+        return GameStateUpdate.combine(between) or GameStateUpdate(current)
 
     def add_listener(self, listener: Listener) -> None:
         """Call ``listener(new_time_order)`` after each applied push, in the pushing thread.
