@@ -131,13 +131,14 @@ class GameStateStore:
             if len(self._cache) == self._cache.maxlen:
                 self._reach = self._cache[0].time_order
             self._cache.append(update)
-            # Bring the deltas someone asked for since the last push up to date, one combine
-            # each; forget the others.
-            self._deltas = {
-                base: delta + update
-                for base, delta in self._deltas.items()
-                if delta is not None and base in self._requested and base >= self._reach
-            }
+            # Bring the deltas someone asked for since the last push up to date, in place (the
+            # store made them; callers only read them until the next push); forget the others.
+            kept: dict[int, GameStateUpdate | None] = {}
+            for base, delta in self._deltas.items():
+                if delta is not None and base in self._requested and base >= self._reach:
+                    delta._absorb(update)
+                    kept[base] = delta
+            self._deltas = kept
             self._requested.clear()
             time_order = self._state.time_order
             listeners = list(self._listeners)
@@ -153,7 +154,8 @@ class GameStateStore:
         Returns an update without changes (at the current ``time_order``) if nothing is newer,
         and None if the cache no longer reaches back to ``time_order`` (or it lies in the
         future): the caller must then send the full state. Results are cached until the next
-        push, as clients often share a base; treat the returned update as read-only.
+        push, as clients often share a base; treat the returned update as read-only and do not
+        keep it past the next push, which updates it in place.
         """
         with self._lock:
             self._requested.add(time_order)
@@ -180,7 +182,7 @@ class GameStateStore:
         between = [u for u in self._cache if time_order < u.time_order <= start]
         if start < current:
             between.append(self._deltas[start])  # type: ignore[arg-type]
-        return GameStateUpdate.combine(between) or GameStateUpdate(current)
+        return GameStateUpdate.combine(between) or GameStateUpdate._trusted(current, {})
 
     def add_listener(self, listener: Listener) -> None:
         """Call ``listener(new_time_order)`` after each applied push, in the pushing thread.

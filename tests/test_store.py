@@ -122,16 +122,17 @@ def test_changes_since_evicted_or_future_base_is_none() -> None:
     assert [u.time_order for u in store.get_update_cache()] == [12, 13, 14]
 
 
-def test_changes_since_is_cached_until_next_push() -> None:
+def test_changes_since_is_cached_and_follows_pushes() -> None:
     store = GameStateStore()
     push(store, a=1)
     push(store, b=2)
     first = store.changes_since(0)
     assert store.changes_since(0) is first
+    assert first == GameStateUpdate(2, a=1, b=2)
     push(store, c=3)
-    second = store.changes_since(0)
-    assert second is not first
-    assert second == GameStateUpdate(3, a=1, b=2, c=3)
+    assert store.changes_since(0) == GameStateUpdate(3, a=1, b=2, c=3)
+    push(store, d=4)  # nobody asked for base 0 since the last push: it is forgotten, and rebuilt
+    assert store.changes_since(0) == GameStateUpdate(4, a=1, b=2, c=3, d=4)
 
 
 # -- listeners -------------------------------------------------------------------------------------
