@@ -140,20 +140,17 @@ class _Outgoing:
 
     header_room: int
     datagrams: list[tuple[list[bytes], list[object]]] = field(default_factory=list)
+    _room: int = 0
 
     def add(self, message: bytes, ref: object | None) -> None:
-        if not self.datagrams or self._size(self.datagrams[-1][0]) + len(message) > (
-            MAX_PLAIN_DATAGRAM - self.header_room
-        ):
+        if not self.datagrams or len(message) > self._room:
             self.datagrams.append(([], []))
+            self._room = MAX_PLAIN_DATAGRAM - self.header_room
         parts, refs = self.datagrams[-1]
         parts.append(message)
+        self._room -= len(message)
         if ref is not None:
             refs.append(ref)
-
-    @staticmethod
-    def _size(parts: list[bytes]) -> int:
-        return sum(len(p) for p in parts)
 
 
 class Connection:
@@ -272,17 +269,15 @@ class Connection:
         self, now: float, cache: PayloadCache | None = None
     ) -> tuple[list[bytes], list[ConnectionEvent]]:
         """Do what is due at ``now``: time out, count lost packets, send if it is time."""
-        if self.closed is not None:
-            return [], []
+        if self.closed is not None or now < self.next_deadline(cache):
+            return [], []  # the common case on a busy server: not this connection's turn
         if now - self.last_received >= self.config.timeout:
             self.closed = DisconnectReason.TIMED_OUT
             return [], [ConnectionClosed(DisconnectReason.TIMED_OUT)]
         for _lost in self._sent.expire(now):
             self.stats.add_delivery(lost=True)
         self.congestion.update(self.stats, now)
-        if now >= self.next_deadline(cache):
-            return self.flush(now, cache), []
-        return [], []
+        return self.flush(now, cache), []
 
     # -- receiving -----------------------------------------------------------------------------
 

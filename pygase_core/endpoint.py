@@ -163,6 +163,8 @@ class ServerEndpoint:
         self.host_is_first_client = host_is_first_client
         """Whether the first client to complete the handshake becomes the host."""
         self.ciphers: dict[Address, SessionCipher] = {}
+        self.earliest_deadline: float | None = None
+        """The earliest deadline of any session, as of the end of the last :meth:`poll`."""
         self._secret_key = secret_key
         self.address_text = address_text
         """This server's address as connect tokens name it (``host:port``)."""
@@ -415,14 +417,20 @@ class ServerEndpoint:
         """Run every session's due work: sends, resends, timeouts."""
         out: Outgoing = []
         events: list[ServerEvent] = []
+        earliest: float | None = None
         for address, connection in list(self.connections.items()):
             datagrams, happened = connection.poll(now, cache)
+            if connection.closed is None:
+                deadline = connection.next_deadline(cache)
+                if earliest is None or deadline < earliest:
+                    earliest = deadline
             out.extend(self._seal(address, datagrams))
             for event in happened:
                 if isinstance(event, ConnectionClosed):
                     events.append(self._remove(address, event.reason))
                 else:
                     events.append(PeerEvent(address, event))
+        self.earliest_deadline = earliest
         return out, events
 
     def disconnect(self, address: Address, reason: DisconnectReason) -> Outgoing:

@@ -370,8 +370,8 @@ class Server:
             self._cache.oversize = None
             logger.error("cannot send the game state: %s", oversize)
         self._send(out)
-        self._handle(events)
-        timer.reset(endpoint.next_deadline(self._cache))
+        timer.reset(endpoint.earliest_deadline)
+        self._handle(events)  # after the reset: what handlers queue may only move it earlier
 
     def _on_state_pushed(self, time_order: int) -> None:
         loop = self._loop
