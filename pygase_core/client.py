@@ -446,8 +446,8 @@ class Client:
                 ):
                     return
                 self._game_state = decoded
-            elif not self._game_state.apply(decoded):  # type: ignore[arg-type]
-                return
+            elif not self._game_state._apply_owned(decoded):  # type: ignore[arg-type]
+                return  # (the decoded delta is this client's own: no need to copy its values)
             if connection is not None:
                 connection.applied_time_order = self._game_state.time_order
             self.plugin_manager.hook.pygase_state_changed(

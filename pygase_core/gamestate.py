@@ -114,21 +114,25 @@ def _is_merge_dict(value: object) -> bool:
     return isinstance(value, dict) and type(value) is not Overwrite
 
 
-def _merge(target: dict[Any, Any], changes: Mapping[Any, Any]) -> None:
-    """Apply ``changes`` to ``target`` in place, by the rules in the module docstring."""
+def _merge(target: dict[Any, Any], changes: Mapping[Any, Any], owned: bool = False) -> None:
+    """Apply ``changes`` to ``target`` in place, by the rules in the module docstring.
+
+    With ``owned``, the changes belong to nobody else (freshly decoded), so plain values are
+    taken over instead of copied.
+    """
     for key, value in changes.items():
         if value is TO_DELETE:
             target.pop(key, None)
         elif _is_merge_dict(value):
             current = target.get(key)
             if isinstance(current, dict):
-                _merge(current, value)
+                _merge(current, value, owned)
             else:
                 target[key] = _plain(value)
         elif type(value) is Overwrite:
             target[key] = _plain(value)
         else:
-            target[key] = _copy_tree(value)
+            target[key] = value if owned else _copy_tree(value)
 
 
 def _plain(changes: Mapping[Any, Any]) -> dict[Any, Any]:
@@ -292,6 +296,13 @@ class GameState:
 
         The state's ``time_order`` becomes the update's.
         """
+        return self._apply(update, owned=False)
+
+    def _apply_owned(self, update: GameStateUpdate) -> bool:
+        """:meth:`apply` for an update nobody else holds: its values are taken, not copied."""
+        return self._apply(update, owned=True)
+
+    def _apply(self, update: GameStateUpdate, owned: bool) -> bool:
         if not isinstance(update, GameStateUpdate):
             raise TypeError(f"expected a GameStateUpdate, got {type(update).__name__}")
         if update.time_order <= self.time_order:
@@ -300,7 +311,7 @@ class GameState:
         if "game_status" in changes:
             object.__setattr__(self, "game_status", _check_status(changes["game_status"]))
             changes = {k: v for k, v in changes.items() if k != "game_status"}
-        _merge(self._attributes, changes)
+        _merge(self._attributes, changes, owned)
         object.__setattr__(self, "time_order", update.time_order)
         return True
 
