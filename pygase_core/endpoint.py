@@ -79,6 +79,19 @@ _MAX_USED_COOKIES = 65536
 _SESSION_TYPES = (PacketType.DATA, PacketType.DISCONNECT)
 
 
+def _is_session_packet(data: bytes) -> bool:
+    return len(data) > 3 and data[3] in _SESSION_TYPES
+
+
+def _open_sealed(cipher: SessionCipher, data: bytes, drops: Counter[str]) -> bytes | None:
+    """The plain form of a sealed session datagram, or None (counted) if it is not genuine."""
+    try:
+        return cipher.open(data)
+    except ProtocolError:
+        drops["failed authentication"] += 1
+        return None
+
+
 def _spend(used: dict[bytes, float], key: bytes, now: float, expiry: float) -> bool:
     """Record a single-use key until ``expiry``; False if it was used (or the table is full)."""
     if len(used) >= _MAX_USED_COOKIES:
@@ -262,12 +275,11 @@ class ServerEndpoint:
     ) -> tuple[Outgoing, list[ServerEvent]]:
         """Handle one datagram; never raises for anything a peer sends."""
         cipher = self.ciphers.get(address)
-        if cipher is not None and len(data) > 3 and data[3] in _SESSION_TYPES:
-            try:
-                data = cipher.open(data)
-            except ProtocolError:
-                self.drops["failed authentication"] += 1
+        if cipher is not None and _is_session_packet(data):
+            opened = _open_sealed(cipher, data, self.drops)
+            if opened is None:
                 return [], []
+            data = opened
         try:
             packet = decode(data)
         except ProtocolError:
@@ -517,15 +529,14 @@ class ClientEndpoint:
             self.drops["oversized"] += 1
             return [], []
         cipher = self.cipher
-        if cipher is not None and len(data) > 3 and data[3] in _SESSION_TYPES:
+        if cipher is not None and _is_session_packet(data):
             if self.connection is None:
                 self.drops["unexpected packet"] += 1
                 return [], []
-            try:
-                data = cipher.open(data)
-            except ProtocolError:
-                self.drops["failed authentication"] += 1
+            opened = _open_sealed(cipher, data, self.drops)
+            if opened is None:
                 return [], []
+            data = opened
         try:
             packet = decode(data)
         except ProtocolError:
