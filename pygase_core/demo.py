@@ -61,9 +61,9 @@ def on_boost(amount: float, game_state: GameState, dt: float) -> dict[str, Any]:
     return {"speed": min(game_state.speed + amount, 50.0), "boosts": game_state.boosts + 1}
 
 
-def make_backend(entities: int = 20) -> Backend:
+def make_backend(entities: int = 20, **server_options: Any) -> Backend:
     """The demo's server side; ``pygase serve pygase_core.demo:make_backend`` serves it alone."""
-    return Backend(initial_state(entities), time_step, {"BOOST": on_boost})
+    return Backend(initial_state(entities), time_step, {"BOOST": on_boost}, **server_options)
 
 
 def run_demo(

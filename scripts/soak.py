@@ -40,11 +40,11 @@ def rss_bytes(pid: int) -> int:
         return int(statm.read().split()[1]) * PAGE
 
 
-def serve(entities: int) -> None:
+def serve(entities: int, clients: int) -> None:
     """The server process: serve the demo game and report once a second on stdout."""
     from pygase_core.demo import make_backend
 
-    backend = make_backend(entities)
+    backend = make_backend(entities, max_clients=max(64, clients))
     backend.run_in_thread()
     server = backend.server
     print(json.dumps({"port": server.port}), flush=True)
@@ -114,11 +114,12 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--serve", action="store_true", help=argparse.SUPPRESS)
     args = parser.parse_args(argv)
     if args.serve:
-        serve(args.entities)
+        serve(args.entities, args.clients)
         return 0
 
     server = subprocess.Popen(
-        [sys.executable, __file__, "--serve", "--entities", str(args.entities)],
+        [sys.executable, __file__, "--serve", "--entities", str(args.entities),
+         "--clients", str(args.clients)],
         stdout=subprocess.PIPE,
         text=True,
     )
