@@ -40,6 +40,17 @@ class ReceiveWindow:
         self.latest: int | None = None
         self._bits = 0  # bit i set: sequence latest-1-i was received
 
+    def is_new(self, sequence: int) -> bool:
+        """Whether ``sequence`` would be accepted by :meth:`record` (nothing is changed)."""
+        if self.latest is None:
+            return True
+        distance = sequence_distance(sequence, self.latest)
+        if distance > 0:
+            return True
+        if distance == 0 or -distance > ACK_BITS:
+            return False
+        return not self._bits & (1 << (-distance - 1))
+
     def record(self, sequence: int) -> bool:
         """Mark ``sequence`` received; False if it is a duplicate or too old to tell."""
         if self.latest is None:

@@ -15,7 +15,7 @@ from enum import Enum
 from typing import Any
 
 from .acks import CongestionControl, ConnectionStats, ReceiveWindow, SentBuffer, SentPacket
-from .errors import PayloadTooLargeError
+from .errors import PayloadTooLargeError, ProtocolError
 from .events import encode_event
 from .packets import (
     DATA_PACKET_OVERHEAD,
@@ -125,13 +125,25 @@ class StateReceived:
 
 
 @dataclass(frozen=True)
+class PacketRefused:
+    """A packet broke the protocol part-way; it was not acknowledged, so the peer resends it.
+
+    Events it completed before the fault are still reported, in order, before this.
+    """
+
+    reason: str
+
+
+@dataclass(frozen=True)
 class ConnectionClosed:
     """The session ended: the peer said so, or it went silent for too long."""
 
     reason: DisconnectReason
 
 
-ConnectionEvent = EventReceived | EventAcknowledged | StateReceived | ConnectionClosed
+ConnectionEvent = (
+    EventReceived | EventAcknowledged | StateReceived | ConnectionClosed | PacketRefused
+)
 
 
 @dataclass
@@ -176,8 +188,8 @@ class Connection:
         self._sequence = 0
         self._window = ReceiveWindow()
         self._sent = SentBuffer()
-        self._events_out = EventSender()
-        self._events_in = EventReceiver(self.config.max_event_size)
+        self._events_out = EventSender(max_bytes_in_flight=2 * self.config.max_event_size)
+        self._events_in = EventReceiver(self.config.max_event_size, MAX_EVENT_FRAGMENT_DATA)
         self._peer_floor = 0
         self.state_out = StateSender() if role is Role.SERVER else None
         self.state_in = StateReceiver(self.config.max_state_size) if role is Role.CLIENT else None
@@ -284,17 +296,25 @@ class Connection:
     def receive(self, packet: Data, size: int, now: float) -> list[ConnectionEvent]:
         """Process a data packet of this session (the caller checked session and address).
 
-        Raises :class:`~pygase_core.errors.ProtocolError` if the packet breaks the protocol;
-        the caller drops it and counts it.
+        A packet that breaks the protocol part-way ends the list with :class:`PacketRefused`
+        (the caller counts it) and is not acknowledged, so the peer resends what it carried
+        instead of taking it for delivered; events it completed before are still reported.
         """
         if self.closed is not None:
             return []
-        if not self._window.record(packet.sequence):
+        if not self._window.is_new(packet.sequence):
             self.stats.packets_dropped += 1
             return []
+        events: list[ConnectionEvent] = []
+        try:
+            self._take_messages(packet, events)
+        except ProtocolError as error:
+            self.stats.packets_dropped += 1
+            events.append(PacketRefused(str(error)))
+            return events
+        self._window.record(packet.sequence)  # only now: this is what acknowledges it
         self.stats.count_in(size, now)
         self.last_received = now
-        events: list[ConnectionEvent] = []
         for sent in self._sent.acknowledge(packet.ack, packet.ack_bits):
             self.stats.add_rtt_sample(now - sent.sent_at)
             self.stats.add_delivery(lost=False)
@@ -305,13 +325,26 @@ class Connection:
                         events.append(EventAcknowledged(token))
                 elif isinstance(ref, TransferRef):
                     ref.acknowledge()
+        events.extend(
+            EventReceived(payload) for payload in self._events_in.deliverable(self._peer_floor)
+        )
+        self.congestion.update(self.stats, now)
+        return events
+
+    def _take_messages(self, packet: Data, events: list[ConnectionEvent]) -> None:
         for message in packet.messages:
             if isinstance(message, EventFragment):
                 self._events_in.add_fragment(
                     message.event_id, message.index, message.count, message.data
                 )
             elif isinstance(message, EventFloor):
+                # Settle what lies below the floor before the fragments that follow it: the
+                # sender's window of ids in flight starts there.
                 self._peer_floor = max(self._peer_floor, message.event_id)
+                events.extend(
+                    EventReceived(payload)
+                    for payload in self._events_in.deliverable(self._peer_floor)
+                )
             elif isinstance(message, StateFragment):
                 if self.state_in is not None:
                     payload = self.state_in.add(message, self.applied_time_order)
@@ -319,10 +352,6 @@ class Connection:
                         events.append(StateReceived(message.base, message.target, payload))
             elif isinstance(message, StateReport) and self.state_out is not None:
                 self.state_out.on_report(message.time_order)
-        for payload in self._events_in.deliverable(self._peer_floor):
-            events.append(EventReceived(payload))
-        self.congestion.update(self.stats, now)
-        return events
 
     def receive_disconnect(self, reason: DisconnectReason) -> list[ConnectionEvent]:
         """The peer ended the session (the caller checked session and address)."""

@@ -31,6 +31,7 @@ from .connection import (
     ConnectionEvent,
     EventAcknowledged,
     EventReceived,
+    PacketRefused,
     Role,
     StateReceived,
 )
@@ -81,6 +82,16 @@ _SESSION_TYPES = (PacketType.DATA, PacketType.DISCONNECT)
 
 def _is_session_packet(data: bytes) -> bool:
     return len(data) > 3 and data[3] in _SESSION_TYPES
+
+
+def _count_refusals(
+    events: list[ConnectionEvent], drops: Counter[str]
+) -> list[EventReceived | EventAcknowledged | StateReceived | ConnectionClosed]:
+    """Count a refused packet as a protocol violation; pass the other events on."""
+    kept = [event for event in events if not isinstance(event, PacketRefused)]
+    if len(kept) != len(events):
+        drops["protocol violation"] += 1
+    return kept
 
 
 def _open_sealed(cipher: SessionCipher, data: bytes, drops: Counter[str]) -> bytes | None:
@@ -394,12 +405,7 @@ class ServerEndpoint:
                 else:
                     self.drops["shutdown request from a non-host"] += 1
             return [], events
-        try:
-            happened = connection.receive(packet, size, now)
-        except ProtocolError:
-            self.drops["protocol violation"] += 1
-            connection.stats.packets_dropped += 1
-            return [], []
+        happened = _count_refusals(connection.receive(packet, size, now), self.drops)
         return [], [PeerEvent(address, event) for event in happened]
 
     def _seal(self, address: Address, datagrams: list[bytes]) -> Outgoing:
@@ -476,8 +482,9 @@ class Refused:
     reason: RejectReason | None
 
 
-ClientEvent = Connected | Refused | EventReceived | EventAcknowledged | StateReceived | (
-    ConnectionClosed
+ClientEvent = (
+    Connected | Refused | EventReceived | EventAcknowledged | StateReceived | ConnectionClosed
+    | PacketRefused
 )
 
 
@@ -552,11 +559,9 @@ class ClientEndpoint:
                 return [], []
             if isinstance(packet, Disconnect):
                 return [], list(connection.receive_disconnect(packet.reason))
-            try:
-                return [], list(connection.receive(packet, len(data), now))
-            except ProtocolError:
-                self.drops["protocol violation"] += 1
-                return [], []
+            return [], list(
+                _count_refusals(connection.receive(packet, len(data), now), self.drops)
+            )
         if self.failed or getattr(packet, "nonce", None) != self.nonce:
             self.drops["unexpected packet"] += 1
             return [], []

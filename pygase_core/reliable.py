@@ -23,7 +23,11 @@ from .errors import ProtocolError
 MIN_RESEND_TIMEOUT = 0.05
 INITIAL_RESEND_TIMEOUT = 0.2
 MAX_EVENTS_AHEAD = 1024
-"""A receiver accepts event ids at most this far past the next one it expects."""
+"""A receiver accepts event ids at most this far past the next one it expects; a sender keeps
+its events in flight within the same window."""
+FRAGMENT_OVERHEAD = 64
+"""What a buffered fragment costs the receiver beyond its data, charged against its limits so
+that empty fragments cannot fill its memory."""
 
 
 def resend_timeout(rtt: float | None) -> float:
@@ -59,10 +63,11 @@ class FragmentRef:
 class EventSender:
     """The sending half of a connection's event channel."""
 
-    def __init__(self) -> None:
+    def __init__(self, max_bytes_in_flight: int | None = None) -> None:
         self.next_id = 0
         self._in_flight: dict[int, OutgoingEvent] = {}
         self.abandoned = 0
+        self._max_bytes_in_flight = max_bytes_in_flight
 
     def queue(self, fragments: list[bytes], retries: int, token: object) -> int:
         """Add an encoded, fragmented event; returns its id."""
@@ -88,7 +93,15 @@ class EventSender:
         whose retries are spent and whose last send timed out is abandoned here.
         """
         timeout = resend_timeout(rtt)
+        window_end = self.floor + MAX_EVENTS_AHEAD
+        budget = self._max_bytes_in_flight
         for event in list(self._in_flight.values()):
+            if event.event_id >= window_end:
+                break  # the receiver would refuse it: it waits until earlier ones are done
+            if budget is not None:
+                budget -= sum(len(f) + FRAGMENT_OVERHEAD for f in event.fragments)
+                if budget < 0 and event.event_id != self.floor:
+                    break  # more than the receiver buffers: later events wait their turn
             unsent = [i for i in sorted(event.unacked) if i not in event.sent_at]
             expired = [
                 i for i in sorted(event.unacked)
@@ -120,7 +133,10 @@ class EventSender:
         """When the earliest in-flight fragment becomes due again (None if nothing is)."""
         timeout = resend_timeout(rtt)
         deadline = None
+        window_end = self.floor + MAX_EVENTS_AHEAD
         for event in self._in_flight.values():
+            if event.event_id >= window_end:
+                break
             for index in event.unacked:
                 sent = event.sent_at.get(index)
                 due = 0.0 if sent is None else sent + timeout
@@ -139,11 +155,12 @@ class _Partial:
 class EventReceiver:
     """The receiving half: reassembly, duplicate suppression and in-order delivery."""
 
-    def __init__(self, max_event_size: int) -> None:
+    def __init__(self, max_event_size: int, fragment_size: int) -> None:
         self.next_id = 0
-        self._max_event_size = max_event_size
+        self._max_fragments = -(-max_event_size // fragment_size)
+        self._max_event_cost = max_event_size + self._max_fragments * FRAGMENT_OVERHEAD
         self._partials: dict[int, _Partial] = {}
-        self._complete: dict[int, bytes] = {}
+        self._complete: dict[int, tuple[bytes, int]] = {}
         self._buffered_bytes = 0
         self.duplicates = 0
         self.skipped = 0
@@ -155,6 +172,8 @@ class EventReceiver:
             return
         if event_id - self.next_id >= MAX_EVENTS_AHEAD:
             raise ProtocolError(f"event id {event_id} is too far ahead of {self.next_id}")
+        if count > self._max_fragments:
+            raise ProtocolError(f"event {event_id} of {count} fragments exceeds the maximum size")
         partial = self._partials.get(event_id)
         if partial is None:
             partial = self._partials[event_id] = _Partial(count)
@@ -163,34 +182,40 @@ class EventReceiver:
         if index in partial.pieces:
             self.duplicates += 1
             return
-        if partial.size + len(data) > self._max_event_size:
+        cost = len(data) + FRAGMENT_OVERHEAD
+        if partial.size + cost > self._max_event_cost:
             del self._partials[event_id]
             self._buffered_bytes -= partial.size
             raise ProtocolError(f"event {event_id} exceeds the maximum event size")
-        if self._buffered_bytes + len(data) > 4 * self._max_event_size:
+        if self._buffered_bytes + cost > 4 * self._max_event_cost:
+            if not partial.pieces:
+                del self._partials[event_id]
             raise ProtocolError("too much event data buffered")
         partial.pieces[index] = data
-        partial.size += len(data)
-        self._buffered_bytes += len(data)
+        partial.size += cost
+        self._buffered_bytes += cost
         if len(partial.pieces) == partial.count:
             del self._partials[event_id]
-            self._complete[event_id] = b"".join(partial.pieces[i] for i in range(partial.count))
+            payload = b"".join(partial.pieces[i] for i in range(partial.count))
+            self._complete[event_id] = (payload, partial.size)
 
     def deliverable(self, floor: int) -> Iterator[bytes]:
         """Yield complete events in id order, skipping ids below the sender's ``floor``."""
-        while True:
-            payload = self._complete.pop(self.next_id, None)
-            if payload is not None:
-                self._buffered_bytes -= len(payload)
-                self.next_id += 1
-                yield payload
-                continue
-            if self.next_id >= floor:
-                return
-            # Jump straight to the next id that matters: a hostile floor cannot make us spin.
-            buffered = [i for i in (*self._complete, *self._partials) if i > self.next_id]
-            target = min([floor, *buffered])
-            for stale in [i for i in self._partials if i < target]:
+        if self.next_id < floor:
+            # The sender gave up on whatever below the floor is still missing: drop those
+            # partials and deliver the complete ones in order, in one pass (a hostile floor
+            # cannot make this loop long).
+            for stale in [i for i in self._partials if i < floor]:
                 self._buffered_bytes -= self._partials.pop(stale).size
-            self.skipped += target - self.next_id
-            self.next_id = target
+            below = sorted(i for i in self._complete if i < floor)
+            self.skipped += (floor - self.next_id) - len(below)
+            self.next_id = floor
+            for event_id in below:
+                payload, cost = self._complete.pop(event_id)
+                self._buffered_bytes -= cost
+                yield payload
+        while self.next_id in self._complete:
+            payload, cost = self._complete.pop(self.next_id)
+            self._buffered_bytes -= cost
+            self.next_id += 1
+            yield payload

@@ -270,3 +270,62 @@ def test_received_event_payloads_are_reported_as_events() -> None:
     network.run_until(lambda: alice.received_payloads)
     assert EventReceived(b"\x93\xa1E\x90\x80") in alice.events
     assert isinstance(network.joined()[0], ClientJoined)
+
+
+def test_a_burst_beyond_the_receivers_window_never_acks_what_was_not_delivered() -> None:
+    network = Network(seed=13)
+    alice = network.add_client(ALICE)
+    connected(network, ALICE)
+    connection = alice.endpoint.connection
+    assert connection is not None
+    payloads = [codec.pack(["E", [i], {}]) for i in range(1500)]
+    for i, payload in enumerate(payloads):
+        connection.queue_event(payload, retries=0, token=i)
+    link = network.up[ALICE]
+    send = link.send
+    dropped: list[bytes] = []
+
+    def drop_first(data: bytes, address: object, now: float) -> None:
+        if not dropped:
+            dropped.append(data)  # the burst's first datagram: what follows must wait for it
+            return
+        send(data, address, now)
+
+    link.send = drop_first  # type: ignore[method-assign]
+    network.run_until(lambda: connection.events_in_flight == 0, timeout=20)
+    network.run(0.5)
+    delivered = [codec.unpack(p)[1][0] for _, p in network.server_payloads]
+    assert delivered == sorted(set(delivered))  # in order, once each
+    assert len(delivered) > 1400  # only the first datagram's events are gone
+    assert sorted(alice.acked_tokens) == delivered  # acked exactly what was delivered
+
+
+def test_hostile_event_fragments_cannot_fill_memory() -> None:
+    import pytest
+
+    from pygase_core.errors import ProtocolError
+    from pygase_core.reliable import EventReceiver
+
+    receiver = EventReceiver(max_event_size=4096, fragment_size=1000)
+    with pytest.raises(ProtocolError):
+        receiver.add_fragment(0, 0, 65535, b"")  # more fragments than the maximum size needs
+    accepted = 0
+    with pytest.raises(ProtocolError, match="too much"):
+        for event_id in range(1024):
+            for index in range(5):
+                receiver.add_fragment(event_id, index, 5, b"")  # empty, never complete...
+                accepted += 1
+    assert accepted < 1000  # ...yet each costs enough that the buffer fills early
+
+
+def test_a_far_floor_is_taken_in_one_pass() -> None:
+    from pygase_core.reliable import EventReceiver
+
+    receiver = EventReceiver(max_event_size=1 << 20, fragment_size=1000)
+    for event_id in range(1, 1000):
+        receiver.add_fragment(event_id, 0, 2, b"x")  # 999 events missing their second half
+    receiver.add_fragment(500, 1, 2, b"y")  # one of them complete
+    delivered = list(receiver.deliverable(floor=1_000_000))
+    assert delivered == [b"xy"]
+    assert receiver.next_id == 1_000_000
+    assert receiver.skipped == 1_000_000 - 1
