@@ -363,7 +363,13 @@ class Server:
         endpoint, timer = self._endpoint, self._timer
         if endpoint is None or timer is None:
             return
-        out, events = endpoint.poll(self._now(), self._cache)
+        try:
+            out, events = endpoint.poll(self._now(), self._cache)
+        except Exception:
+            # Whatever it was, the server must keep its timer: log it and carry on.
+            logger.exception("unexpected error in the server's timer")
+            timer.reset(self._now() + 0.05)
+            return
         oversize = self._cache.oversize
         if oversize is not None:
             # Said once per state version; the clients keep the last state that fitted.

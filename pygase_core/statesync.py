@@ -144,7 +144,11 @@ class PayloadCache:
             return None
 
     def _encode(self, base: int) -> StatePayload:
-        update = None if base == NO_STATE else self._store.changes_since(base)
+        with self._store.lock:
+            # The store folds later pushes into the delta it hands out: encode it right here.
+            update = None if base == NO_STATE else self._store.changes_since(base)
+            if update is not None:
+                raw, target = encode_delta(update), update.time_order
         if update is None:
             payload = self._payloads.get(FULL_STATE)
             if payload is None:
@@ -158,8 +162,7 @@ class PayloadCache:
                 self.encodings += 1
                 self._payloads[FULL_STATE] = payload
         else:
-            raw = encode_delta(update)
-            payload = _fragment(base, update.time_order, raw, self.max_state_size)
+            payload = _fragment(base, target, raw, self.max_state_size)
             self.encodings += 1
         self._payloads[base] = payload
         return payload
