@@ -22,6 +22,7 @@ unless a secret key or a token is used.
 
 from __future__ import annotations
 
+import hashlib
 import os
 import struct
 from dataclasses import dataclass
@@ -142,6 +143,7 @@ class TokenContents:
     client_to_server_key: bytes
     server_to_client_key: bytes
     token_id: bytes
+    expires_at: int
 
 
 def open_private_token(
@@ -158,7 +160,7 @@ def open_private_token(
     except Exception:
         raise ProtocolError("connect token is not valid for this server") from None
     client_id, c2s, s2c = _PRIVATE.unpack(plain)
-    return TokenContents(client_id, c2s, s2c, nonce)
+    return TokenContents(client_id, c2s, s2c, nonce, expires_at)
 
 
 class CookieSealer:
@@ -169,9 +171,13 @@ class CookieSealer:
 
     def seal(self, contents: TokenContents, associated: bytes) -> bytes:
         nonce = os.urandom(NONCE_SIZE)
-        plain = _PRIVATE.pack(
-            contents.client_id, contents.client_to_server_key, contents.server_to_client_key
-        ) + contents.token_id
+        plain = (
+            _PRIVATE.pack(
+                contents.client_id, contents.client_to_server_key, contents.server_to_client_key
+            )
+            + contents.token_id
+            + _U64.pack(contents.expires_at)
+        )
         return bytes(nonce + self._aead.encrypt(nonce, plain, associated))
 
     def open(self, cookie: bytes, associated: bytes) -> TokenContents:
@@ -180,10 +186,51 @@ class CookieSealer:
         except Exception:
             raise ProtocolError("invalid challenge cookie") from None
         client_id, c2s, s2c = _PRIVATE.unpack_from(plain)
-        return TokenContents(client_id, c2s, s2c, plain[_PRIVATE.size :])
+        token_id = plain[_PRIVATE.size : _PRIVATE.size + NONCE_SIZE]
+        (expires_at,) = _U64.unpack_from(plain, _PRIVATE.size + NONCE_SIZE)
+        return TokenContents(client_id, c2s, s2c, token_id, expires_at)
 
 
-SEALED_COOKIE_SIZE = NONCE_SIZE + _PRIVATE.size + NONCE_SIZE + TAG_SIZE
+SEALED_COOKIE_SIZE = NONCE_SIZE + _PRIVATE.size + NONCE_SIZE + 8 + TAG_SIZE
+
+
+def session_cipher(
+    contents_or_token: TokenContents | ConnectToken, session_id: int, client_nonce: int,
+    *, server: bool,
+) -> SessionCipher:
+    """The cipher of one session, with keys derived from the token's keys and the session.
+
+    Deriving per session (from the server's random session id and the client's random nonce)
+    means packet numbers, which restart at 0 with every session, never repeat a nonce under the
+    same key, even if a token connects again (say, to a restarted server).
+    """
+    salt = _U64.pack(session_id) + _U64.pack(client_nonce)
+
+    def derive(key: bytes, direction: bytes) -> bytes:
+        return hashlib.blake2b(salt, key=key, person=direction, digest_size=KEY_SIZE).digest()
+
+    c2s = derive(contents_or_token.client_to_server_key, b"pygase c2s")
+    s2c = derive(contents_or_token.server_to_client_key, b"pygase s2c")
+    return SessionCipher(s2c, c2s) if server else SessionCipher(c2s, s2c)
+
+
+def _accept_nonce(accept: bytes) -> bytes:
+    # Its own nonce space under the token's key (packet numbers use derived keys anyway).
+    return b"\xff\xff\xff\xff" + accept[4:12]
+
+
+def accept_tag(server_to_client_key: bytes, accept: bytes) -> bytes:
+    """Server side: authenticate an ACCEPT, so the client knows the server holds its keys."""
+    return bytes(_aead(server_to_client_key).encrypt(_accept_nonce(accept), b"", accept))
+
+
+def accept_genuine(server_to_client_key: bytes, accept: bytes, tag: bytes) -> bool:
+    """Client side: whether an ACCEPT carries the tag only the right server can make."""
+    try:
+        _aead(server_to_client_key).decrypt(_accept_nonce(accept), tag, accept)
+    except Exception:
+        return False
+    return True
 
 
 class SessionCipher:
@@ -231,20 +278,3 @@ class SessionCipher:
             if len(self._seen) > 2 * REPLAY_WINDOW:
                 self._seen = {n for n in self._seen if n + REPLAY_WINDOW > highest}
         return head[:12] + bytes(body)
-
-    @staticmethod
-    def _accept_nonce(accept: bytes) -> bytes:
-        # Its own nonce space (packet numbers never start with 0xff bytes): the client nonce.
-        return b"\xff\xff\xff\xff" + accept[4:12]
-
-    def accept_tag(self, accept: bytes) -> bytes:
-        """Server side: authenticate an ACCEPT, so the client knows the server holds its keys."""
-        return bytes(self._send.encrypt(self._accept_nonce(accept), b"", accept))
-
-    def accept_genuine(self, accept: bytes, tag: bytes) -> bool:
-        """Client side: whether an ACCEPT carries the tag only the right server can make."""
-        try:
-            self._receive.decrypt(self._accept_nonce(accept), tag, accept)
-        except Exception:
-            return False
-        return True

@@ -40,7 +40,10 @@ from .crypto import (
     CookieSealer,
     SessionCipher,
     TokenContents,
+    accept_genuine,
+    accept_tag,
     open_private_token,
+    session_cipher,
 )
 from .errors import ProtocolError
 from .packets import (
@@ -187,6 +190,7 @@ class ServerEndpoint:
         self.host_is_first_client = host_is_first_client
         """Whether the first client to complete the handshake becomes the host."""
         self.ciphers: dict[Address, SessionCipher] = {}
+        self._accept_keys: dict[Address, bytes] = {}
         self.earliest_deadline: float | None = None
         """The earliest deadline of any session, as of the end of the last :meth:`poll`."""
         self._secret_key = secret_key
@@ -273,7 +277,8 @@ class ServerEndpoint:
         except ProtocolError:
             self.drops["invalid cookie"] += 1
             return None
-        expiry = now + COOKIE_LIFETIME + 3600
+        # Remember the token as long as it is valid (on this clock), at least a cookie's life.
+        expiry = max(now + COOKIE_LIFETIME, contents.expires_at - self._unix_offset + 1)
         if not _spend(self._used_tokens, contents.token_id, now, expiry):
             self.drops["reused token"] += 1
             return None
@@ -364,9 +369,10 @@ class ServerEndpoint:
         self.connections[address] = connection
         self.nonces[address] = packet.nonce
         if contents is not None:
-            self.ciphers[address] = SessionCipher(
-                contents.server_to_client_key, contents.client_to_server_key
+            self.ciphers[address] = session_cipher(
+                contents, connection.session_id, packet.nonce, server=True
             )
+            self._accept_keys[address] = contents.server_to_client_key
         if self.host is None and self.host_is_first_client:
             self.host = address
         is_host = self.host == address
@@ -376,10 +382,10 @@ class ServerEndpoint:
 
     def _accept(self, nonce: int, connection: Connection, is_host: bool, address: Address) -> bytes:
         accept = encode_accept(nonce, connection.session_id, is_host)
-        cipher = self.ciphers.get(address)
-        if cipher is None:
+        key = self._accept_keys.get(address)
+        if key is None:
             return accept
-        return accept + cipher.accept_tag(accept)
+        return accept + accept_tag(key, accept)
 
     def _session_packet(
         self,
@@ -416,6 +422,7 @@ class ServerEndpoint:
 
     def _remove(self, address: Address, reason: DisconnectReason) -> ClientLeft:
         self.ciphers.pop(address, None)
+        self._accept_keys.pop(address, None)
         connection = self.connections.pop(address)
         connection.closed = connection.closed or reason
         self.nonces.pop(address, None)
@@ -502,10 +509,8 @@ class ClientEndpoint:
     ) -> None:
         self.config = config or ConnectionConfig()
         self.token = token
-        self.cipher = (
-            None if token is None
-            else SessionCipher(token.client_to_server_key, token.server_to_client_key)
-        )
+        self.cipher: SessionCipher | None = None
+        """The session's cipher, once an encrypted session is accepted."""
         self.nonce = secrets.randbits(64) if nonce is None else nonce
         self.connection: Connection | None = None
         self.is_host = False
@@ -570,9 +575,12 @@ class ClientEndpoint:
             self._last_sent = now
             return [self._handshake_datagram()], []
         if isinstance(packet, Accept):
-            if cipher is not None and not cipher.accept_genuine(data[: len(data) - 16], packet.tag):
-                self.drops["forged accept"] += 1
-                return [], []
+            token = self.token
+            if token is not None:
+                if not accept_genuine(token.server_to_client_key, data[:-16], packet.tag):
+                    self.drops["forged accept"] += 1
+                    return [], []
+                self.cipher = session_cipher(token, packet.session_id, self.nonce, server=False)
             self.connection = Connection(packet.session_id, Role.CLIENT, now, self.config)
             self.is_host = packet.is_host
             return self._seal(self.connection.flush(now)), [Connected(packet.is_host)]

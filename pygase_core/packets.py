@@ -89,7 +89,7 @@ _PREFIX = struct.Struct("!2sBB")
 _NONCE = struct.Struct("!Q")
 COOKIE_SIZE = 24
 """A plain handshake cookie: an 8-byte timestamp and a 16-byte keyed MAC."""
-SECURE_COOKIE_SIZE = 120
+SECURE_COOKIE_SIZE = 128
 """Cookies of encrypted servers also seal the session keys: timestamp, nonce, keys, tag."""
 _COOKIE_SIZES = (COOKIE_SIZE, SECURE_COOKIE_SIZE)
 PRIVATE_TOKEN_SIZE = 100

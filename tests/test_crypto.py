@@ -167,3 +167,18 @@ def test_session_cipher_rejects_replays_outside_the_window() -> None:
         receiver.open(packets[100])  # replay
     with pytest.raises(ProtocolError):
         receiver.open(packets[10])  # too old to tell
+
+
+def test_every_session_has_keys_of_its_own() -> None:
+    """A token that connects twice (say, to a restarted server) never reuses a nonce and key."""
+    from pygase_core.crypto import session_cipher
+
+    token = make_connect_token(SECRET, "10.0.0.1:4000", 3, now=1000.0)
+    plain = b"PG\x01\x06" + bytes(8) + b"same body, packet number 0"
+    first = session_cipher(token, session_id=1, client_nonce=7, server=False).seal(plain)
+    second = session_cipher(token, session_id=2, client_nonce=7, server=False).seal(plain)
+    assert first[20:] != second[20:]
+    server_side = session_cipher(token, session_id=1, client_nonce=7, server=True)
+    assert server_side.open(first) == plain
+    with pytest.raises(ProtocolError):
+        session_cipher(token, session_id=2, client_nonce=7, server=True).open(first)
