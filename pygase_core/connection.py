@@ -340,11 +340,12 @@ class Connection:
             elif isinstance(message, EventFloor):
                 # Settle what lies below the floor before the fragments that follow it: the
                 # sender's window of ids in flight starts there.
-                self._peer_floor = max(self._peer_floor, message.event_id)
-                events.extend(
-                    EventReceived(payload)
-                    for payload in self._events_in.deliverable(self._peer_floor)
-                )
+                if message.event_id > self._peer_floor:
+                    self._peer_floor = message.event_id
+                    events.extend(
+                        EventReceived(payload)
+                        for payload in self._events_in.deliverable(self._peer_floor)
+                    )
             elif isinstance(message, StateFragment):
                 if self.state_in is not None:
                     payload = self.state_in.add(message, self.applied_time_order)

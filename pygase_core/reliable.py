@@ -92,6 +92,8 @@ class EventSender:
         Resending any fragment of an event uses up one of its retries per round. An event
         whose retries are spent and whose last send timed out is abandoned here.
         """
+        if not self._in_flight:
+            return
         timeout = resend_timeout(rtt)
         window_end = self.floor + MAX_EVENTS_AHEAD
         budget = self._max_bytes_in_flight
