@@ -107,6 +107,8 @@ class Server:
         )
         self._host_is_first_client = host_client == "first"
         self._handlers = EventHandlerRegistry()
+        self._join_handlers: list[Callable[..., Any]] = []
+        self._leave_handlers: list[Callable[..., Any]] = []
         self._cache = PayloadCache(game_state_store, max_state_size)
         self._endpoint: ServerEndpoint | None = None
         self._io: DatagramEndpoint | None = None
@@ -278,7 +280,9 @@ class Server:
         if self._timer is not None:
             self._timer.cancel()
         if self._endpoint is not None and self._io is not None:
+            leaving = list(self._endpoint.connections)
             self._send(self._endpoint.disconnect_all(reason))
+            self._handle([ClientLeft(address, reason) for address in leaving])
         if self._io is not None and self._io.transport is not None:
             self._io.transport.close()
         self._io = None
@@ -294,6 +298,28 @@ class Server:
         coroutine function.
         """
         self._handlers.register(event_type, event_handler_function)
+
+    def on_client_joined(self, handler: Callable[..., Any]) -> Callable[..., Any]:
+        """Call ``handler(client_address)`` whenever a client completes its handshake.
+
+        Runs on the server's I/O loop (a coroutine function is scheduled there); a failure is
+        logged and isolated. Returns the handler, so it also works as a decorator.
+        """
+        if not callable(handler):
+            raise TypeError("handler must be callable")
+        self._join_handlers.append(handler)
+        return handler
+
+    def on_client_left(self, handler: Callable[..., Any]) -> Callable[..., Any]:
+        """Call ``handler(client_address, reason)`` whenever a client's session ends.
+
+        ``reason`` is ``"client left"``, ``"shutdown request"``, ``"timed out"`` or ``"server
+        shutdown"``. Same rules as :meth:`on_client_joined`.
+        """
+        if not callable(handler):
+            raise TypeError("handler must be callable")
+        self._leave_handlers.append(handler)
+        return handler
 
     def dispatch_event(
         self,
@@ -403,8 +429,13 @@ class Server:
                 logger.info("client %s joined%s", event.address, " (host)" if event.is_host else "")
                 if self._timer is not None:
                     self._timer.arm(self._now())
+                for handler in self._join_handlers:
+                    _run_callback(handler, event.address)
             elif isinstance(event, ClientLeft):
-                logger.info("client %s left: %s", event.address, event.reason.name.lower())
+                reason = event.reason.name.lower().replace("_", " ")
+                logger.info("client %s left: %s", event.address, reason)
+                for handler in self._leave_handlers:
+                    _run_callback(handler, event.address, reason)
             elif isinstance(event, ShutdownRequested):
                 logger.info("the host client %s asked the server to shut down", event.address)
                 self._request_stop()
@@ -427,7 +458,7 @@ class Server:
 
 
 def _run_callback(callback: object, *args: Any) -> None:
-    """Run an ack callback (function or coroutine function), isolating its failures."""
+    """Run a callback (function or coroutine function) on the loop, isolating its failures."""
     if not callable(callback):
         return
     try:
@@ -435,4 +466,4 @@ def _run_callback(callback: object, *args: Any) -> None:
         if asyncio.iscoroutine(result):
             asyncio.get_running_loop().create_task(result)
     except Exception:
-        logger.exception("ack callback %r failed", callback)
+        logger.exception("callback %r failed", callback)

@@ -343,3 +343,29 @@ def test_coroutine_forms_in_one_asyncio_program() -> None:
         return seen
 
     assert asyncio.run(asyncio.wait_for(main(), 20))
+
+
+def test_join_and_leave_handlers_see_every_client(clients: list[Client]) -> None:
+    server = Server(GameStateStore(GameState()), timeout=1.0)
+    joined: list[Any] = []
+    left: list[tuple[Any, str]] = []
+    server.on_client_joined(joined.append)
+
+    @server.on_client_left
+    def remember(client_address: Any, reason: str) -> None:
+        left.append((client_address, reason))
+
+    server.on_client_joined(lambda client_address: 1 / 0)  # a failing handler harms nothing
+    server.run_in_thread()
+    assert server.port
+    alice = connect(clients, server.port)
+    bob = connect(clients, server.port)
+    wait_for(lambda: len(joined) == 2)
+    assert set(joined) == set(server.connections)
+    alice.disconnect()
+    wait_for(lambda: len(left) == 1)
+    assert left[0][1] == "client left"
+    server.shutdown()
+    wait_for(lambda: len(left) == 2)
+    assert left[1][1] == "server shutdown"
+    wait_for(lambda: bob.status is ClientStatus.DISCONNECTED)
