@@ -18,7 +18,7 @@ import threading
 import time
 import tracemalloc
 from collections import Counter
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from functools import partial
 from typing import Any
@@ -60,17 +60,13 @@ from pygase_core.packets import (
     encode_state_fragment,
     encode_state_report,
 )
+from tests.clients import connect, read
 from tests.waiting import wait_for
 
 LOOPBACK = "127.0.0.1"
 
 
 # -- helpers -------------------------------------------------------------------------------------
-
-
-def read(client: Client, name: str, default: Any = None) -> Any:
-    with client.access_game_state() as state:
-        return getattr(state, name, default)
 
 
 def udp_socket(timeout: float = 2.0) -> socket.socket:
@@ -176,21 +172,6 @@ class Relay:
         self._thread.join(2)
         self.front.close()
         self.back.close()
-
-
-@pytest.fixture
-def clients() -> Iterator[list[Client]]:
-    made: list[Client] = []
-    yield made
-    for client in made:
-        client.disconnect()
-
-
-def connect(clients: list[Client], port: int, **options: Any) -> Client:
-    client = Client(**options)
-    client.connect_in_thread(port)
-    clients.append(client)
-    return client
 
 
 @dataclass

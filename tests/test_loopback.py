@@ -27,6 +27,7 @@ from pygase_core import (
 )
 from pygase_core.errors import ConnectTimeoutError
 from pygase_core.packets import encode_data_header, encode_event_floor, encode_request
+from tests.clients import connect, read
 from tests.waiting import wait_for
 
 
@@ -44,26 +45,6 @@ def seed_backend() -> Iterator[Backend]:
     backend.run_in_thread(hostname="localhost", port=0)
     yield backend
     backend.shutdown()
-
-
-@pytest.fixture
-def clients() -> Iterator[list[Client]]:
-    made: list[Client] = []
-    yield made
-    for client in made:
-        client.disconnect()
-
-
-def connect(clients: list[Client], port: int, **options: Any) -> Client:
-    client = Client(**options)
-    client.connect_in_thread(port)
-    clients.append(client)
-    return client
-
-
-def read(client: Client, name: str) -> Any:
-    with client.access_game_state() as state:
-        return getattr(state, name, None)
 
 
 def test_seed_backend_example(seed_backend: Backend, clients: list[Client]) -> None:

@@ -10,7 +10,6 @@ connection overlay is drawn for us after ``on_draw`` (``show_stats=True``).
 
 from __future__ import annotations
 
-import argparse
 import time
 
 import arcade
@@ -152,11 +151,7 @@ class ChaseArcadeWindow(PygaseWindow):
 
 def main(argv: list[str] | None = None) -> None:
     """Parse the command line and play."""
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--host", default="localhost", help="server address")
-    parser.add_argument("--port", type=int, default=8080, help="server port")
-    parser.add_argument("--name", default="arcade player", help="player name")
-    args = parser.parse_args(argv)
+    args = common.client_arguments(__doc__.splitlines()[0], "arcade player", argv)
     ChaseArcadeWindow(args.name, args.port, args.host)
     arcade.run()
 

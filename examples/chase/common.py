@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import argparse
 import math
 import time
 from collections.abc import Callable
@@ -25,6 +26,17 @@ RUNNER_COLORS = [
 ]
 BACKGROUND_COLOR = (20, 20, 28)
 OWN_OUTLINE_COLOR = (255, 255, 255)
+
+
+def client_arguments(
+    description: str, default_name: str, argv: list[str] | None
+) -> argparse.Namespace:
+    """The command line every chase client shares: ``--host``, ``--port`` and ``--name``."""
+    parser = argparse.ArgumentParser(description=description)
+    parser.add_argument("--host", default="localhost", help="server address")
+    parser.add_argument("--port", type=int, default=8080, help="server port")
+    parser.add_argument("--name", default=default_name, help="player name")
+    return parser.parse_args(argv)
 
 
 def player_color(game_state: Any, player_id: str) -> tuple[int, int, int]:

@@ -9,7 +9,6 @@ handlers (``WELCOME``, ``TAG``) and pygame events of type ``PYGASE_STATUS``.
 
 from __future__ import annotations
 
-import argparse
 import time
 
 import pygame
@@ -144,11 +143,7 @@ class ChasePygameClient(PygaseClientMixin):
 
 def main(argv: list[str] | None = None) -> None:
     """Parse the command line and play."""
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--host", default="localhost", help="server address")
-    parser.add_argument("--port", type=int, default=8080, help="server port")
-    parser.add_argument("--name", default="pygame player", help="player name")
-    args = parser.parse_args(argv)
+    args = common.client_arguments(__doc__.splitlines()[0], "pygame player", argv)
     ChasePygameClient(args.name).run(args.port, args.host)
 
 
