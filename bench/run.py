@@ -278,7 +278,7 @@ def server_header(impl: str) -> int:
     """Bytes of framing in each state datagram: the fixed cost the wire target allows for."""
     if impl == "peer":
         return 12 + 2  # PyGaSe 0.3.1: protocol id, sequence, ack, ack bits; update length
-    from pygase_core import packets
+    from pygase_core.protocol import packets
 
     return packets.DATA_PACKET_OVERHEAD + packets.EVENT_FLOOR_SIZE + packets.STATE_FRAGMENT_OVERHEAD
 
@@ -292,7 +292,7 @@ def figures(
     header: int,
 ) -> dict[str, Any]:
     """Turn the readings of one scenario into the figures of the table."""
-    from pygase_core.bots import BotProbe, SwarmReport
+    from pygase_core.tools.bots import BotProbe, SwarmReport
 
     probes = []
     for output in outputs:

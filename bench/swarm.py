@@ -1,9 +1,9 @@
 """The bench's client process: a swarm of bots for pygase or for PyGaSe 0.3.1.
 
-pygase's swarm is :class:`pygase_core.bots.BotSwarm` itself. PyGaSe 0.3.1 has no such thing, so
+pygase's swarm is :class:`pygase_core.tools.bots.BotSwarm` itself. PyGaSe 0.3.1 has no such thing, so
 this file runs its ``Client``s the closest way it offers: each ``connect`` coroutine as a task on
 one shared curio kernel, read by one frame task, like the pygase swarm on its asyncio loop. Both
-feed the same :class:`~pygase_core.bots.BotProbe`, so the arithmetic is identical.
+feed the same :class:`~pygase_core.tools.bots.BotProbe`, so the arithmetic is identical.
 
 The window is given as wall-clock times, so that every swarm process of a run and the
 orchestrator's readings of the server cover the same span. The process prints one line,
@@ -25,7 +25,7 @@ from typing import Any
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))  # pygase_core for the peer's venv
 
-from pygase_core.bots import BotProbe, BotSwarm
+from pygase_core.tools.bots import BotProbe, BotSwarm
 
 
 def cpu_seconds() -> float:

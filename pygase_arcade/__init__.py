@@ -2,7 +2,7 @@
 
 Subclass :class:`PygaseWindow` instead of ``arcade.Window``; ``self.pygase`` (an
 :class:`ArcadeSession`) connects, and the window pumps it before every ``on_update``, so each
-frame has a consistent :attr:`~pygase_core.frames.FrameSession.snapshot` and server events
+frame has a consistent :attr:`~pygase_core.edge.frames.FrameSession.snapshot` and server events
 arrive on the window's thread. :class:`PygaseView` gives views the same session.
 
 The names here are loaded lazily: the ``arcade`` entry point (:mod:`pygase_arcade.plugin`) lives

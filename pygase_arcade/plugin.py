@@ -7,7 +7,7 @@ without arcade, so it imports nothing from arcade. Its hooks act only on clients
 
 from __future__ import annotations
 
-from pygase_core.frames import FrameSessionHooks
+from pygase_core.edge.frames import FrameSessionHooks
 
 hooks = FrameSessionHooks("arcade")
 """The plugin object the entry point names."""

@@ -30,14 +30,14 @@ import pluggy
 from pyglet.event import EventDispatcher
 
 from pygase_arcade.plugin import hooks
-from pygase_core.client import ClientStatus
-from pygase_core.frames import FrameSession
+from pygase_core.edge.client import ClientStatus
+from pygase_core.edge.frames import FrameSession
 
 __all__ = ["ArcadeSession", "PygaseView", "PygaseWindow"]
 
 
 class ArcadeSession(FrameSession):
-    """A :class:`~pygase_core.frames.FrameSession` that delivers to an arcade window.
+    """A :class:`~pygase_core.edge.frames.FrameSession` that delivers to an arcade window.
 
     Created by :class:`PygaseWindow`; the arguments are those of the window.
     """

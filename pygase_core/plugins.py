@@ -1,4 +1,4 @@
-"""The plugin system that connects a :class:`~pygase_core.client.Client` to a game framework.
+"""The plugin system that connects a :class:`~pygase_core.Client` to a game framework.
 
 The core knows nothing about pygame, arcade or any other frame loop. Instead, the client calls
 the hooks specified here at fixed points of its life, and framework adapters (``pygase_pygame``,
@@ -22,7 +22,7 @@ plugins (profilers, recorders, overlays) can observe frames without knowing the 
 Set the environment variable ``PYGASE_DISABLE_PLUGINS`` to a comma-separated list of entry-point
 names (for example ``arcade`` or ``pygame,arcade``) to keep those plugins from being loaded.
 
-The adapters' shared machinery, built on these hooks, is in :mod:`pygase_core.frames`.
+The adapters' shared machinery, built on these hooks, is in :mod:`pygase_core.edge.frames`.
 """
 
 from __future__ import annotations
@@ -34,7 +34,7 @@ from typing import TYPE_CHECKING, Any
 import pluggy
 
 if TYPE_CHECKING:
-    from pygase_core.client import Client
+    from pygase_core.edge.client import Client
 
 __all__ = [
     "DISABLE_ENV_VAR",
@@ -100,7 +100,7 @@ class PygaseHookSpecs:
         """Observe the synchronized game state right after a server update was applied.
 
         Called on the client's I/O thread with the client's state lock held. ``game_state`` is
-        the live :class:`~pygase_core.gamestate.GameState`, which the next update mutates:
+        the live :class:`~pygase_core.model.gamestate.GameState`, which the next update mutates:
         implementations copy what they need (for example into an interpolation buffer) and
         return at once. ``time_order`` is the server's ordering number of the applied update.
         """

@@ -9,7 +9,7 @@ frame; that is where everything the network delivered reaches the game, on the g
 * each server event is also posted into pygame's event queue as a :data:`PYGASE_EVENT` event
   with the attributes ``event_type`` (str), ``args`` (tuple) and ``kwargs`` (dict), and each
   connection change as a :data:`PYGASE_STATUS` event with ``status`` (a
-  :class:`~pygase_core.client.ClientStatus`) and ``reason`` (str or None).
+  :class:`~pygase_core.edge.client.ClientStatus`) and ``reason`` (str or None).
 
 Use whichever of the two suits the game; pump before ``pygame.event.get()`` to see the posted
 events in the same frame. Events are only posted while pygame's display module is initialised,
@@ -41,9 +41,9 @@ from typing import Any, ClassVar
 import pluggy
 import pygame
 
-from pygase_core.client import ClientStatus
-from pygase_core.frames import FrameSession
-from pygase_core.interpolation import Snapshot
+from pygase_core.edge.client import ClientStatus
+from pygase_core.edge.frames import FrameSession
+from pygase_core.model.interpolation import Snapshot
 from pygase_pygame.plugin import hooks
 
 __all__ = ["PYGASE_EVENT", "PYGASE_STATUS", "PygameSession", "PygaseClientMixin"]
@@ -57,7 +57,7 @@ Color = tuple[int, int, int] | tuple[int, int, int, int]
 
 
 class PygameSession(FrameSession):
-    """A :class:`~pygase_core.frames.FrameSession` that speaks pygame.
+    """A :class:`~pygase_core.edge.frames.FrameSession` that speaks pygame.
 
     Args:
         interpolate: dotted paths of numeric state fields to interpolate, such as
@@ -66,7 +66,7 @@ class PygameSession(FrameSession):
             update intervals.
         post_events: whether to post :data:`PYGASE_EVENT` and :data:`PYGASE_STATUS` events.
         plugin_manager: the client's plugin manager; by default one with all installed plugins.
-        **kwargs: passed on to :class:`~pygase_core.frames.FrameSession`.
+        **kwargs: passed on to :class:`~pygase_core.edge.frames.FrameSession`.
     """
 
     def __init__(

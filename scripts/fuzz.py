@@ -9,7 +9,7 @@ splices of two datagrams, boundary values) and adds plain random bytes, and feed
 * the server endpoint, from the session's own address (so a mutated packet with the right
   session id reaches the connection, the event channel and the state sender) and from strangers;
 * the client endpoint, as if from the server, decoding and applying what it delivers as
-  :class:`~pygase_core.client.Client` does.
+  :class:`~pygase_core.edge.client.Client` does.
 
 Anything but a clean return (or :class:`~pygase_core.errors.ProtocolError` where the real code
 catches it) is a finding: the script prints it, saves the datagram under ``--crash-dir`` and
@@ -40,12 +40,12 @@ from functools import partial
 from pathlib import Path
 from typing import Any, ClassVar
 
-from pygase_core.connection import EventReceived, StateReceived
-from pygase_core.endpoint import ClientEndpoint, PeerEvent, ServerEndpoint
+from pygase_core.protocol.connection import EventReceived, StateReceived
+from pygase_core.protocol.endpoint import ClientEndpoint, PeerEvent, ServerEndpoint
 from pygase_core.errors import ProtocolError
-from pygase_core.events import decode_event, encode_event
-from pygase_core.gamestate import GameState, GameStateUpdate
-from pygase_core.packets import (
+from pygase_core.protocol.eventwire import decode_event, encode_event
+from pygase_core.model.gamestate import GameState, GameStateUpdate
+from pygase_core.protocol.packets import (
     FULL_STATE,
     DisconnectReason,
     PacketType,
@@ -53,8 +53,8 @@ from pygase_core.packets import (
     encode_request,
     encode_response,
 )
-from pygase_core.statesync import PayloadCache, decode_state_payload
-from pygase_core.store import GameStateStore
+from pygase_core.protocol.statesync import PayloadCache, decode_state_payload
+from pygase_core.model.store import GameStateStore
 
 CLIENT = ("10.0.0.2", 5000)
 STRANGER = ("10.0.0.3", 6000)

@@ -42,7 +42,7 @@ def rss_bytes(pid: int) -> int:
 
 def serve(entities: int, clients: int) -> None:
     """The server process: serve the demo game and report once a second on stdout."""
-    from pygase_core.demo import make_backend
+    from pygase_core.tools.demo import make_backend
 
     backend = make_backend(entities, max_clients=max(64, clients))
     backend.run_in_thread()

@@ -11,8 +11,15 @@ import random
 from dataclasses import dataclass, field
 from typing import Any
 
-from pygase_core.connection import ConnectionConfig, EventAcknowledged, EventReceived, StateReceived
-from pygase_core.endpoint import (
+from pygase_core.model.gamestate import GameState, GameStateUpdate
+from pygase_core.model.store import GameStateStore
+from pygase_core.protocol.connection import (
+    ConnectionConfig,
+    EventAcknowledged,
+    EventReceived,
+    StateReceived,
+)
+from pygase_core.protocol.endpoint import (
     ClientEndpoint,
     ClientEvent,
     ClientJoined,
@@ -21,10 +28,8 @@ from pygase_core.endpoint import (
     ServerEndpoint,
     ServerEvent,
 )
-from pygase_core.gamestate import GameState, GameStateUpdate
-from pygase_core.packets import FULL_STATE
-from pygase_core.statesync import PayloadCache, decode_state_payload
-from pygase_core.store import GameStateStore
+from pygase_core.protocol.packets import FULL_STATE
+from pygase_core.protocol.statesync import PayloadCache, decode_state_payload
 
 SERVER_ADDRESS = ("10.0.0.1", 4000)
 

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from pygase_core.acks import (
+from pygase_core.protocol.acks import (
     CongestionControl,
     ConnectionStats,
     ReceiveWindow,

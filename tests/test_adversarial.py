@@ -39,9 +39,9 @@ from pygase_core import (
     Server,
     ServerFullError,
 )
-from pygase_core.events import encode_event
-from pygase_core.linksim import LinkConditions
-from pygase_core.packets import (
+from pygase_core.protocol.eventwire import encode_event
+from pygase_core.protocol.linksim import LinkConditions
+from pygase_core.protocol.packets import (
     FULL_STATE,
     HANDSHAKE_SIZE,
     PROTOCOL_VERSION,

@@ -22,7 +22,7 @@ arcade = pytest.importorskip("arcade")
 
 from pygase_arcade import ArcadeSession, PygaseView, PygaseWindow  # noqa: E402
 from pygase_core import Backend, ClientStatus, GameState, get_plugin_manager, hookimpl  # noqa: E402
-from pygase_core.interpolation import Snapshot  # noqa: E402
+from pygase_core.model.interpolation import Snapshot  # noqa: E402
 
 WAIT = 20.0
 WIDTH, HEIGHT = 160, 120

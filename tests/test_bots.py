@@ -16,7 +16,7 @@ from typing import Any
 import pytest
 
 from pygase_core import Backend, GameState
-from pygase_core.bots import (
+from pygase_core.tools.bots import (
     BotProbe,
     BotSwarm,
     SwarmReport,
@@ -105,7 +105,7 @@ def test_the_cli_prints_a_summary(backend: Backend) -> None:
         [
             sys.executable,
             "-m",
-            "pygase_core.cli",
+            "pygase_core.tools.cli",
             "bots",
             f"127.0.0.1:{backend.server.port}",
             "--count",
@@ -129,7 +129,7 @@ def test_the_cli_prints_a_summary(backend: Backend) -> None:
 
 def test_the_cli_rejects_a_bad_address() -> None:
     completed = subprocess.run(
-        [sys.executable, "-m", "pygase_core.cli", "bots", "nowhere", "--count", "1"],
+        [sys.executable, "-m", "pygase_core.tools.cli", "bots", "nowhere", "--count", "1"],
         capture_output=True,
         text=True,
         timeout=30,

@@ -15,7 +15,7 @@ from tests.waiting import wait_for
 
 def pygase(*args: str, cwd: Path | None = None) -> subprocess.Popen[str]:
     return subprocess.Popen(
-        [sys.executable, "-m", "pygase_core.cli", *args],
+        [sys.executable, "-m", "pygase_core.tools.cli", *args],
         cwd=cwd,
         stdout=subprocess.PIPE,
         stderr=subprocess.STDOUT,

@@ -18,9 +18,9 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from pygase_core import codec
-from pygase_core.codec import TO_DELETE, Overwrite, check_value, pack, unpack
 from pygase_core.errors import ProtocolError, UnsupportedValueError
+from pygase_core.model import codec
+from pygase_core.model.codec import TO_DELETE, Overwrite, check_value, pack, unpack
 
 
 def strictly_equal(a: Any, b: Any) -> bool:

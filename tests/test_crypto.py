@@ -8,15 +8,15 @@ from collections.abc import Iterator
 import pytest
 
 from pygase_core import Client, GameState, GameStateStore, GameStateUpdate, Server
-from pygase_core.crypto import (
+from pygase_core.errors import ProtocolError, TokenRejectedError
+from pygase_core.protocol.crypto import (
     ConnectToken,
     SessionCipher,
     format_address,
     generate_key,
     make_connect_token,
 )
-from pygase_core.endpoint import ClientEndpoint, ServerEndpoint
-from pygase_core.errors import ProtocolError, TokenRejectedError
+from pygase_core.protocol.endpoint import ClientEndpoint, ServerEndpoint
 from tests.waiting import wait_for
 
 SECRET = bytes(range(32))
@@ -171,7 +171,7 @@ def test_session_cipher_rejects_replays_outside_the_window() -> None:
 
 def test_every_session_has_keys_of_its_own() -> None:
     """A token that connects twice (say, to a restarted server) never reuses a nonce and key."""
-    from pygase_core.crypto import session_cipher
+    from pygase_core.protocol.crypto import session_cipher
 
     token = make_connect_token(SECRET, "10.0.0.1:4000", 3, now=1000.0)
     plain = b"PG\x01\x06" + bytes(8) + b"same body, packet number 0"

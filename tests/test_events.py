@@ -12,18 +12,17 @@ from unittest import mock
 
 import pytest
 
-from pygase_core import events
-from pygase_core.codec import pack
 from pygase_core.errors import ProtocolError, UnsupportedValueError
-from pygase_core.events import (
-    Event,
+from pygase_core.model import handlers
+from pygase_core.model.codec import pack
+from pygase_core.model.events import Event
+from pygase_core.model.handlers import (
     EventHandlerRegistry,
     call_with_accepted_kwargs,
-    decode_event,
     dispatch_async,
     dispatch_sync,
-    encode_event,
 )
+from pygase_core.protocol.eventwire import decode_event, encode_event
 
 EXTRAS = {"game_state": "STATE", "dt": 0.02, "client_address": ("127.0.0.1", 4000)}
 
@@ -207,7 +206,7 @@ def test_signature_inspection_is_cached() -> None:
     def handler(game_state: str) -> str:
         return game_state
 
-    with mock.patch.object(events.inspect, "signature", wraps=inspect.signature) as spy:
+    with mock.patch.object(handlers.inspect, "signature", wraps=inspect.signature) as spy:
         for _ in range(5):
             call_with_accepted_kwargs(handler, (), {}, EXTRAS)
             call_with_accepted_kwargs(Game().on_event, (), {}, EXTRAS)
@@ -287,7 +286,7 @@ def test_dispatch_sync_schedules_coroutine_on_running_loop(
         returned = dispatch_sync(registry, Event("ASYNC", (7,)), EXTRAS)
         await asyncio.wait_for(finished.wait(), timeout=5)
         bad = dispatch_sync(registry, Event("BAD"), EXTRAS)
-        pending = set(events._background)
+        pending = set(handlers._background)
         assert pending
         await asyncio.wait(pending, timeout=5)
         return returned, bad

@@ -12,9 +12,9 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from pygase_core.codec import Overwrite, pack, unpack
 from pygase_core.errors import UnsupportedValueError
-from pygase_core.gamestate import TO_DELETE, GameState, GameStateUpdate, GameStatus
+from pygase_core.model.codec import Overwrite, pack, unpack
+from pygase_core.model.gamestate import TO_DELETE, GameState, GameStateUpdate, GameStatus
 
 # -- GameStatus ----------------------------------------------------------------------------------
 

@@ -6,7 +6,7 @@ import threading
 
 import pytest
 
-from pygase_core.interpolation import (
+from pygase_core.model.interpolation import (
     DEFAULT_TICK_INTERVAL,
     MAX_AUTO_DELAY,
     MIN_AUTO_DELAY,

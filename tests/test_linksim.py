@@ -10,7 +10,7 @@ from collections.abc import Iterator
 import pytest
 
 from pygase_core import Backend, Client, ClientStatus, GameState
-from pygase_core.linksim import (
+from pygase_core.protocol.linksim import (
     ENVIRONMENT_VARIABLE,
     PRESETS,
     Direction,

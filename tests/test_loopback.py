@@ -26,7 +26,7 @@ from pygase_core import (
     ServerFullError,
 )
 from pygase_core.errors import ConnectTimeoutError
-from pygase_core.packets import encode_data_header, encode_event_floor, encode_request
+from pygase_core.protocol.packets import encode_data_header, encode_event_floor, encode_request
 from tests.clients import connect, read
 from tests.waiting import wait_for
 
@@ -204,7 +204,7 @@ def test_silent_client_is_dropped_from_connections(clients: list[Client]) -> Non
             sock.settimeout(2)
             sock.sendto(encode_request(7), ("127.0.0.1", server.port))
             challenge, _ = sock.recvfrom(2048)
-            from pygase_core.packets import encode_response
+            from pygase_core.protocol.packets import encode_response
 
             sock.sendto(encode_response(7, challenge[12:]), ("127.0.0.1", server.port))
             sock.recvfrom(2048)

@@ -8,9 +8,9 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from pygase_core import packets
 from pygase_core.errors import ProtocolError
-from pygase_core.packets import (
+from pygase_core.protocol import packets
+from pygase_core.protocol.packets import (
     HANDSHAKE_SIZE,
     MAX_DATAGRAM_SIZE,
     Accept,

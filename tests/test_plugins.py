@@ -21,7 +21,7 @@ import pytest
 
 from pygase_core import Backend, Client, ClientStatus, GameState, UsageError
 from pygase_core import plugins as plugins_module
-from pygase_core.frames import FrameSession, session_attribute, state_as_dict
+from pygase_core.edge.frames import FrameSession, session_attribute, state_as_dict
 from pygase_core.plugins import (
     DISABLE_ENV_VAR,
     PygaseHookSpecs,

@@ -3,11 +3,12 @@ duplication, reordering, fragmentation, exactly-once events and delta/baseline s
 
 from __future__ import annotations
 
-from pygase_core import codec
-from pygase_core.connection import ConnectionClosed, ConnectionConfig, EventReceived
-from pygase_core.endpoint import ClientJoined, Connected, Refused
-from pygase_core.gamestate import GameState, GameStateUpdate
-from pygase_core.packets import (
+from pygase_core.model import codec
+from pygase_core.model.gamestate import GameState, GameStateUpdate
+from pygase_core.model.store import GameStateStore
+from pygase_core.protocol.connection import ConnectionClosed, ConnectionConfig, EventReceived
+from pygase_core.protocol.endpoint import ClientJoined, Connected, Refused
+from pygase_core.protocol.packets import (
     FULL_STATE,
     MAX_FRAGMENT_DATA,
     DisconnectReason,
@@ -17,7 +18,6 @@ from pygase_core.packets import (
     encode_event_floor,
     encode_request,
 )
-from pygase_core.store import GameStateStore
 from tests.memlink import Network
 
 ALICE = ("10.0.0.2", 5000)
@@ -121,7 +121,7 @@ def test_client_older_than_the_update_cache_gets_a_baseline() -> None:
 
 
 def network_payload(store: GameStateStore, base: int):  # type: ignore[no-untyped-def]
-    from pygase_core.statesync import PayloadCache
+    from pygase_core.protocol.statesync import PayloadCache
 
     return PayloadCache(store).payload_for(base)
 
@@ -212,7 +212,7 @@ def test_only_the_hosts_session_can_request_a_shutdown() -> None:
     alice = network.add_client(ALICE)
     bob = network.add_client(BOB)
     connected(network, ALICE, BOB)
-    from pygase_core.endpoint import ShutdownRequested
+    from pygase_core.protocol.endpoint import ShutdownRequested
 
     bob_connection = bob.endpoint.connection
     assert bob_connection is not None
@@ -304,7 +304,7 @@ def test_hostile_event_fragments_cannot_fill_memory() -> None:
     import pytest
 
     from pygase_core.errors import ProtocolError
-    from pygase_core.reliable import EventReceiver
+    from pygase_core.protocol.reliable import EventReceiver
 
     receiver = EventReceiver(max_event_size=4096, fragment_size=1000)
     with pytest.raises(ProtocolError):
@@ -319,7 +319,7 @@ def test_hostile_event_fragments_cannot_fill_memory() -> None:
 
 
 def test_a_far_floor_is_taken_in_one_pass() -> None:
-    from pygase_core.reliable import EventReceiver
+    from pygase_core.protocol.reliable import EventReceiver
 
     receiver = EventReceiver(max_event_size=1 << 20, fragment_size=1000)
     for event_id in range(1, 1000):

@@ -22,7 +22,7 @@ os.environ.setdefault("PYGAME_HIDE_SUPPORT_PROMPT", "1")
 pygame = pytest.importorskip("pygame")
 
 from pygase_core import Backend, ClientStatus, GameState  # noqa: E402
-from pygase_core.interpolation import Snapshot  # noqa: E402
+from pygase_core.model.interpolation import Snapshot  # noqa: E402
 from pygase_pygame import (  # noqa: E402
     PYGASE_EVENT,
     PYGASE_STATUS,

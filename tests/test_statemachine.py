@@ -12,10 +12,10 @@ from typing import Any
 
 import pytest
 
-from pygase_core.events import Event
-from pygase_core.gamestate import GameState, GameStatus
-from pygase_core.statemachine import GameStateMachine
-from pygase_core.store import GameStateStore
+from pygase_core.model.events import Event
+from pygase_core.model.gamestate import GameState, GameStatus
+from pygase_core.model.statemachine import GameStateMachine
+from pygase_core.model.store import GameStateStore
 
 TIMEOUT = 10.0
 

@@ -7,9 +7,9 @@ import threading
 
 import pytest
 
-from pygase_core.codec import Overwrite
-from pygase_core.gamestate import TO_DELETE, GameState, GameStateUpdate, GameStatus
-from pygase_core.store import GameStateStore
+from pygase_core.model.codec import Overwrite
+from pygase_core.model.gamestate import TO_DELETE, GameState, GameStateUpdate, GameStatus
+from pygase_core.model.store import GameStateStore
 
 
 def push(store: GameStateStore, **changes: object) -> GameStateUpdate:
@@ -236,7 +236,7 @@ def test_cached_deltas_stay_exact_across_pushes_and_requests() -> None:
     """Deltas kept up to date push by push equal the deltas combined from scratch."""
     import random
 
-    from pygase_core.gamestate import TO_DELETE
+    from pygase_core.model.gamestate import TO_DELETE
 
     rng = random.Random(5)
     store = GameStateStore(GameState(entities={}), update_cache_size=50)

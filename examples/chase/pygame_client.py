@@ -16,7 +16,7 @@ import pygame
 from examples.chase import common, rules
 from examples.chase.common import InputSender
 from pygase_core import ClientStatus
-from pygase_core.interpolation import Snapshot
+from pygase_core.model.interpolation import Snapshot
 from pygase_pygame import PYGASE_STATUS, PygaseClientMixin
 
 JOIN_RETRY_SECONDS = 0.5

@@ -2,7 +2,7 @@
 
 A :class:`GameStateMachine` owns the simulation logic. Each step it applies the events clients
 sent since the last step, in arrival order, then the user's ``time_step``, and pushes each
-resulting dict of changes to the :class:`~pygase_core.store.GameStateStore` at once, so every
+resulting dict of changes to the :class:`~pygase_core.GameStateStore` at once, so every
 later handler sees the state as the earlier ones left it.
 
 Steps are scheduled on fixed deadlines (``start + n * interval`` on the monotonic clock), so
@@ -28,9 +28,10 @@ from collections import deque
 from collections.abc import Mapping
 from typing import Any, Final
 
-from .events import Event, EventHandlerRegistry, Handler, dispatch_async
-from .gamestate import GameState, GameStateUpdate, GameStatus
-from .store import GameStateStore
+from pygase_core.model.events import Event
+from pygase_core.model.gamestate import GameState, GameStateUpdate, GameStatus
+from pygase_core.model.handlers import EventHandlerRegistry, Handler, dispatch_async
+from pygase_core.model.store import GameStateStore
 
 __all__ = ["GameStateMachine"]
 

@@ -1,16 +1,16 @@
 """A network link simulator: latency, jitter, loss, duplication and reordering, per direction.
 
 A game that works on loopback can still fall apart over Wi-Fi on another continent. Switching
-this on for a :class:`~pygase_core.client.Client` or :class:`~pygase_core.server.Server` (the
+this on for a :class:`~pygase_core.Client` or :class:`~pygase_core.Server` (the
 ``link=`` option, or the ``PYGASE_LINK`` environment variable) makes every datagram that endpoint
 sends or receives go through a simulated bad link, so the game can be played and tested under
 realistic conditions on one machine.
 
 The decisions are sans-IO: :class:`LinkConditioner` takes ``now`` and a seeded
 :class:`random.Random`, decides the fate of each datagram (dropped, delayed, duplicated, held
-back) and holds it until it is due. The asyncio edge (:mod:`pygase_core.aio`) only asks when the
-next datagram is due and delivers it then. With a seed, the same traffic meets the same fate on
-every run.
+back) and holds it until it is due. The asyncio edge (:mod:`pygase_core.edge.driver`) only
+asks when the next datagram is due and delivers it then. With a seed, the same traffic meets the
+same fate on every run.
 
 Conditions are written as a preset name, ``key=value`` pairs, or both (later items win)::
 

@@ -5,7 +5,7 @@ A game value is built from ``None``, ``bool``, ``int`` (anything msgpack carries
 ``list``, ``tuple`` and ``dict`` with ``str`` or ``int`` keys, nested up to :data:`MAX_DEPTH`
 containers deep. Subclasses of these types (an ``IntEnum``, a ``namedtuple``) are sent as their
 base type. Two special values belong to game state updates and travel too: :data:`TO_DELETE` and
-:class:`Overwrite`. They live here rather than in :mod:`pygase_core.gamestate` because the
+:class:`Overwrite`. They live here rather than in :mod:`pygase_core.model.gamestate` because the
 encoder has to recognise them, and the game state module builds on this one.
 
 Why the validation: msgpack would happily send a ``set`` as nothing at all or fail deep inside
@@ -34,7 +34,7 @@ from typing import Any, Final, Literal
 
 import msgpack  # type: ignore[import-untyped]
 
-from .errors import ProtocolError, UnsupportedValueError
+from pygase_core.errors import ProtocolError, UnsupportedValueError
 
 __all__ = [
     "INT_MAX",

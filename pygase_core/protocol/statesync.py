@@ -19,10 +19,11 @@ from __future__ import annotations
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 
-from . import codec
-from .errors import PayloadTooLargeError, ProtocolError
-from .gamestate import GameState, GameStateUpdate
-from .packets import (
+from pygase_core.errors import PayloadTooLargeError, ProtocolError
+from pygase_core.model import codec
+from pygase_core.model.gamestate import GameState, GameStateUpdate
+from pygase_core.model.store import GameStateStore
+from pygase_core.protocol.packets import (
     FULL_STATE,
     MAX_FRAGMENT_DATA,
     MAX_FRAGMENTS,
@@ -31,8 +32,7 @@ from .packets import (
     encode_state_fragment,
     split_payload,
 )
-from .reliable import resend_timeout
-from .store import GameStateStore
+from pygase_core.protocol.reliable import resend_timeout
 
 DEFAULT_MAX_STATE_SIZE = 1 << 20
 """Largest encoded state or delta, in bytes (1 MiB)."""

@@ -1,10 +1,11 @@
 """The Server: serves a GameStateStore to clients over UDP and relays their events.
 
 The Server holds no game logic and no state of its own: the state comes from a
-:class:`~pygase_core.store.GameStateStore`, and client events go to the Server's own handlers and
-to an ``event_wire`` (usually a :class:`~pygase_core.statemachine.GameStateMachine`). Its I/O is
-one asyncio datagram endpoint driving the sans-IO :class:`~pygase_core.endpoint.ServerEndpoint`.
-Whenever the store changes, every client that lacks the new state is sent its delta at once.
+:class:`~pygase_core.GameStateStore`, and client events go to the Server's own handlers and
+to an ``event_wire`` (usually a :class:`~pygase_core.GameStateMachine`). Its I/O is
+one asyncio datagram endpoint driving the sans-IO
+:class:`~pygase_core.protocol.endpoint.ServerEndpoint`. Whenever the store changes, every client
+that lacks the new state is sent its delta at once.
 """
 
 from __future__ import annotations
@@ -16,7 +17,7 @@ import time
 from collections.abc import Callable
 from typing import Any, Protocol
 
-from .aio import (
+from pygase_core.edge.driver import (
     DatagramEndpoint,
     DeadlineTimer,
     call_on_loop,
@@ -25,9 +26,18 @@ from .aio import (
     resolve,
     run_in_thread,
 )
-from .connection import Connection, ConnectionConfig, EventAcknowledged, EventReceived
-from .crypto import format_address
-from .endpoint import (
+from pygase_core.errors import NotConnectedError, ProtocolError, UsageError
+from pygase_core.model.events import Event
+from pygase_core.model.handlers import EventHandlerRegistry, dispatch_sync
+from pygase_core.model.store import GameStateStore
+from pygase_core.protocol.connection import (
+    Connection,
+    ConnectionConfig,
+    EventAcknowledged,
+    EventReceived,
+)
+from pygase_core.protocol.crypto import format_address
+from pygase_core.protocol.endpoint import (
     Address,
     ClientJoined,
     ClientLeft,
@@ -36,12 +46,10 @@ from .endpoint import (
     ServerEvent,
     ShutdownRequested,
 )
-from .errors import NotConnectedError, ProtocolError, UsageError
-from .events import Event, EventHandlerRegistry, decode_event, dispatch_sync
-from .linksim import LinkConditions, resolve_link
-from .packets import DisconnectReason
-from .statesync import DEFAULT_MAX_STATE_SIZE, PayloadCache
-from .store import GameStateStore
+from pygase_core.protocol.eventwire import decode_event
+from pygase_core.protocol.linksim import LinkConditions, resolve_link
+from pygase_core.protocol.packets import DisconnectReason
+from pygase_core.protocol.statesync import DEFAULT_MAX_STATE_SIZE, PayloadCache
 
 
 class EventWire(Protocol):
@@ -61,10 +69,10 @@ class Server:
         host_client: ``"first"`` (the first client to connect may shut the server down) or None
             (no client may).
         link: simulated network conditions for this server's datagrams (a
-            :class:`~pygase_core.linksim.LinkConditions` or a string such as ``"average"``);
-            None reads the ``PYGASE_LINK`` environment variable.
+            :class:`~pygase_core.protocol.linksim.LinkConditions` or a string such as
+            ``"average"``); None reads the ``PYGASE_LINK`` environment variable.
         secret_key: 32 bytes shared with whatever issues connect tokens; when set, only
-            clients with a valid token (:func:`pygase_core.crypto.make_connect_token`) may
+            clients with a valid token (:func:`pygase_core.protocol.crypto.make_connect_token`) may
             connect, and every session is encrypted.
         public_address: the ``host:port`` tokens name for this server, if it differs from the
             address it is bound to (behind NAT, for example).
@@ -89,7 +97,9 @@ class Server:
         if not isinstance(game_state_store, GameStateStore):
             raise TypeError("game_state_store must be a GameStateStore")
         if secret_key is not None and (not isinstance(secret_key, bytes) or len(secret_key) != 32):
-            raise ValueError("secret_key must be 32 bytes (see pygase_core.crypto.generate_key)")
+            raise ValueError(
+                "secret_key must be 32 bytes (see pygase_core.protocol.crypto.generate_key)"
+            )
         self._secret_key = secret_key
         self._public_address = public_address
         limit = game_state_store.max_update_size

@@ -27,7 +27,7 @@ import struct
 from dataclasses import dataclass
 from enum import IntEnum
 
-from .errors import ProtocolError
+from pygase_core.errors import ProtocolError
 
 MAGIC = b"PG"
 PROTOCOL_VERSION = 1
@@ -93,7 +93,7 @@ SECURE_COOKIE_SIZE = 128
 """Cookies of encrypted servers also seal the session keys: timestamp, nonce, keys, tag."""
 _COOKIE_SIZES = (COOKIE_SIZE, SECURE_COOKIE_SIZE)
 PRIVATE_TOKEN_SIZE = 100
-"""The sealed part of a connect token (see :mod:`pygase_core.crypto`)."""
+"""The sealed part of a connect token (see :mod:`pygase_core.protocol.crypto`)."""
 _ACCEPT = struct.Struct("!QQB")
 _REJECT = struct.Struct("!QB")
 DATA_HEADER = struct.Struct("!QHHI")

@@ -4,10 +4,10 @@ Server side, :class:`ServerEndpoint` takes every datagram that reaches the serve
 its source address. A ``REQUEST`` is answered with a ``CHALLENGE`` whose cookie is a keyed MAC of
 the address, the client's nonce and a timestamp; the server remembers nothing about it. Only a
 ``RESPONSE`` that brings a valid, fresh, unused cookie back from the same address creates a
-:class:`~pygase_core.connection.Connection`. Requests are padded and answers are small, so no
-stranger can make the server send more bytes to an unverified address than it received. After
-the handshake a datagram is accepted only with its session's id from its session's address;
-everything else is dropped and counted in :attr:`ServerEndpoint.drops`.
+:class:`~pygase_core.protocol.connection.Connection`. Requests are padded and answers are
+small, so no stranger can make the server send more bytes to an unverified address than it
+received. After the handshake a datagram is accepted only with its session's id from its session's
+address; everything else is dropped and counted in :attr:`ServerEndpoint.drops`.
 
 Client side, :class:`ClientEndpoint` repeats its request and response until answered or until
 the connect timeout passes.
@@ -24,7 +24,8 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
-from .connection import (
+from pygase_core.errors import ProtocolError
+from pygase_core.protocol.connection import (
     Connection,
     ConnectionClosed,
     ConnectionConfig,
@@ -35,7 +36,7 @@ from .connection import (
     Role,
     StateReceived,
 )
-from .crypto import (
+from pygase_core.protocol.crypto import (
     ConnectToken,
     CookieSealer,
     SessionCipher,
@@ -45,8 +46,7 @@ from .crypto import (
     open_private_token,
     session_cipher,
 )
-from .errors import ProtocolError
-from .packets import (
+from pygase_core.protocol.packets import (
     COOKIE_SIZE,
     HANDSHAKE_SIZE,
     MAX_DATAGRAM_SIZE,
@@ -72,7 +72,7 @@ from .packets import (
     encode_token_request,
     peek_version,
 )
-from .statesync import PayloadCache
+from pygase_core.protocol.statesync import PayloadCache
 
 Address = Any
 """A socket address as asyncio reports it: ``(host, port)`` or the 4-tuple of IPv6."""

@@ -16,11 +16,12 @@ Updates combine with ``+`` so that a server can send one delta instead of a back
 say: if ``u1`` deletes ``k`` (or sets it to 5) and ``u2`` sets ``k`` to ``{"a": 1}``, the
 result is ``k == {"a": 1}`` exactly, while the naive combination ``{"k": {"a": 1}}`` would merge
 into whatever dict the receiver still has. The combination marks such a value as
-:class:`~pygase_core.codec.Overwrite`: replace wholesale, do not merge.
+:class:`~pygase_core.model.codec.Overwrite`: replace wholesale, do not merge.
 
-Every value is checked with :func:`pygase_core.codec.check_value` where it enters (construction,
-attribute assignment), so an unsupported value fails at the caller's line rather than later on
-the network thread. Nested containers mutated in place are not re-checked until they are sent.
+Every value is checked with :func:`pygase_core.model.codec.check_value` where it enters
+(construction, attribute assignment), so an unsupported value fails at the caller's line rather
+than later on the network thread. Nested containers mutated in place are not re-checked until they
+are sent.
 """
 
 from __future__ import annotations
@@ -29,9 +30,9 @@ from collections.abc import Mapping
 from enum import IntEnum
 from typing import Any, Final
 
-from . import codec
-from .codec import TO_DELETE, Overwrite
-from .errors import UnsupportedValueError
+from pygase_core.errors import UnsupportedValueError
+from pygase_core.model import codec
+from pygase_core.model.codec import TO_DELETE, Overwrite
 
 __all__ = ["TO_DELETE", "GameState", "GameStateUpdate", "GameStatus"]
 

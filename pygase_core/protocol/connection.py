@@ -1,11 +1,11 @@
 """One pygase session as a sans-IO state machine: data packets in, data packets out.
 
-A :class:`Connection` exists once the handshake is done (see :mod:`pygase_core.endpoint`). It
-numbers and acknowledges packets, measures the link, runs the event channel in both directions
-and, depending on its role, sends the game state (server) or reassembles it (client). It never
-touches a socket or a clock: the owner passes ``now`` and moves the bytes, asks
-:meth:`Connection.next_deadline` when to call :meth:`Connection.poll` again, and receives small
-frozen event objects describing what happened.
+A :class:`Connection` exists once the handshake is done (see
+:mod:`pygase_core.protocol.endpoint`). It numbers and acknowledges packets, measures the link, runs
+the event channel in both directions and, depending on its role, sends the game state (server) or
+reassembles it (client). It never touches a socket or a clock: the owner passes ``now`` and moves
+the bytes, asks :meth:`Connection.next_deadline` when to call :meth:`Connection.poll` again, and
+receives small frozen event objects describing what happened.
 """
 
 from __future__ import annotations
@@ -14,10 +14,16 @@ from dataclasses import dataclass, field
 from enum import Enum
 from typing import Any
 
-from .acks import CongestionControl, ConnectionStats, ReceiveWindow, SentBuffer, SentPacket
-from .errors import PayloadTooLargeError, ProtocolError
-from .events import encode_event
-from .packets import (
+from pygase_core.errors import PayloadTooLargeError, ProtocolError
+from pygase_core.protocol.acks import (
+    CongestionControl,
+    ConnectionStats,
+    ReceiveWindow,
+    SentBuffer,
+    SentPacket,
+)
+from pygase_core.protocol.eventwire import encode_event
+from pygase_core.protocol.packets import (
     DATA_PACKET_OVERHEAD,
     EVENT_FLOOR_SIZE,
     EVENT_FRAGMENT_OVERHEAD,
@@ -37,8 +43,8 @@ from .packets import (
     encode_state_report,
     split_payload,
 )
-from .reliable import EventReceiver, EventSender, FragmentRef
-from .statesync import (
+from pygase_core.protocol.reliable import EventReceiver, EventSender, FragmentRef
+from pygase_core.protocol.statesync import (
     DEFAULT_MAX_STATE_SIZE,
     PayloadCache,
     StateReceiver,

@@ -28,7 +28,7 @@ import struct
 from dataclasses import dataclass
 from typing import Any
 
-from .errors import ProtocolError, UsageError
+from pygase_core.errors import ProtocolError, UsageError
 
 KEY_SIZE = 32
 TAG_SIZE = 16

@@ -1,7 +1,7 @@
 """A bot swarm: many real clients in one process, measuring what their players would see.
 
 A load test is only worth as much as its clients are real, so every bot here is a plain
-:class:`~pygase_core.client.Client` doing what a scripted player does: it reads the synchronized
+:class:`~pygase_core.Client` doing what a scripted player does: it reads the synchronized
 state at a frame rate and sends input events at a rate. All bots share one asyncio event loop
 (``Client.connect_async`` tasks), so a hundred bots cost a hundred sockets, not a hundred threads,
 and the process can be pointed at any pygase server: ``pygase bots HOST:PORT --count N``.
@@ -33,9 +33,9 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
-from .client import Client, ClientStatus
-from .errors import NotConnectedError, PygaseError
-from .plugins import hookimpl
+from pygase_core.edge.client import Client, ClientStatus
+from pygase_core.errors import NotConnectedError, PygaseError
+from pygase_core.plugins import hookimpl
 
 __all__ = [
     "BotProbe",
@@ -265,7 +265,7 @@ class SwarmReport:
         elif self.events_sent:
             lines.append(
                 f"event round trip: none measured ({self.events_sent} events sent, none echoed;"
-                " register pygase_core.bots.echo_handler() for the bots' event type)"
+                " register pygase_core.tools.bots.echo_handler() for the bots' event type)"
             )
         if self.frames and self.frames_without_time == self.frames:
             lines.append("state age: the state has no timestamp attribute (see --time-attribute)")
@@ -372,7 +372,7 @@ class BotSwarm:
         the same span. ``start_at`` (a ``time.time()`` value) replaces ``warmup``: the window
         opens then, which lets several swarm processes measure the same span.
         """
-        from .plugins import get_plugin_manager
+        from pygase_core.plugins import get_plugin_manager
 
         # One plugin manager for all: building one per client would load every entry point
         # a hundred times, and the hooks take the client as an argument anyway.

@@ -21,8 +21,7 @@ from typing import Any
 
 import pluggy
 
-from .acks import ConnectionStats
-from .aio import (
+from pygase_core.edge.driver import (
     DatagramEndpoint,
     DeadlineTimer,
     logger,
@@ -30,17 +29,7 @@ from .aio import (
     resolve,
     run_in_thread,
 )
-from .connection import (
-    Connection,
-    ConnectionClosed,
-    ConnectionConfig,
-    EventAcknowledged,
-    EventReceived,
-    StateReceived,
-)
-from .crypto import ConnectToken
-from .endpoint import ClientEndpoint, ClientEvent, Connected, Refused
-from .errors import (
+from pygase_core.errors import (
     ConnectionFailed,
     ConnectTimeoutError,
     NotConnectedError,
@@ -50,11 +39,23 @@ from .errors import (
     UsageError,
     VersionMismatchError,
 )
-from .events import EventHandlerRegistry, decode_event, dispatch_sync
-from .gamestate import GameState
-from .linksim import LinkConditions, resolve_link
-from .packets import FULL_STATE, DisconnectReason, RejectReason
-from .statesync import DEFAULT_MAX_STATE_SIZE, decode_state_payload
+from pygase_core.model.gamestate import GameState
+from pygase_core.model.handlers import EventHandlerRegistry, dispatch_sync
+from pygase_core.protocol.acks import ConnectionStats
+from pygase_core.protocol.connection import (
+    Connection,
+    ConnectionClosed,
+    ConnectionConfig,
+    EventAcknowledged,
+    EventReceived,
+    StateReceived,
+)
+from pygase_core.protocol.crypto import ConnectToken
+from pygase_core.protocol.endpoint import ClientEndpoint, ClientEvent, Connected, Refused
+from pygase_core.protocol.eventwire import decode_event
+from pygase_core.protocol.linksim import LinkConditions, resolve_link
+from pygase_core.protocol.packets import FULL_STATE, DisconnectReason, RejectReason
+from pygase_core.protocol.statesync import DEFAULT_MAX_STATE_SIZE, decode_state_payload
 
 
 class ClientStatus(Enum):
@@ -83,8 +84,8 @@ class Client:
         timeout: seconds of silence after which the connection counts as lost.
         max_state_size / max_event_size: largest encoded state or event in bytes.
         link: simulated network conditions for this client's datagrams (a
-            :class:`~pygase_core.linksim.LinkConditions` or a string such as ``"average"``);
-            None reads the ``PYGASE_LINK`` environment variable.
+            :class:`~pygase_core.protocol.linksim.LinkConditions` or a string such as
+            ``"average"``); None reads the ``PYGASE_LINK`` environment variable.
 
     Blocking calls have coroutine forms named with an ``_async`` suffix (``connect_async``,
     ``disconnect_async``).
@@ -130,7 +131,7 @@ class Client:
     def plugin_manager(self) -> pluggy.PluginManager:
         """The plugin manager whose hooks this client calls."""
         if self._plugin_manager is None:
-            from .plugins import get_plugin_manager
+            from pygase_core.plugins import get_plugin_manager
 
             self._plugin_manager = get_plugin_manager()
         return self._plugin_manager
@@ -168,8 +169,8 @@ class Client:
     ) -> None:
         """Connect and serve the connection until it ends (coroutine form of :meth:`connect`).
 
-        With a ``connect_token`` (see :func:`pygase_core.crypto.make_connect_token`) the session
-        is encrypted; a server with a secret key accepts nothing else.
+        With a ``connect_token`` (see :func:`pygase_core.protocol.crypto.make_connect_token`)
+        the session is encrypted; a server with a secret key accepts nothing else.
 
         Raises :class:`~pygase_core.errors.ServerFullError`,
         :class:`~pygase_core.errors.ConnectTimeoutError` or another

@@ -7,11 +7,11 @@ import threading
 from collections.abc import Callable
 from typing import Any
 
-from .aio import run_in_thread
-from .gamestate import GameState
-from .server import Server
-from .statemachine import GameStateMachine
-from .store import GameStateStore
+from pygase_core.edge.driver import run_in_thread
+from pygase_core.edge.server import Server
+from pygase_core.model.gamestate import GameState
+from pygase_core.model.statemachine import GameStateMachine
+from pygase_core.model.store import GameStateStore
 
 
 class Backend:
@@ -24,7 +24,7 @@ class Backend:
         event_handlers: event types mapped to handler functions; each returns an update dict and
             may accept ``game_state``, ``dt`` and ``client_address`` keyword arguments.
         interval: seconds between game loop steps (default 0.02, i.e. 50 per second).
-        server_options: passed on to :class:`~pygase_core.server.Server` (``max_clients``,
+        server_options: passed on to :class:`~pygase_core.Server` (``max_clients``,
             ``timeout``, ``host_client``, ...).
 
     Blocking calls have coroutine forms with an ``_async`` suffix.

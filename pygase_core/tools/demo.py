@@ -12,9 +12,9 @@ import threading
 import time
 from typing import Any
 
-from .backend import Backend
-from .client import Client
-from .gamestate import GameState
+from pygase_core.edge.backend import Backend
+from pygase_core.edge.client import Client
+from pygase_core.model.gamestate import GameState
 
 ARENA = 100.0
 
@@ -62,7 +62,10 @@ def on_boost(amount: float, game_state: GameState, dt: float) -> dict[str, Any]:
 
 
 def make_backend(entities: int = 20, **server_options: Any) -> Backend:
-    """The demo's server side; ``pygase serve pygase_core.demo:make_backend`` serves it alone."""
+    """The demo's server side.
+
+    ``pygase serve pygase_core.tools.demo:make_backend`` serves it alone.
+    """
     return Backend(initial_state(entities), time_step, {"BOOST": on_boost}, **server_options)
 
 

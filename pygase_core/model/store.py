@@ -1,6 +1,6 @@
 """The game state repository: the live state, the recent updates, and deltas for the server.
 
-Whoever progresses the game (usually a :class:`~pygase_core.statemachine.GameStateMachine`)
+Whoever progresses the game (usually a :class:`~pygase_core.GameStateMachine`)
 pushes updates; the server reads the state and asks for the combined changes a client is missing
 (:meth:`GameStateStore.changes_since`). A client whose known state is older than what the update
 cache remembers needs a full baseline instead, which :meth:`GameStateStore.snapshot` provides.
@@ -16,9 +16,9 @@ import threading
 from collections import deque
 from collections.abc import Callable
 
-from . import codec
-from .errors import PayloadTooLargeError
-from .gamestate import GameState, GameStateUpdate
+from pygase_core.errors import PayloadTooLargeError
+from pygase_core.model import codec
+from pygase_core.model.gamestate import GameState, GameStateUpdate
 
 __all__ = ["GameStateStore"]
 

@@ -9,7 +9,7 @@ import logging
 import sys
 from collections.abc import Sequence
 
-from .backend import Backend
+from pygase_core.edge.backend import Backend
 
 
 def load_backend(spec: str) -> Backend:
@@ -57,7 +57,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         return 0
     if args.command == "bots":
         return _run_bots(args)
-    from .demo import run_demo
+    from pygase_core.tools.demo import run_demo
 
     run_demo(
         args.clients,
@@ -75,7 +75,7 @@ def _add_bots_parser(commands: argparse._SubParsersAction[argparse.ArgumentParse
         help="load-test a server with a swarm of headless clients",
         description="Run COUNT real clients on one event loop against a pygase server and"
         " report the state age and event round trips they see. Round trips need the server to"
-        " echo the bots' events: register pygase_core.bots.echo_handler() for EVENT_TYPE.",
+        " echo the bots' events: register pygase_core.tools.bots.echo_handler() for EVENT_TYPE.",
     )
     bots.add_argument("address", metavar="HOST:PORT")
     bots.add_argument("--count", type=int, default=10, help="number of bots (default 10)")
@@ -96,7 +96,7 @@ def _add_bots_parser(commands: argparse._SubParsersAction[argparse.ArgumentParse
 
 
 def _run_bots(args: argparse.Namespace) -> int:
-    from .bots import run_cli
+    from pygase_core.tools.bots import run_cli
 
     if args.count < 1:
         raise SystemExit("pygase bots: --count must be at least 1")

@@ -18,7 +18,7 @@ from __future__ import annotations
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 
-from .errors import ProtocolError
+from pygase_core.errors import ProtocolError
 
 MIN_RESEND_TIMEOUT = 0.05
 INITIAL_RESEND_TIMEOUT = 0.2

@@ -1,4 +1,4 @@
-"""Events: their wire encoding, the handler registry, and how handlers get invoked.
+"""Event handlers: the registry by event type, and how handlers get invoked.
 
 Server, client and game state machine all let users register handlers by event type and call
 them the same way: the event's positional and keyword data, plus whichever *extras* (such as
@@ -17,79 +17,21 @@ import inspect
 import logging
 import weakref
 from collections.abc import Awaitable, Callable, Mapping
-from dataclasses import dataclass, field
 from typing import Any, NamedTuple
 
-from . import codec
-from .errors import ProtocolError
+from pygase_core.model.events import Event
 
 __all__ = [
-    "Event",
     "EventHandlerRegistry",
+    "Handler",
     "call_with_accepted_kwargs",
-    "decode_event",
     "dispatch_async",
     "dispatch_sync",
-    "encode_event",
 ]
 
 logger = logging.getLogger("pygase")
 
 Handler = Callable[..., Any]
-
-
-@dataclass(frozen=True)
-class Event:
-    """One event: its type, its data, and the client it came from (None when local)."""
-
-    event_type: str
-    args: tuple[Any, ...] = ()
-    kwargs: dict[str, Any] = field(default_factory=dict)
-    client_address: tuple[Any, ...] | None = None
-
-
-# ---------------------------------------------------------------------------------------------
-# Wire encoding
-# ---------------------------------------------------------------------------------------------
-
-
-def encode_event(event_type: str, args: tuple[Any, ...], kwargs: Mapping[str, Any]) -> bytes:
-    """Encode an event's type and data for the wire.
-
-    Raises:
-        TypeError: if ``event_type`` or a keyword name is not a str.
-        UnsupportedValueError: if an argument cannot be sent; the message names it.
-    """
-    if not isinstance(event_type, str):
-        raise TypeError(f"event_type must be a str, not {type(event_type).__name__}")
-    for name in kwargs:
-        if not isinstance(name, str):
-            raise TypeError(f"keyword argument names must be str, not {type(name).__name__}")
-    for index, value in enumerate(args):
-        codec.check_value(value, f"{event_type} event argument {index}")
-    for name, value in kwargs.items():
-        codec.check_value(value, f"{event_type} event argument {name!r}")
-    return codec.pack([event_type, list(args), dict(kwargs)])
-
-
-def decode_event(data: bytes) -> Event:
-    """Decode an event from the wire; raise :class:`ProtocolError` if it is malformed."""
-    decoded = codec.unpack(data)
-    if type(decoded) is not list or len(decoded) != 3:
-        raise ProtocolError("an event must be a list of type, arguments and keyword arguments")
-    event_type, args, kwargs = decoded
-    if type(event_type) is not str:
-        raise ProtocolError("the event type is not a str")
-    if type(args) is not list:
-        raise ProtocolError("the event arguments are not a list")
-    if type(kwargs) is not dict or not all(type(name) is str for name in kwargs):
-        raise ProtocolError("the event keyword arguments are not a dict of names")
-    return Event(event_type, tuple(args), kwargs)
-
-
-# ---------------------------------------------------------------------------------------------
-# Registry
-# ---------------------------------------------------------------------------------------------
 
 
 class EventHandlerRegistry:

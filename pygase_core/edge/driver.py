@@ -14,7 +14,7 @@ import threading
 from collections.abc import Callable, Coroutine
 from typing import Any, cast
 
-from .linksim import Direction, LinkConditioner, LinkConditions
+from pygase_core.protocol.linksim import Direction, LinkConditioner, LinkConditions
 
 logger = logging.getLogger("pygase")
 Held = tuple[bytes, Any]
@@ -27,9 +27,9 @@ class DatagramEndpoint(asyncio.DatagramProtocol):
     An ICMP "port unreachable" surfaces as ``error_received`` on Linux; on the open internet it
     is routine, never a reason to stop serving.
 
-    With ``link`` conditions (see :mod:`pygase_core.linksim`), datagrams in both directions pass
-    through a simulated link first: each direction's conditioner decides their fate and holds
-    them, and one timer per direction delivers them when due.
+    With ``link`` conditions (see :mod:`pygase_core.protocol.linksim`), datagrams in both
+    directions pass through a simulated link first: each direction's conditioner decides their fate
+    and holds them, and one timer per direction delivers them when due.
     """
 
     def __init__(

@@ -21,11 +21,11 @@ from typing import TYPE_CHECKING, Any
 import pluggy
 
 from pygase_core.errors import UsageError
-from pygase_core.interpolation import Snapshot, SnapshotInterpolator
+from pygase_core.model.interpolation import Snapshot, SnapshotInterpolator
 from pygase_core.plugins import DISABLE_ENV_VAR, EventDispatcher, get_plugin_manager, hookimpl
 
 if TYPE_CHECKING:
-    from pygase_core.client import Client, ClientStatus
+    from pygase_core.edge.client import Client, ClientStatus
 
 __all__ = ["FrameSession", "FrameSessionHooks", "session_attribute", "state_as_dict"]
 
@@ -50,7 +50,7 @@ def state_as_dict(game_state: Any) -> dict[str, Any]:
 
 
 class FrameSession:
-    """Run one :class:`~pygase_core.client.Client` on behalf of a game with a frame loop.
+    """Run one :class:`~pygase_core.Client` on behalf of a game with a frame loop.
 
     This is the framework-neutral core of the pygame and arcade adapters. The client's I/O thread
     only appends to a queue and copies states into a :class:`SnapshotInterpolator`; everything
@@ -64,7 +64,7 @@ class FrameSession:
         plugin: the adapter's :class:`FrameSessionHooks`, registered on ``plugin_manager`` if
             the entry point did not load it (for example with a hand-made manager).
         interpolate: dotted paths of numeric state fields to interpolate, e.g.
-            ``("players.*.x", "players.*.y")``; see :mod:`pygase_core.interpolation`.
+            ``("players.*.x", "players.*.y")``; see :mod:`pygase_core.model.interpolation`.
         interpolation_delay: how far in the past to render, in seconds; ``None`` adapts to
             about two server update intervals.
         max_extrapolation: how long named fields keep moving when updates are late, in seconds.
@@ -87,7 +87,7 @@ class FrameSession:
         plugin_manager: pluggy.PluginManager | None = None,
         clock: Callable[[], float] = time.monotonic,
     ) -> None:
-        from pygase_core.client import Client
+        from pygase_core.edge.client import Client
 
         manager = get_plugin_manager() if plugin_manager is None else plugin_manager
         if manager.is_blocked(adapter):
@@ -226,13 +226,13 @@ class FrameSession:
 
     def on_client_connected(self) -> None:
         """Queue the announcement of a completed handshake."""
-        from pygase_core.client import ClientStatus
+        from pygase_core.edge.client import ClientStatus
 
         self._inbox.append(partial(self.on_status_changed, ClientStatus.CONNECTED, None))
 
     def on_client_disconnected(self, reason: str) -> None:
         """Queue the announcement of the connection's end."""
-        from pygase_core.client import ClientStatus
+        from pygase_core.edge.client import ClientStatus
 
         self._inbox.append(partial(self.on_status_changed, ClientStatus.DISCONNECTED, reason))
 
