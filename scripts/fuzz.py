@@ -41,7 +41,7 @@ from pathlib import Path
 from typing import Any, ClassVar
 
 from pygase_core.protocol.connection import EventReceived, StateReceived
-from pygase_core.protocol.endpoint import ClientEndpoint, PeerEvent, ServerEndpoint
+from pygase_core.protocol.endpoint import ClientEndpoint, PeerNotice, ServerEndpoint
 from pygase_core.errors import ProtocolError
 from pygase_core.protocol.eventwire import decode_event, encode_event
 from pygase_core.model.gamestate import GameState, GameStateUpdate
@@ -204,10 +204,10 @@ class Session:
 
     def server_events(self, events: list[Any]) -> None:
         for event in events:
-            if isinstance(event, PeerEvent) and isinstance(event.event, EventReceived):
+            if isinstance(event, PeerNotice) and isinstance(event.notice, EventReceived):
                 self.reached["events delivered to the server"] += 1
                 with contextlib.suppress(ProtocolError):  # as Server._client_event
-                    decode_event(event.event.payload)
+                    decode_event(event.notice.payload)
 
     def client_events(self, events: list[Any]) -> None:
         for event in events:

@@ -21,12 +21,12 @@ from pygase_core.protocol.connection import (
 )
 from pygase_core.protocol.endpoint import (
     ClientEndpoint,
-    ClientEvent,
+    ClientNotice,
     ClientJoined,
     ClientLeft,
-    PeerEvent,
+    PeerNotice,
     ServerEndpoint,
-    ServerEvent,
+    ServerNotice,
 )
 from pygase_core.protocol.packets import FULL_STATE
 from pygase_core.protocol.statesync import PayloadCache, decode_state_payload
@@ -74,11 +74,11 @@ class ClientSide:
         self.address = address
         self.endpoint = ClientEndpoint(now, config=config, nonce=rng.getrandbits(64))
         self.state = GameState()
-        self.events: list[ClientEvent] = []
+        self.events: list[ClientNotice] = []
         self.received_payloads: list[bytes] = []
         self.acked_tokens: list[object] = []
 
-    def handle(self, events: list[ClientEvent]) -> None:
+    def handle(self, events: list[ClientNotice]) -> None:
         for event in events:
             self.events.append(event)
             if isinstance(event, StateReceived):
@@ -127,7 +127,7 @@ class Network:
         self.clients: dict[Any, ClientSide] = {}
         self.up: dict[Any, Link] = {}
         self.down: dict[Any, Link] = {}
-        self.server_events: list[ServerEvent] = []
+        self.server_events: list[ServerNotice] = []
         self.server_payloads: list[tuple[Any, bytes]] = []
         self.server_acks: list[object] = []
 
@@ -151,14 +151,14 @@ class Network:
             if address in self.down:
                 self.down[address].send(datagram, address, self.now)
 
-    def _server_handle(self, events: list[ServerEvent]) -> None:
+    def _server_handle(self, events: list[ServerNotice]) -> None:
         for event in events:
             self.server_events.append(event)
-            if isinstance(event, PeerEvent):
-                if isinstance(event.event, EventReceived):
-                    self.server_payloads.append((event.address, event.event.payload))
-                elif isinstance(event.event, EventAcknowledged):
-                    self.server_acks.append(event.event.token)
+            if isinstance(event, PeerNotice):
+                if isinstance(event.notice, EventReceived):
+                    self.server_payloads.append((event.address, event.notice.payload))
+                elif isinstance(event.notice, EventAcknowledged):
+                    self.server_acks.append(event.notice.token)
 
     def step(self, dt: float = 0.001) -> None:
         """Advance the clock by ``dt`` and run everything that is due."""

@@ -51,7 +51,7 @@ from pygase_core.protocol.connection import (
     StateReceived,
 )
 from pygase_core.protocol.crypto import ConnectToken
-from pygase_core.protocol.endpoint import ClientEndpoint, ClientEvent, Connected, Refused
+from pygase_core.protocol.endpoint import ClientEndpoint, ClientNotice, Connected, Refused
 from pygase_core.protocol.eventwire import decode_event
 from pygase_core.protocol.linksim import LinkConditions, resolve_link
 from pygase_core.protocol.packets import FULL_STATE, DisconnectReason, RejectReason
@@ -380,7 +380,7 @@ class Client:
     def _done_set(self) -> bool:
         return self._done is None or self._done.is_set()
 
-    def _handle(self, events: list[ClientEvent]) -> None:
+    def _handle(self, events: list[ClientNotice]) -> None:
         for event in events:
             if isinstance(event, StateReceived):
                 self._apply_state(event)

@@ -41,9 +41,9 @@ from pygase_core.protocol.endpoint import (
     Address,
     ClientJoined,
     ClientLeft,
-    PeerEvent,
+    PeerNotice,
     ServerEndpoint,
-    ServerEvent,
+    ServerNotice,
     ShutdownRequested,
 )
 from pygase_core.protocol.eventwire import decode_event
@@ -426,10 +426,10 @@ class Server:
         if self._timer is not None and self._endpoint is not None and self._endpoint.connections:
             self._timer.arm(self._now())
 
-    def _handle(self, events: list[ServerEvent]) -> None:
+    def _handle(self, events: list[ServerNotice]) -> None:
         for event in events:
-            if isinstance(event, PeerEvent):
-                inner = event.event
+            if isinstance(event, PeerNotice):
+                inner = event.notice
                 if isinstance(inner, EventReceived):
                     self._client_event(event.address, inner.payload)
                 elif isinstance(inner, EventAcknowledged) and inner.token is not None:

@@ -5,7 +5,7 @@ A :class:`Connection` exists once the handshake is done (see
 the event channel in both directions and, depending on its role, sends the game state (server) or
 reassembles it (client). It never touches a socket or a clock: the owner passes ``now`` and moves
 the bytes, asks :meth:`Connection.next_deadline` when to call :meth:`Connection.poll` again, and
-receives small frozen event objects describing what happened.
+receives small frozen notices describing what happened.
 """
 
 from __future__ import annotations
@@ -147,7 +147,7 @@ class ConnectionClosed:
     reason: DisconnectReason
 
 
-ConnectionEvent = (
+ConnectionNotice = (
     EventReceived | EventAcknowledged | StateReceived | ConnectionClosed | PacketRefused
 )
 
@@ -285,7 +285,7 @@ class Connection:
 
     def poll(
         self, now: float, cache: PayloadCache | None = None
-    ) -> tuple[list[bytes], list[ConnectionEvent]]:
+    ) -> tuple[list[bytes], list[ConnectionNotice]]:
         """Do what is due at ``now``: time out, count lost packets, send if it is time."""
         if self.closed is not None or now < self.next_deadline(cache):
             return [], []  # the common case on a busy server: not this connection's turn
@@ -299,7 +299,7 @@ class Connection:
 
     # -- receiving -----------------------------------------------------------------------------
 
-    def receive(self, packet: Data, size: int, now: float) -> list[ConnectionEvent]:
+    def receive(self, packet: Data, size: int, now: float) -> list[ConnectionNotice]:
         """Process a data packet of this session (the caller checked session and address).
 
         A packet that breaks the protocol part-way ends the list with :class:`PacketRefused`
@@ -311,13 +311,13 @@ class Connection:
         if not self._window.is_new(packet.sequence):
             self.stats.packets_dropped += 1
             return []
-        events: list[ConnectionEvent] = []
+        notices: list[ConnectionNotice] = []
         try:
-            self._take_messages(packet, events)
+            self._take_messages(packet, notices)
         except ProtocolError as error:
             self.stats.packets_dropped += 1
-            events.append(PacketRefused(str(error)))
-            return events
+            notices.append(PacketRefused(str(error)))
+            return notices
         self._window.record(packet.sequence)  # only now: this is what acknowledges it
         self.stats.count_in(size, now)
         self.last_received = now
@@ -328,16 +328,16 @@ class Connection:
                 if isinstance(ref, FragmentRef):
                     token = self._events_out.acknowledge(ref)
                     if token is not None:
-                        events.append(EventAcknowledged(token))
+                        notices.append(EventAcknowledged(token))
                 elif isinstance(ref, TransferRef):
                     ref.acknowledge()
-        events.extend(
+        notices.extend(
             EventReceived(payload) for payload in self._events_in.deliverable(self._peer_floor)
         )
         self.congestion.update(self.stats, now)
-        return events
+        return notices
 
-    def _take_messages(self, packet: Data, events: list[ConnectionEvent]) -> None:
+    def _take_messages(self, packet: Data, notices: list[ConnectionNotice]) -> None:
         for message in packet.messages:
             if isinstance(message, EventFragment):
                 self._events_in.add_fragment(
@@ -348,7 +348,7 @@ class Connection:
                 # sender's window of ids in flight starts there.
                 if message.event_id > self._peer_floor:
                     self._peer_floor = message.event_id
-                    events.extend(
+                    notices.extend(
                         EventReceived(payload)
                         for payload in self._events_in.deliverable(self._peer_floor)
                     )
@@ -356,11 +356,11 @@ class Connection:
                 if self.state_in is not None:
                     payload = self.state_in.add(message, self.applied_time_order)
                     if payload is not None:
-                        events.append(StateReceived(message.base, message.target, payload))
+                        notices.append(StateReceived(message.base, message.target, payload))
             elif isinstance(message, StateReport) and self.state_out is not None:
                 self.state_out.on_report(message.time_order)
 
-    def receive_disconnect(self, reason: DisconnectReason) -> list[ConnectionEvent]:
+    def receive_disconnect(self, reason: DisconnectReason) -> list[ConnectionNotice]:
         """The peer ended the session (the caller checked session and address)."""
         if self.closed is not None:
             return []

@@ -29,7 +29,7 @@ from pygase_core.protocol.connection import (
     Connection,
     ConnectionClosed,
     ConnectionConfig,
-    ConnectionEvent,
+    ConnectionNotice,
     EventAcknowledged,
     EventReceived,
     PacketRefused,
@@ -88,11 +88,11 @@ def _is_session_packet(data: bytes) -> bool:
 
 
 def _count_refusals(
-    events: list[ConnectionEvent], drops: Counter[str]
+    notices: list[ConnectionNotice], drops: Counter[str]
 ) -> list[EventReceived | EventAcknowledged | StateReceived | ConnectionClosed]:
-    """Count a refused packet as a protocol violation; pass the other events on."""
-    kept = [event for event in events if not isinstance(event, PacketRefused)]
-    if len(kept) != len(events):
+    """Count a refused packet as a protocol violation; pass the others on."""
+    kept = [notice for notice in notices if not isinstance(notice, PacketRefused)]
+    if len(kept) != len(notices):
         drops["protocol violation"] += 1
     return kept
 
@@ -145,14 +145,14 @@ class ShutdownRequested:
 
 
 @dataclass(frozen=True)
-class PeerEvent:
+class PeerNotice:
     """Something a connection reported, tagged with the peer's address."""
 
     address: Address
-    event: ConnectionEvent
+    notice: ConnectionNotice
 
 
-ServerEvent = ClientJoined | ClientLeft | ShutdownRequested | PeerEvent
+ServerNotice = ClientJoined | ClientLeft | ShutdownRequested | PeerNotice
 Outgoing = list[tuple[bytes, Address]]
 
 
@@ -235,7 +235,7 @@ class ServerEndpoint:
 
     def _token_request(
         self, packet: TokenRequest, address: Address, now: float
-    ) -> tuple[Outgoing, list[ServerEvent]]:
+    ) -> tuple[Outgoing, list[ServerNotice]]:
         if self._secret_key is None or self._sealer is None:
             self.drops["token on a server without encryption"] += 1
             return [], []
@@ -288,7 +288,7 @@ class ServerEndpoint:
 
     def datagram_received(
         self, data: bytes, address: Address, now: float, cache: PayloadCache | None = None
-    ) -> tuple[Outgoing, list[ServerEvent]]:
+    ) -> tuple[Outgoing, list[ServerNotice]]:
         """Handle one datagram; never raises for anything a peer sends."""
         cipher = self.ciphers.get(address)
         if cipher is not None and _is_session_packet(data):
@@ -319,7 +319,7 @@ class ServerEndpoint:
         self.drops["unexpected packet type"] += 1
         return [], []
 
-    def _answer(self, datagram: bytes, address: Address) -> tuple[Outgoing, list[ServerEvent]]:
+    def _answer(self, datagram: bytes, address: Address) -> tuple[Outgoing, list[ServerNotice]]:
         self.bytes_out_unverified += len(datagram)
         return [(datagram, address)], []
 
@@ -343,7 +343,7 @@ class ServerEndpoint:
 
     def _response(
         self, packet: Response, address: Address, now: float
-    ) -> tuple[Outgoing, list[ServerEvent]]:
+    ) -> tuple[Outgoing, list[ServerNotice]]:
         existing = self.connections.get(address)
         if existing is not None and self.nonces.get(address) == packet.nonce:
             # The accept was lost and the client repeats itself: repeat the answer.
@@ -360,9 +360,9 @@ class ServerEndpoint:
         if not self._spend_cookie(packet.cookie, now):
             self.drops["replayed cookie"] += 1
             return [], []
-        events: list[ServerEvent] = []
+        notices: list[ServerNotice] = []
         if existing is not None:
-            events.append(self._remove(address, DisconnectReason.CLIENT_LEFT))
+            notices.append(self._remove(address, DisconnectReason.CLIENT_LEFT))
         if len(self.connections) >= self.max_clients:
             return self._answer(encode_reject(packet.nonce, RejectReason.SERVER_FULL), address)
         connection = Connection(self._random_bits(64), Role.SERVER, now, self.config)
@@ -376,9 +376,9 @@ class ServerEndpoint:
         if self.host is None and self.host_is_first_client:
             self.host = address
         is_host = self.host == address
-        events.append(ClientJoined(address, connection, is_host))
+        notices.append(ClientJoined(address, connection, is_host))
         out, _ = self._answer(self._accept(packet.nonce, connection, is_host, address), address)
-        return out, events
+        return out, notices
 
     def _accept(self, nonce: int, connection: Connection, is_host: bool, address: Address) -> bytes:
         accept = encode_accept(nonce, connection.session_id, is_host)
@@ -394,7 +394,7 @@ class ServerEndpoint:
         address: Address,
         now: float,
         cache: PayloadCache | None,
-    ) -> tuple[Outgoing, list[ServerEvent]]:
+    ) -> tuple[Outgoing, list[ServerNotice]]:
         connection = self.connections.get(address)
         if connection is None:
             self.drops["unknown address"] += 1
@@ -404,15 +404,15 @@ class ServerEndpoint:
             return [], []
         if isinstance(packet, Disconnect):
             was_host = self.host == address
-            events: list[ServerEvent] = [self._remove(address, packet.reason)]
+            notices: list[ServerNotice] = [self._remove(address, packet.reason)]
             if packet.reason is DisconnectReason.SHUTDOWN_REQUEST:
                 if was_host:
-                    events.append(ShutdownRequested(address))
+                    notices.append(ShutdownRequested(address))
                 else:
                     self.drops["shutdown request from a non-host"] += 1
-            return [], events
+            return [], notices
         happened = _count_refusals(connection.receive(packet, size, now), self.drops)
-        return [], [PeerEvent(address, event) for event in happened]
+        return [], [PeerNotice(address, notice) for notice in happened]
 
     def _seal(self, address: Address, datagrams: list[bytes]) -> Outgoing:
         cipher = self.ciphers.get(address)
@@ -438,10 +438,10 @@ class ServerEndpoint:
         deadlines = [c.next_deadline(cache) for c in self.connections.values()]
         return min(deadlines) if deadlines else None
 
-    def poll(self, now: float, cache: PayloadCache | None) -> tuple[Outgoing, list[ServerEvent]]:
+    def poll(self, now: float, cache: PayloadCache | None) -> tuple[Outgoing, list[ServerNotice]]:
         """Run every session's due work: sends, resends, timeouts."""
         out: Outgoing = []
-        events: list[ServerEvent] = []
+        notices: list[ServerNotice] = []
         earliest: float | None = None
         for address, connection in list(self.connections.items()):
             datagrams, happened = connection.poll(now, cache)
@@ -450,13 +450,13 @@ class ServerEndpoint:
                 if earliest is None or deadline < earliest:
                     earliest = deadline
             out.extend(self._seal(address, datagrams))
-            for event in happened:
-                if isinstance(event, ConnectionClosed):
-                    events.append(self._remove(address, event.reason))
+            for notice in happened:
+                if isinstance(notice, ConnectionClosed):
+                    notices.append(self._remove(address, notice.reason))
                 else:
-                    events.append(PeerEvent(address, event))
+                    notices.append(PeerNotice(address, notice))
         self.earliest_deadline = earliest
-        return out, events
+        return out, notices
 
     def disconnect(self, address: Address, reason: DisconnectReason) -> Outgoing:
         """End one session from the server side."""
@@ -489,7 +489,7 @@ class Refused:
     reason: RejectReason | None
 
 
-ClientEvent = (
+ClientNotice = (
     Connected | Refused | EventReceived | EventAcknowledged | StateReceived | ConnectionClosed
     | PacketRefused
 )
@@ -535,7 +535,7 @@ class ClientEndpoint:
         self._last_sent = now
         return [self._handshake_datagram()]
 
-    def datagram_received(self, data: bytes, now: float) -> tuple[list[bytes], list[ClientEvent]]:
+    def datagram_received(self, data: bytes, now: float) -> tuple[list[bytes], list[ClientNotice]]:
         """Handle a datagram from the server's address; never raises for what it contains."""
         if len(data) > MAX_DATAGRAM_SIZE:
             self.drops["oversized"] += 1
@@ -608,11 +608,11 @@ class ClientEndpoint:
             return self.connection.next_deadline()
         return min(self._deadline, self._last_sent + HANDSHAKE_RESEND_INTERVAL)
 
-    def poll(self, now: float) -> tuple[list[bytes], list[ClientEvent]]:
+    def poll(self, now: float) -> tuple[list[bytes], list[ClientNotice]]:
         """Resend the handshake, time out, or run the session's due work."""
         if self.connection is not None:
-            datagrams, events = self.connection.poll(now)
-            return self._seal(datagrams), list(events)
+            datagrams, notices = self.connection.poll(now)
+            return self._seal(datagrams), list(notices)
         if self.failed:
             return [], []
         if now >= self._deadline:
