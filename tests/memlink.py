@@ -21,9 +21,9 @@ from pygase_core.protocol.connection import (
 )
 from pygase_core.protocol.endpoint import (
     ClientEndpoint,
-    ClientNotice,
     ClientJoined,
     ClientLeft,
+    ClientNotice,
     PeerNotice,
     ServerEndpoint,
     ServerNotice,
