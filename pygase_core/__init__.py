@@ -39,6 +39,9 @@ _EXPORTS = {
     "hookimpl": "pygase_core.plugins",
 }
 _ERRORS = (
+    "AddressResolutionError",
+    "ServerUnreachableError",
+    "ShutdownRefusedError",
     "ConnectTimeoutError",
     "ConnectionFailed",
     "NotConnectedError",
@@ -127,6 +130,7 @@ if TYPE_CHECKING:
     from pygase_core.edge.client import Client, ClientStatus
     from pygase_core.edge.server import Server
     from pygase_core.errors import (
+        AddressResolutionError,
         ConnectionFailed,
         ConnectTimeoutError,
         NotConnectedError,
@@ -134,6 +138,8 @@ if TYPE_CHECKING:
         ProtocolError,
         PygaseError,
         ServerFullError,
+        ServerUnreachableError,
+        ShutdownRefusedError,
         TokenRejectedError,
         UnsupportedValueError,
         UsageError,
@@ -148,6 +154,7 @@ if TYPE_CHECKING:
 
 __all__ = [
     "TO_DELETE",
+    "AddressResolutionError",
     "Backend",
     "Client",
     "ClientStatus",
@@ -166,6 +173,8 @@ __all__ = [
     "PygaseError",
     "Server",
     "ServerFullError",
+    "ServerUnreachableError",
+    "ShutdownRefusedError",
     "TokenRejectedError",
     "UnsupportedValueError",
     "UsageError",

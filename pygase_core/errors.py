@@ -34,6 +34,10 @@ class NotConnectedError(UsageError):
     """An operation needs a live connection, and there is none."""
 
 
+class ShutdownRefusedError(UsageError):
+    """A client that is not the host asked the server to shut down; the server keeps running."""
+
+
 class ProtocolError(PygaseError):
     """A datagram from a remote peer is malformed, truncated or unexpected."""
 
@@ -56,3 +60,11 @@ class TokenRejectedError(ConnectionFailed):
 
 class ConnectTimeoutError(ConnectionFailed, TimeoutError):
     """The server did not answer the handshake in time."""
+
+
+class AddressResolutionError(ConnectionFailed):
+    """The host name does not resolve to an address."""
+
+
+class ServerUnreachableError(ConnectionFailed):
+    """Nothing listens at the server's address (the OS reported the port unreachable)."""

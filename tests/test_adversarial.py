@@ -252,14 +252,13 @@ def test_events_run_once_in_order_and_state_converges_through_a_lossy_link(
         assert at_client.handled == expected  # and at the client
         assert set(at_client.acks.values()) == {1}  # every callback exactly once
         assert set(at_server.acks.values()) == {1}
-        assert client._io is not None
-        outgoing, incoming = client._io.conditioners
+        outgoing, incoming = client.link_conditioners
         assert outgoing is not None and incoming is not None
         assert outgoing.lost > 10 and incoming.lost > 10  # the link really was lossy
 
         # The loss stops and the game freezes: how soon is the client's state the server's?
         frozen.set()
-        client._io.link = LinkConditions.symmetric(latency=0.1, jitter=0.03)
+        client.link = LinkConditions.symmetric(latency=0.1, jitter=0.03)
         stopped = time.monotonic()
         store = backend.game_state_store
 

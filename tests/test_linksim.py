@@ -212,8 +212,7 @@ def test_a_client_on_an_average_link_still_syncs(backend: Backend) -> None:
         stats = client.stats
         assert stats is not None and stats.rtt is not None
         assert stats.rtt > 0.15  # two 100 ms legs, minus jitter
-        assert client._io is not None
-        outgoing, incoming = client._io.conditioners
+        outgoing, incoming = client.link_conditioners
         assert outgoing is not None and incoming is not None
         assert outgoing.sent > 10 and incoming.sent > 10
     finally:

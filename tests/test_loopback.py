@@ -24,6 +24,7 @@ from pygase_core import (
     PayloadTooLargeError,
     Server,
     ServerFullError,
+    ShutdownRefusedError,
 )
 from pygase_core.errors import ConnectTimeoutError
 from pygase_core.protocol.packets import encode_data_header, encode_event_floor, encode_request
@@ -222,7 +223,8 @@ def test_only_the_host_can_shut_the_server_down(clients: list[Client]) -> None:
     guest = connect(clients, backend.server.port)
     assert host.is_host and not guest.is_host
     assert backend.server.host_client in backend.server.connections
-    guest.disconnect(shutdown_server=True)
+    with pytest.raises(ShutdownRefusedError, match="not the host"):
+        guest.disconnect(shutdown_server=True)  # it still leaves
     wait_for(lambda: len(backend.server.connections) == 1)
     assert backend.server.running
     host.disconnect(shutdown_server=True)

@@ -7,8 +7,8 @@ import threading
 from collections.abc import Callable
 from typing import Any
 
-from pygase_core.edge.driver import run_in_thread
-from pygase_core.edge.server import Server
+from pygase_core.edge.driver import check_hostname, check_port, run_in_thread
+from pygase_core.edge.server import Server, announce_on_stderr
 from pygase_core.model.gamestate import GameState
 from pygase_core.model.statemachine import GameStateMachine
 from pygase_core.model.store import GameStateStore
@@ -58,28 +58,36 @@ class Backend:
         *,
         ready: threading.Event | None = None,
     ) -> None:
-        """Run the game loop and the server until either stops (coroutine form of :meth:`run`)."""
-        server_task = asyncio.create_task(
-            self.server.run_async(port, hostname, self.game_state_machine, ready=ready)
-        )
-        loop_task = asyncio.create_task(
-            self.game_state_machine.run_game_loop_async(self.interval)
-        )
+        """Run the game loop and the server until shut down (coroutine form of :meth:`run`).
+
+        The game loop runs in its own thread, so a slow ``time_step`` or handler never stalls
+        the network; the server runs on the calling loop.
+        """
+        hostname, port = _check_address(hostname, port, "Backend.run_async")
+        machine = self.game_state_machine
+        thread = machine.run_game_loop_in_thread(self.interval)
         try:
-            await asyncio.wait({server_task, loop_task}, return_when=asyncio.FIRST_COMPLETED)
+            await self.server.run_async(port, hostname, machine, ready=ready)
         finally:
-            await self.game_state_machine.stop_async()
-            await self.server.shutdown_async()
-            await asyncio.gather(server_task, loop_task)
+            await asyncio.to_thread(machine.stop)
+            await asyncio.to_thread(thread.join, 5.0)
 
     def run(self, hostname: str = "localhost", port: int = 0) -> None:
-        """Run state machine and server, bound to the given address, until shut down."""
+        """Run state machine and server, bound to the given address, until shut down.
+
+        The arguments keep the original PyGaSe's order, ``(hostname, port)``, the opposite of
+        ``Server.run(port, hostname)``; a swapped call raises a TypeError that says so. Logs
+        where it listens; a program that configured no logging gets that line on stderr.
+        """
+        hostname, port = _check_address(hostname, port, "Backend.run")
+        announce_on_stderr()
         asyncio.run(self.run_async(hostname, port))
 
     def run_in_thread(
         self, hostname: str = "localhost", port: int = 0, daemon: bool = True
     ) -> threading.Thread:
         """Run the backend in a background thread; returns once the server is bound."""
+        hostname, port = _check_address(hostname, port, "Backend.run_in_thread")
 
         async def main(ready: threading.Event) -> None:
             await self.run_async(hostname, port, ready=ready)
@@ -98,3 +106,13 @@ class Backend:
         """Coroutine form of :meth:`shutdown`."""
         await self.server.shutdown_async()
         await self.game_state_machine.stop_async()
+
+
+def _check_address(hostname: object, port: object, call: str) -> tuple[str, int]:
+    """Check ``(hostname, port)`` in the seed's order, naming a swapped call as such."""
+    if isinstance(hostname, int) and not isinstance(hostname, bool) and isinstance(port, str):
+        raise TypeError(
+            f"{call} takes (hostname, port), in that order: got hostname={hostname!r} and"
+            f" port={port!r}; call {call}({port!r}, {hostname!r}) or use keywords"
+        )
+    return check_hostname(hostname, call), check_port(port, call)

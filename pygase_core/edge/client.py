@@ -15,26 +15,30 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import threading
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Sequence
 from enum import Enum
 from typing import Any
 
 import pluggy
 
 from pygase_core.edge.driver import (
-    DatagramEndpoint,
-    DeadlineTimer,
+    EdgeDriver,
+    check_hostname,
+    check_port,
     logger,
     on_loop_thread,
     resolve,
     run_in_thread,
 )
+from pygase_core.edge.worker import EventCallbacks, HandlerThread
 from pygase_core.errors import (
     ConnectionFailed,
     ConnectTimeoutError,
     NotConnectedError,
     ProtocolError,
     ServerFullError,
+    ServerUnreachableError,
+    ShutdownRefusedError,
     TokenRejectedError,
     UsageError,
     VersionMismatchError,
@@ -47,15 +51,16 @@ from pygase_core.protocol.connection import (
     ConnectionClosed,
     ConnectionConfig,
     EventAcknowledged,
+    EventGivenUp,
     EventReceived,
     StateReceived,
 )
 from pygase_core.protocol.crypto import ConnectToken
 from pygase_core.protocol.endpoint import ClientEndpoint, ClientNotice, Connected, Refused
 from pygase_core.protocol.eventwire import decode_event
-from pygase_core.protocol.linksim import LinkConditions, resolve_link
-from pygase_core.protocol.packets import FULL_STATE, DisconnectReason, RejectReason
-from pygase_core.protocol.statesync import DEFAULT_MAX_STATE_SIZE, decode_state_payload
+from pygase_core.protocol.linksim import LinkConditioner, LinkConditions, resolve_link
+from pygase_core.protocol.packets import DisconnectReason, RejectReason
+from pygase_core.protocol.statesync import DEFAULT_MAX_STATE_SIZE
 
 
 class ClientStatus(Enum):
@@ -113,14 +118,14 @@ class Client:
         self.disconnect_reason: str | None = None
         """Why the last connection ended (None while connected or before connecting)."""
         self._endpoint: ClientEndpoint | None = None
-        self._io: DatagramEndpoint | None = None
-        self._loop: asyncio.AbstractEventLoop | None = None
-        self._timer: DeadlineTimer | None = None
+        self._driver: EdgeDriver | None = None
+        self._worker = HandlerThread("pygase-client-handlers")
+        self._use_worker = False
+        self._target = ""
         self._done: asyncio.Event | None = None
         self._finished = threading.Event()
         self._finished.set()
         self._event_dispatcher: Callable[[Callable[[], object]], None] | None = None
-        self._server_address: Any = None
         self._start_lock = threading.Lock()
         self._link = resolve_link(link)
         self.plugin_manager.hook.pygase_client_created(client=self)
@@ -153,6 +158,29 @@ class Client:
         return connection.stats if connection is not None else None
 
     @property
+    def link(self) -> LinkConditions | None:
+        """The simulated network conditions of this endpoint's datagrams (None: none).
+
+        Settable, also while connected, for tests that change the network midway.
+        """
+        return self._link
+
+    @link.setter
+    def link(self, conditions: LinkConditions | str | None) -> None:
+        self._link = None if conditions is None else resolve_link(conditions)
+        driver = self._driver
+        if driver is not None and driver.io is not None:
+            driver.io.link = self._link
+
+    @property
+    def link_conditioners(self) -> tuple[LinkConditioner[Any] | None, LinkConditioner[Any] | None]:
+        """The simulated link's ``(outgoing, incoming)`` halves with their counters, if any."""
+        driver = self._driver
+        if driver is None or driver.io is None:
+            return None, None
+        return driver.io.conditioners
+
+    @property
     def is_host(self) -> bool:
         """Whether this client may shut the server down."""
         return self._endpoint is not None and self._endpoint.is_host
@@ -170,55 +198,72 @@ class Client:
         """Connect and serve the connection until it ends (coroutine form of :meth:`connect`).
 
         With a ``connect_token`` (see :func:`pygase_core.protocol.crypto.make_connect_token`)
-        the session is encrypted; a server with a secret key accepts nothing else.
+        the session is encrypted; a server with a secret key accepts nothing else. Event
+        handlers and callbacks run on the running loop (the thread forms run them on a handler
+        thread instead, see :meth:`connect`).
 
-        Raises :class:`~pygase_core.errors.ServerFullError`,
-        :class:`~pygase_core.errors.ConnectTimeoutError` or another
-        :class:`~pygase_core.errors.ConnectionFailed` if the handshake fails.
+        Raises a :class:`~pygase_core.errors.ConnectionFailed` naming the host and port if the
+        handshake fails: ``AddressResolutionError``, ``ServerUnreachableError``,
+        ``ConnectTimeoutError``, ``ServerFullError``, ``TokenRejectedError`` or
+        ``VersionMismatchError``.
         """
+        await self._serve(port, hostname, connect_token, ready, own_loop=False)
+
+    async def _serve(
+        self,
+        port: int,
+        hostname: str,
+        connect_token: ConnectToken | bytes | None,
+        ready: threading.Event | None,
+        own_loop: bool,
+    ) -> None:
+        check_port(port, "Client.connect")
+        check_hostname(hostname, "Client.connect")
         if isinstance(connect_token, bytes):
             connect_token = ConnectToken.from_bytes(connect_token)
+        elif connect_token is not None and not isinstance(connect_token, ConnectToken):
+            raise TypeError("connect_token must be a ConnectToken, its bytes, or None")
         with self._start_lock:
             if not self._finished.is_set():
                 raise UsageError("this client is already connected or connecting")
             self._finished.clear()
         loop = asyncio.get_running_loop()
+        self._target = f"{hostname} port {port}"
+        driver: EdgeDriver | None = None
         try:
-            self._loop = loop
             self._status = ClientStatus.CONNECTING
             self.disconnect_reason = None
             with self._state_lock:
                 self._game_state = GameState()
             self._done = asyncio.Event()
             self._handshake_result: asyncio.Future[bool] = loop.create_future()
-            self._endpoint = ClientEndpoint(
+            family, address = resolve(hostname, port)[0]
+            endpoint = self._endpoint = ClientEndpoint(
                 loop.time(),
                 config=self._config,
                 connect_timeout=self.connect_timeout,
                 token=connect_token,
+                server_address=address,
             )
-            self._timer = DeadlineTimer(loop, self._on_timer)
-            family, address = resolve(hostname, port)[0]
-            self._server_address = address
-            _transport, self._io = await loop.create_datagram_endpoint(
-                lambda: DatagramEndpoint(self._on_datagram, self._link),
-                remote_addr=address[:2],
-                family=family,
-            )
-            self._send(self._endpoint.start(loop.time()))
-            self._timer.arm(self._endpoint.next_deadline())
+            if own_loop:
+                self._worker.start()
+            self._use_worker = own_loop
+            driver = EdgeDriver(endpoint, self._on_notices, self._link, self._socket_error)
+            await driver.open(family, remote_addr=address[:2])
+            self._driver = driver
+            driver.transmit([(datagram, address) for datagram in endpoint.start(loop.time())])
             await self._handshake_result
             if ready is not None:
                 ready.set()
             await self._done.wait()
         finally:
-            if self._timer is not None:
-                self._timer.cancel()
-            if self._io is not None and self._io.transport is not None:
-                self._io.transport.close()
-            self._io = None
+            self._driver = None
+            if driver is not None:
+                driver.close()
             self._status = ClientStatus.DISCONNECTED
-            self._loop = None
+            self._settle_pending()
+            if own_loop:
+                await asyncio.to_thread(self._worker.stop)
             self._finished.set()
 
     def connect(
@@ -228,8 +273,14 @@ class Client:
         *,
         connect_token: ConnectToken | bytes | None = None,
     ) -> None:
-        """Open a connection to a pygase server and serve it until it ends (blocking)."""
-        asyncio.run(self.connect_async(port, hostname, connect_token=connect_token))
+        """Open a connection to a pygase server and serve it until it ends (blocking).
+
+        Event handlers and ack/failure callbacks run on the client's handler thread (or, with
+        a frame adapter, on the game's frame thread), never on the network loop.
+        """
+        check_port(port, "Client.connect")
+        check_hostname(hostname, "Client.connect")
+        asyncio.run(self._serve(port, hostname, connect_token, None, own_loop=True))
 
     def connect_in_thread(
         self,
@@ -242,9 +293,11 @@ class Client:
 
         Raises the handshake's error in the calling thread if it failed.
         """
+        check_port(port, "Client.connect_in_thread")
+        check_hostname(hostname, "Client.connect_in_thread")
 
         async def main(ready: threading.Event) -> None:
-            await self.connect_async(port, hostname, connect_token=connect_token, ready=ready)
+            await self._serve(port, hostname, connect_token, ready, own_loop=True)
 
         thread, failure = run_in_thread("pygase-client", main, daemon=True)
         if failure:
@@ -254,36 +307,54 @@ class Client:
     def disconnect(self, shutdown_server: bool = False) -> None:
         """Close the connection; with ``shutdown_server`` the host also stops the server.
 
-        Safe from any thread; from another thread it waits until the connection is closed.
+        Safe from any thread; from another thread it waits until the connection is closed. A
+        client that is not the host still disconnects, then raises
+        :class:`~pygase_core.errors.ShutdownRefusedError`: the server keeps running.
         """
-        loop = self._loop
+        refused = shutdown_server and self._status is ClientStatus.CONNECTED and not self.is_host
+        driver = self._driver
+        loop = driver.loop if driver is not None else None
         if loop is None:
             return
         try:
-            loop.call_soon_threadsafe(self._close, shutdown_server)
+            loop.call_soon_threadsafe(self._close, shutdown_server and not refused)
         except RuntimeError:
             return
         if not on_loop_thread(loop):
             self._finished.wait(5.0)
+        if refused:
+            raise ShutdownRefusedError(
+                "this client is not the host, so the server keeps running (disconnected anyway)"
+            )
 
     async def disconnect_async(self, shutdown_server: bool = False) -> None:
         """Coroutine form of :meth:`disconnect`."""
-        loop = self._loop
+        driver = self._driver
+        loop = driver.loop if driver is not None else None
         if loop is None:
             return
         if loop is asyncio.get_running_loop():
-            self._close(shutdown_server)
+            refused = (
+                shutdown_server and self._status is ClientStatus.CONNECTED and not self.is_host
+            )
+            self._close(shutdown_server and not refused)
+            if refused:
+                raise ShutdownRefusedError(
+                    "this client is not the host, so the server keeps running"
+                    " (disconnected anyway)"
+                )
         else:
             await asyncio.to_thread(self.disconnect, shutdown_server)
 
     def _close(self, shutdown_server: bool) -> None:
-        endpoint = self._endpoint
+        endpoint, driver = self._endpoint, self._driver
         if endpoint is not None and endpoint.connection is not None:
             reason = (
                 DisconnectReason.SHUTDOWN_REQUEST if shutdown_server
                 else DisconnectReason.CLIENT_LEFT
             )
-            self._send(endpoint.close(reason))
+            if driver is not None:
+                driver.transmit(endpoint.close_session(reason))
             self._finish(_REASONS[reason])
         else:
             self._fail(ConnectionFailed("disconnected before the handshake completed"))
@@ -316,104 +387,89 @@ class Client:
         *args: Any,
         retries: int = 0,
         ack_callback: Callable[[], Any] | None = None,
+        failure_callback: Callable[[], Any] | None = None,
         **kwargs: Any,
     ) -> None:
         """Send an event to the server.
 
         The event is encoded here, so unsupported data raises ``TypeError`` in the caller.
-        ``retries`` is how often it is resent if unacknowledged; ``ack_callback()`` runs once
-        when the server acknowledged it.
+        ``retries`` is how often it is resent if unacknowledged (with exponential backoff).
+        ``ack_callback()`` runs once when the server acknowledged the whole event, whenever
+        that ack arrives while the connection lives; ``failure_callback()`` runs once if
+        pygase gives the event up (retries spent and at least about a second without an ack,
+        or the connection ended first).
         """
         payload = self._config.encode_event(event_type, args, kwargs, retries)
-        loop = self._loop
-        if loop is None or self._status is not ClientStatus.CONNECTED:
+        callbacks = EventCallbacks.of(ack_callback, failure_callback)
+        driver, endpoint = self._driver, self._endpoint
+        if driver is None or endpoint is None or self._status is not ClientStatus.CONNECTED:
             raise NotConnectedError("the client is not connected")
-        if on_loop_thread(loop):
-            self._queue_event(payload, retries, ack_callback)
-        else:
-            loop.call_soon_threadsafe(self._queue_event, payload, retries, ack_callback)
+        driver.call(endpoint.queue_event, payload, retries, callbacks)
 
-    def _queue_event(
-        self, payload: bytes, retries: int, ack_callback: Callable[[], Any] | None
-    ) -> None:
-        connection = self.connection
-        if connection is None or connection.closed is not None or self._timer is None:
-            return
-        connection.queue_event(payload, retries, ack_callback)
-        self._timer.arm(self._now())
+    # -- notices from the protocol -------------------------------------------------------------
 
-    # -- I/O callbacks -------------------------------------------------------------------------
+    def _socket_error(self, error: Exception, now: float) -> None:
+        if isinstance(error, ConnectionRefusedError) and self._endpoint is not None:
+            self._endpoint.unreachable(now)
 
-    def _now(self) -> float:
-        assert self._loop is not None
-        return self._loop.time()
-
-    def _send(self, datagrams: list[bytes]) -> None:
-        io = self._io
-        if io is not None:
-            for datagram in datagrams:
-                io.send(datagram)
-
-    def _on_datagram(self, data: bytes, address: Any) -> None:
-        endpoint = self._endpoint
-        if endpoint is None:
-            return
-        if address[:2] != self._server_address[:2]:
-            endpoint.drops["unknown address"] += 1
-            return
-        out, events = endpoint.datagram_received(data, self._now())
-        self._send(out)
-        self._handle(events)
-        if self._timer is not None and not self._finished.is_set():
-            self._timer.arm(endpoint.next_deadline())
-
-    def _on_timer(self) -> None:
-        endpoint = self._endpoint
-        if endpoint is None or self._timer is None:
-            return
-        out, events = endpoint.poll(self._now())
-        self._send(out)
-        self._handle(events)
-        if self._status is not ClientStatus.DISCONNECTED and not self._done_set():
-            self._timer.reset(endpoint.next_deadline())
-
-    def _done_set(self) -> bool:
-        return self._done is None or self._done.is_set()
-
-    def _handle(self, events: list[ClientNotice]) -> None:
-        for event in events:
-            if isinstance(event, StateReceived):
-                self._apply_state(event)
-            elif isinstance(event, EventReceived):
-                self._server_event(event.payload)
-            elif isinstance(event, EventAcknowledged):
-                if callable(event.token):
-                    self._deliver(event.token)
-            elif isinstance(event, Connected):
+    def _on_notices(self, notices: Sequence[ClientNotice]) -> None:
+        for notice in notices:
+            if isinstance(notice, StateReceived):
+                self._apply_state(notice)
+            elif isinstance(notice, EventReceived):
+                self._server_event(notice.payload)
+            elif isinstance(notice, EventAcknowledged | EventGivenUp):
+                self._settled(notice)
+            elif isinstance(notice, Connected):
                 self._status = ClientStatus.CONNECTED
                 hook = self.plugin_manager.hook
                 self._event_dispatcher = hook.pygase_event_dispatcher(client=self)
                 if not self._handshake_result.done():
                     self._handshake_result.set_result(True)
                 hook.pygase_client_connected(client=self)
-            elif isinstance(event, Refused):
-                if event.reason is RejectReason.SERVER_FULL:
-                    self._fail(ServerFullError("the server is full"))
-                elif event.reason is RejectReason.INVALID_TOKEN:
-                    self._fail(TokenRejectedError(
-                        "the server refused the connect token (invalid, expired or used)"))
-                elif event.reason is RejectReason.TOKEN_REQUIRED:
-                    self._fail(TokenRejectedError("the server requires a connect token"))
-                elif event.reason is RejectReason.VERSION_MISMATCH:
-                    self._fail(VersionMismatchError("the server speaks another protocol version"))
-                else:
-                    self._fail(
-                        ConnectTimeoutError(
-                            f"no answer from the server within {self.connect_timeout} s"
-                        )
-                    )
-            elif isinstance(event, ConnectionClosed):
-                self._finish(_REASONS[event.reason])
+            elif isinstance(notice, Refused):
+                self._fail(self._refusal(notice))
+            elif isinstance(notice, ConnectionClosed):
+                self._finish(_REASONS[notice.reason])
+
+    def _refusal(self, notice: Refused) -> ConnectionFailed:
+        target = self._target
+        if notice.reason is RejectReason.SERVER_FULL:
+            return ServerFullError(f"the server at {target} is full")
+        if notice.reason is RejectReason.INVALID_TOKEN:
+            return TokenRejectedError(
+                f"the server at {target} refused the connect token (invalid, expired or used)"
+            )
+        if notice.reason is RejectReason.TOKEN_REQUIRED:
+            return TokenRejectedError(f"the server at {target} requires a connect token")
+        if notice.reason is RejectReason.VERSION_MISMATCH:
+            return VersionMismatchError(
+                f"the server at {target} speaks another pygase protocol version"
+            )
+        if notice.unreachable:
+            return ServerUnreachableError(
+                f"nothing listens at {target} (the operating system reports the port"
+                " unreachable); is the server running?"
+            )
+        return ConnectTimeoutError(f"no answer from {target} within {self.connect_timeout} s")
+
+    def _settled(self, notice: EventAcknowledged | EventGivenUp) -> None:
+        callbacks = notice.token
+        if not isinstance(callbacks, EventCallbacks):
+            return
+        callback = (
+            callbacks.on_ack if isinstance(notice, EventAcknowledged) else callbacks.on_failure
+        )
+        if callback is not None:
+            self._deliver(callback)
+
+    def _settle_pending(self) -> None:
+        """The session ended: every event still in flight is given up (failure callbacks)."""
+        endpoint = self._endpoint
+        connection = endpoint.connection if endpoint is not None else None
+        if connection is not None:
+            for notice in connection.abandon_events():
+                self._settled(notice)
 
     def _fail(self, error: ConnectionFailed) -> None:
         self.disconnect_reason = str(error)
@@ -432,27 +488,16 @@ class Client:
         self.plugin_manager.hook.pygase_client_disconnected(client=self, reason=reason)
 
     def _apply_state(self, received: StateReceived) -> None:
-        connection = self.connection
-        try:
-            decoded = decode_state_payload(received.base, received.target, received.payload)
-        except ProtocolError:
-            if self._endpoint is not None:
-                self._endpoint.drops["undecodable state"] += 1
+        endpoint = self._endpoint
+        if endpoint is None:
             return
         with self._state_lock:
-            if received.base == FULL_STATE:
-                assert isinstance(decoded, GameState)
-                if connection is not None and connection.applied_time_order is not None and (
-                    decoded.time_order <= connection.applied_time_order
-                ):
-                    return
-                self._game_state = decoded
-            elif not self._game_state._apply_owned(decoded):  # type: ignore[arg-type]
-                return  # (the decoded delta is this client's own: no need to copy its values)
-            if connection is not None:
-                connection.applied_time_order = self._game_state.time_order
+            state = endpoint.apply_state(received, self._game_state)
+            if state is None:
+                return
+            self._game_state = state
             self.plugin_manager.hook.pygase_state_changed(
-                client=self, game_state=self._game_state, time_order=self._game_state.time_order
+                client=self, game_state=state, time_order=state.time_order
             )
 
     def _server_event(self, payload: bytes) -> None:
@@ -470,10 +515,16 @@ class Client:
         self._deliver(lambda: dispatch_sync(self._handlers, event, {}))
 
     def _deliver(self, thunk: Callable[[], object]) -> None:
-        """Run a handler thunk where the game wants it: the adapter's frame thread, or here."""
+        """Run a handler or callback where the game wants it.
+
+        On the adapter's frame thread if a frame adapter claimed the client; else on the
+        client's handler thread (thread forms) or the caller's loop (``connect_async``).
+        """
         dispatcher = self._event_dispatcher
         if dispatcher is not None:
             dispatcher(thunk)
+            return
+        if self._use_worker and self._worker.submit(thunk):
             return
         try:
             result = thunk()
@@ -481,4 +532,3 @@ class Client:
                 asyncio.get_running_loop().create_task(result)
         except Exception:
             logger.exception("client callback %r failed", thunk)
-

@@ -1,19 +1,25 @@
-"""The asyncio edge shared by Server and Client: a datagram protocol, a deadline timer, threads.
+"""The asyncio edge shared by Server and Client: one driver per endpoint.
 
-The protocol logic lives in sans-IO classes; this module only moves their bytes through one
-asyncio ``DatagramProtocol`` per endpoint and wakes them with one timer per endpoint, re-armed to
-the earliest deadline they report. No per-connection tasks, no polling loops.
+The protocol logic lives in sans-IO classes (``ServerEndpoint`` and ``ClientEndpoint`` in
+:mod:`pygase_core.protocol.endpoint`). An :class:`EdgeDriver` owns what they cannot: the event
+loop, the datagram socket and one timer. Every input (a datagram, the timer, a call from another
+thread) ends in the same :meth:`EdgeDriver.transmit` step, which sends what the protocol produced
+and re-arms the one timer to the protocol's next deadline. No per-connection tasks, no polling
+loops.
 """
 
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
+import os
 import socket
 import threading
-from collections.abc import Callable, Coroutine
-from typing import Any, cast
+from collections.abc import Callable, Coroutine, Iterable, Sequence
+from typing import Any, Protocol, cast
 
+from pygase_core.errors import AddressResolutionError
 from pygase_core.protocol.linksim import Direction, LinkConditioner, LinkConditions
 
 logger = logging.getLogger("pygase")
@@ -33,9 +39,13 @@ class DatagramEndpoint(asyncio.DatagramProtocol):
     """
 
     def __init__(
-        self, on_datagram: Callable[[bytes, Any], None], link: LinkConditions | None = None
+        self,
+        on_datagram: Callable[[bytes, Any], None],
+        link: LinkConditions | None = None,
+        on_error: Callable[[Exception], None] | None = None,
     ) -> None:
         self._on_datagram = on_datagram
+        self._on_error = on_error
         self.transport: asyncio.DatagramTransport | None = None
         self._socket: asyncio.DatagramTransport | None = None
         self._link: LinkConditions | None = None
@@ -102,6 +112,8 @@ class DatagramEndpoint(asyncio.DatagramProtocol):
 
     def error_received(self, exc: Exception) -> None:
         logger.debug("socket error: %s", exc)
+        if self._on_error is not None:
+            self._on_error(exc)
 
     def send(self, data: bytes, addr: Any = None) -> None:
         """Send a datagram if the socket is still open."""
@@ -197,6 +209,8 @@ class DeadlineTimer:
 
     def reset(self, when: float | None) -> None:
         """Replace the deadline, also with a later one."""
+        if when is not None and when == self._when:
+            return
         self.cancel()
         self.arm(when)
 
@@ -224,13 +238,35 @@ def call_on_loop(loop: asyncio.AbstractEventLoop, fn: Callable[..., None], *args
         loop.call_soon_threadsafe(fn, *args)
 
 
+def check_port(port: object, call: str) -> int:
+    """``port`` if it is a UDP port number (0 to 65535); else the error for ``call`` to raise."""
+    if isinstance(port, bool) or not isinstance(port, int):
+        raise TypeError(f"{call}: port must be an int from 0 to 65535, not {port!r}")
+    if not 0 <= port <= 65535:
+        raise ValueError(f"{call}: port must be from 0 to 65535, not {port}")
+    return port
+
+
+def check_hostname(hostname: object, call: str) -> str:
+    """``hostname`` if it is a str; else the TypeError for ``call`` to raise."""
+    if not isinstance(hostname, str):
+        raise TypeError(f"{call}: hostname must be a str such as 'localhost', not {hostname!r}")
+    return hostname
+
+
 def resolve(hostname: str, port: int) -> list[tuple[int, Any]]:
     """Resolve a UDP address: ``(family, sockaddr)`` pairs, IPv4 first for a stable choice.
 
     Server and client use the same order, so ``localhost`` means the same socket on both ends
-    even where it also resolves to ``::1``.
+    even where it also resolves to ``::1``. A name that does not resolve raises
+    :class:`~pygase_core.errors.AddressResolutionError` naming the host and port.
     """
-    infos = socket.getaddrinfo(hostname, port, type=socket.SOCK_DGRAM)
+    try:
+        infos = socket.getaddrinfo(hostname, port, type=socket.SOCK_DGRAM)
+    except (socket.gaierror, UnicodeError) as error:
+        raise AddressResolutionError(
+            f"cannot resolve host {hostname!r} (port {port}): {error}"
+        ) from error
     seen: list[tuple[int, Any]] = []
     for family, _type, _proto, _name, sockaddr in infos:
         if (family, sockaddr) not in seen:
@@ -266,3 +302,196 @@ def run_in_thread(
     thread.start()
     ready.wait(ready_timeout)
     return thread, failure
+
+
+SOCKET_BUFFER_SIZE = 4 * 1024 * 1024
+"""What the driver asks the OS for as socket send and receive buffers: room for bursts."""
+_FORCED = {socket.SO_RCVBUF: "SO_RCVBUFFORCE", socket.SO_SNDBUF: "SO_SNDBUFFORCE"}
+
+
+def size_socket_buffers(sock: Any, size: int = SOCKET_BUFFER_SIZE) -> tuple[int, int]:
+    """Ask for ``size``-byte receive and send buffers; returns what the OS granted.
+
+    The OS caps the plain request (Linux at ``net.core.rmem_max``); a process allowed to
+    (``CAP_NET_ADMIN``) may exceed the cap, which is tried where the option exists.
+    """
+    for option, forced in _FORCED.items():
+        try:
+            sock.setsockopt(socket.SOL_SOCKET, option, size)
+            if sock.getsockopt(socket.SOL_SOCKET, option) < size and hasattr(socket, forced):
+                sock.setsockopt(socket.SOL_SOCKET, getattr(socket, forced), size)
+        except OSError:
+            pass  # not allowed here: keep what the OS gave
+    return (
+        sock.getsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF),
+        sock.getsockopt(socket.SOL_SOCKET, socket.SO_SNDBUF),
+    )
+
+
+def kernel_receive_drops(sock: Any) -> int | None:
+    """Datagrams the OS dropped for this socket because its receive buffer was full.
+
+    Read from ``/proc/net/udp`` and ``udp6`` on Linux (the ``drops`` column of the socket's
+    inode); None where that is not available.
+    """
+    try:
+        inode = str(os.fstat(sock.fileno()).st_ino)
+    except OSError:
+        return None
+    for table in ("/proc/net/udp", "/proc/net/udp6"):
+        try:
+            with open(table, encoding="ascii") as rows:
+                next(rows, None)
+                for row in rows:
+                    fields = row.split()
+                    if len(fields) >= 13 and fields[9] == inode:
+                        return int(fields[12])
+        except OSError:
+            continue
+    return None
+
+
+Outgoing = Iterable[tuple[bytes, Any]]
+
+
+class DrivenEndpoint(Protocol):
+    """What a driver drives: a sans-IO endpoint that takes datagrams and time.
+
+    Each input returns the datagrams to send and the notices of what happened;
+    :meth:`get_timer` says when :meth:`handle_timer` is due next.
+    """
+
+    def receive_datagram(
+        self, data: bytes, address: Any, now: float
+    ) -> tuple[Outgoing, Sequence[Any]]: ...
+
+    def handle_timer(self, now: float) -> tuple[Outgoing, Sequence[Any]]: ...
+
+    def get_timer(self) -> float | None: ...
+
+
+class EdgeDriver:
+    """Owns the event loop, the datagram socket and the one timer of a Server or Client.
+
+    ``on_notices`` gets every non-empty list of notices the endpoint returns, on the loop. The
+    socket is bound (``local_addr``, a server) or connected (``remote_addr``, a client, so that
+    the OS reports an unreachable server through ``on_socket_error``).
+    """
+
+    def __init__(
+        self,
+        endpoint: DrivenEndpoint,
+        on_notices: Callable[[Sequence[Any]], None],
+        link: LinkConditions | None = None,
+        on_socket_error: Callable[[Exception, float], None] | None = None,
+    ) -> None:
+        self.endpoint = endpoint
+        self._on_notices = on_notices
+        self._on_socket_error = on_socket_error
+        self._link = link
+        self.loop: asyncio.AbstractEventLoop | None = None
+        self.io: DatagramEndpoint | None = None
+        self.sockname: Any = None
+        self.buffer_sizes: tuple[int, int] | None = None
+        """The socket's receive and send buffer sizes as the OS granted them."""
+        self._socket: Any = None
+        self._timer: DeadlineTimer | None = None
+        self._connected = False
+
+    async def open(self, family: int, *, local_addr: Any = None, remote_addr: Any = None) -> None:
+        """Create the socket on the running loop."""
+        loop = asyncio.get_running_loop()
+        _transport, io = await loop.create_datagram_endpoint(
+            lambda: DatagramEndpoint(self._datagram, self._link, self._socket_error),
+            local_addr=local_addr,
+            remote_addr=remote_addr,
+            family=family,
+        )
+        assert io.transport is not None
+        self.loop, self.io = loop, io
+        self._connected = remote_addr is not None
+        self._timer = DeadlineTimer(loop, self._timer_fired)
+        sock = io.transport.get_extra_info("socket")
+        if sock is not None:  # asyncio's TransportSocket: options and fileno, no I/O
+            self.buffer_sizes = size_socket_buffers(sock)
+            self._socket = sock
+        self.sockname = io.transport.get_extra_info("sockname")
+
+    def now(self) -> float:
+        """The loop's clock, which every input to the endpoint is stamped with."""
+        assert self.loop is not None
+        return self.loop.time()
+
+    def kernel_drops(self) -> int | None:
+        """See :func:`kernel_receive_drops` (None when closed or unknown)."""
+        return None if self._socket is None else kernel_receive_drops(self._socket)
+
+    # -- the one transmit step -----------------------------------------------------------------
+
+    def transmit(self, out: Outgoing = ()) -> None:
+        """Send what the endpoint produced, then re-arm the one timer to its next deadline."""
+        io = self.io
+        if io is None:
+            return
+        connected = self._connected
+        for datagram, address in out:
+            io.send(datagram, None if connected else address)
+        if self._timer is not None:
+            self._timer.reset(self.endpoint.get_timer())
+
+    def call(self, fn: Callable[..., Any], *args: Any) -> None:
+        """Run ``fn(*args)`` on the loop (from any thread), then :meth:`transmit` its output.
+
+        ``fn`` returns the datagrams to send (a list of ``(datagram, address)``) or anything
+        else for none.
+
+        For inputs that come from neither the socket nor the timer: a queued event, a state
+        change, a disconnect. Does nothing once the loop is gone.
+        """
+        loop = self.loop
+        if loop is None:
+            return
+
+        def run() -> None:
+            if self.io is not None:
+                out = fn(*args)
+                self.transmit(out if isinstance(out, list) else ())
+
+        with contextlib.suppress(RuntimeError):  # the loop closed meanwhile
+            call_on_loop(loop, run)
+
+    def _datagram(self, data: bytes, address: Any) -> None:
+        out, notices = self.endpoint.receive_datagram(data, address, self.now())
+        if notices:
+            self._on_notices(notices)
+        self.transmit(out)
+
+    def _timer_fired(self) -> None:
+        try:
+            out, notices = self.endpoint.handle_timer(self.now())
+        except Exception:
+            # Whatever it was, the endpoint must keep its timer: log it and carry on.
+            logger.exception("unexpected error in the network timer")
+            if self._timer is not None:
+                self._timer.reset(self.now() + 0.05)
+            return
+        if notices:
+            self._on_notices(notices)
+        self.transmit(out)
+
+    def _socket_error(self, error: Exception) -> None:
+        if self._on_socket_error is not None and self.loop is not None:
+            self._on_socket_error(error, self.now())
+            self.transmit()
+
+    def close(self, last: Outgoing = ()) -> None:
+        """Send ``last`` (farewells), stop the timer and close the socket."""
+        self.transmit(last)
+        if self._timer is not None:
+            self._timer.cancel()
+            self._timer = None
+        io, self.io = self.io, None
+        if io is not None and io.transport is not None:
+            io.transport.close()
+        self._socket = None
+        self.sockname = None

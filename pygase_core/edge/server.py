@@ -1,31 +1,35 @@
 """The Server: serves a GameStateStore to clients over UDP and relays their events.
 
 The Server holds no game logic and no state of its own: the state comes from a
-:class:`~pygase_core.GameStateStore`, and client events go to the Server's own handlers and
-to an ``event_wire`` (usually a :class:`~pygase_core.GameStateMachine`). Its I/O is
-one asyncio datagram endpoint driving the sans-IO
-:class:`~pygase_core.protocol.endpoint.ServerEndpoint`. Whenever the store changes, every client
-that lacks the new state is sent its delta at once.
+:class:`~pygase_core.GameStateStore`, and client events go to the Server's own handlers and to
+an ``event_wire`` (usually a :class:`~pygase_core.GameStateMachine`). Its network I/O is one
+:class:`~pygase_core.edge.driver.EdgeDriver` driving the sans-IO ``ServerEndpoint``; whenever
+the store changes, every client that lacks the new state is sent its delta at once.
+
+The Server's own handlers, join and leave handlers and ack and failure callbacks are game
+logic: they run on the server's :class:`~pygase_core.edge.worker.HandlerThread`, never on the
+network loop, so a slow handler cannot stall acks, keep-alives or state for anybody.
 """
 
 from __future__ import annotations
 
 import asyncio
-import contextlib
+import logging
 import threading
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from typing import Any, Protocol
 
 from pygase_core.edge.driver import (
-    DatagramEndpoint,
-    DeadlineTimer,
-    call_on_loop,
+    EdgeDriver,
+    check_hostname,
+    check_port,
     logger,
     on_loop_thread,
     resolve,
     run_in_thread,
 )
+from pygase_core.edge.worker import EventCallbacks, HandlerThread
 from pygase_core.errors import NotConnectedError, ProtocolError, UsageError
 from pygase_core.model.events import Event
 from pygase_core.model.handlers import EventHandlerRegistry, dispatch_sync
@@ -34,28 +38,35 @@ from pygase_core.protocol.connection import (
     Connection,
     ConnectionConfig,
     EventAcknowledged,
+    EventGivenUp,
     EventReceived,
 )
 from pygase_core.protocol.crypto import format_address
 from pygase_core.protocol.endpoint import (
+    HOST_SUCCESSION,
     Address,
     ClientJoined,
     ClientLeft,
+    HostChanged,
     PeerNotice,
     ServerEndpoint,
-    ServerNotice,
+    ShutdownRefused,
     ShutdownRequested,
+    StateTooLarge,
 )
 from pygase_core.protocol.eventwire import decode_event
-from pygase_core.protocol.linksim import LinkConditions, resolve_link
+from pygase_core.protocol.linksim import LinkConditioner, LinkConditions, resolve_link
 from pygase_core.protocol.packets import DisconnectReason
 from pygase_core.protocol.statesync import DEFAULT_MAX_STATE_SIZE, PayloadCache
 
 
 class EventWire(Protocol):
-    """Where the server repeats client events: anything with a ``_push_event`` method."""
+    """Where the server repeats client events: anything with a ``push_event`` method.
 
-    def _push_event(self, event: Event) -> None: ...
+    (``_push_event``, the name the original PyGaSe used, is accepted as well.)
+    """
+
+    def push_event(self, event: Event) -> None: ...
 
 
 class Server:
@@ -66,16 +77,19 @@ class Server:
         max_clients: connections beyond this are refused (the client gets ``ServerFullError``).
         timeout: seconds of silence after which a client is dropped.
         max_state_size / max_event_size: largest encoded state or event in bytes.
-        host_client: ``"first"`` (the first client to connect may shut the server down) or None
-            (no client may).
+        host_client: ``"first"`` (the first client to connect is the host, who may shut the
+            server down) or None (no client may).
+        host_succession: ``"longest-connected"`` (when the host leaves or times out, the client
+            connected longest becomes the host) or None (the role ends with the host).
         link: simulated network conditions for this server's datagrams (a
             :class:`~pygase_core.protocol.linksim.LinkConditions` or a string such as
             ``"average"``); None reads the ``PYGASE_LINK`` environment variable.
         secret_key: 32 bytes shared with whatever issues connect tokens; when set, only
-            clients with a valid token (:func:`pygase_core.protocol.crypto.make_connect_token`) may
-            connect, and every session is encrypted.
+            clients with a valid token (:func:`pygase_core.protocol.crypto.make_connect_token`)
+            may connect, and every session is encrypted.
         public_address: the ``host:port`` tokens name for this server, if it differs from the
             address it is bound to (behind NAT, for example).
+        handler_overrun: seconds after which a handler or callback is logged as slow.
 
     Blocking calls have coroutine forms named with an ``_async`` suffix (``run_async``,
     ``shutdown_async``) for programs that run their own asyncio loop.
@@ -90,9 +104,11 @@ class Server:
         max_state_size: int = DEFAULT_MAX_STATE_SIZE,
         max_event_size: int = DEFAULT_MAX_STATE_SIZE,
         host_client: str | None = "first",
+        host_succession: str | None = "longest-connected",
         link: LinkConditions | str | None = None,
         secret_key: bytes | None = None,
         public_address: str | None = None,
+        handler_overrun: float = 0.1,
     ) -> None:
         if not isinstance(game_state_store, GameStateStore):
             raise TypeError("game_state_store must be a GameStateStore")
@@ -100,35 +116,36 @@ class Server:
             raise ValueError(
                 "secret_key must be 32 bytes (see pygase_core.protocol.crypto.generate_key)"
             )
+        if host_client not in ("first", None):
+            raise ValueError("host_client must be 'first' or None")
+        if host_succession not in HOST_SUCCESSION:
+            raise ValueError(f"host_succession must be one of {HOST_SUCCESSION}")
+        if isinstance(max_clients, bool) or not isinstance(max_clients, int) or max_clients < 1:
+            raise ValueError("max_clients must be an int of at least 1")
         self._secret_key = secret_key
         self._public_address = public_address
         limit = game_state_store.max_update_size
         game_state_store.max_update_size = (
             max_state_size if limit is None else min(limit, max_state_size)
         )
-        if host_client not in ("first", None):
-            raise ValueError("host_client must be 'first' or None")
-        if max_clients < 1:
-            raise ValueError("max_clients must be at least 1")
         self.game_state_store = game_state_store
         self.max_clients = max_clients
         self._config = ConnectionConfig(
             timeout=timeout, max_state_size=max_state_size, max_event_size=max_event_size
         )
         self._host_is_first_client = host_client == "first"
+        self._host_succession = host_succession
         self._handlers = EventHandlerRegistry()
         self._join_handlers: list[Callable[..., Any]] = []
         self._leave_handlers: list[Callable[..., Any]] = []
         self._cache = PayloadCache(game_state_store, max_state_size)
         self._endpoint: ServerEndpoint | None = None
-        self._io: DatagramEndpoint | None = None
-        self._loop: asyncio.AbstractEventLoop | None = None
-        self._timer: DeadlineTimer | None = None
+        self._driver: EdgeDriver | None = None
+        self._worker = HandlerThread("pygase-server-handlers", overrun_after=handler_overrun)
         self._stop: asyncio.Event | None = None
         self._stopped = threading.Event()
         self._stopped.set()
-        self._event_wire: EventWire | None = None
-        self._sockname: Any = None
+        self._event_wire: Any = None
         self._lock = threading.Lock()
         self._link = resolve_link(link)
 
@@ -147,17 +164,55 @@ class Server:
     @property
     def hostname(self) -> str | None:
         """The address the server listens on; None while it is not running."""
-        return None if self._sockname is None else str(self._sockname[0])
+        sockname = self._sockname
+        return None if sockname is None else str(sockname[0])
 
     @property
     def port(self) -> int | None:
         """The port the server listens on; None while it is not running."""
-        return None if self._sockname is None else int(self._sockname[1])
+        sockname = self._sockname
+        return None if sockname is None else int(sockname[1])
+
+    @property
+    def _sockname(self) -> Any:
+        driver = self._driver
+        return None if driver is None else driver.sockname
 
     @property
     def drops(self) -> dict[str, int]:
-        """Datagrams dropped since the server started, by reason."""
-        return dict(self._endpoint.drops) if self._endpoint is not None else {}
+        """Datagrams dropped since the server started, by reason.
+
+        Includes ``"receive buffer full (OS)"`` where the OS reports how many datagrams it
+        dropped before the server could read them (Linux).
+        """
+        drops = dict(self._endpoint.drops) if self._endpoint is not None else {}
+        kernel = self._driver.kernel_drops() if self._driver is not None else None
+        if kernel:
+            drops["receive buffer full (OS)"] = kernel
+        return drops
+
+    @property
+    def link(self) -> LinkConditions | None:
+        """The simulated network conditions of this endpoint's datagrams (None: none).
+
+        Settable, also while connected, for tests that change the network midway.
+        """
+        return self._link
+
+    @link.setter
+    def link(self, conditions: LinkConditions | str | None) -> None:
+        self._link = None if conditions is None else resolve_link(conditions)
+        driver = self._driver
+        if driver is not None and driver.io is not None:
+            driver.io.link = self._link
+
+    @property
+    def link_conditioners(self) -> tuple[LinkConditioner[Any] | None, LinkConditioner[Any] | None]:
+        """The simulated link's ``(outgoing, incoming)`` halves with their counters, if any."""
+        driver = self._driver
+        if driver is None or driver.io is None:
+            return None, None
+        return driver.io.conditioners
 
     @property
     def running(self) -> bool:
@@ -175,28 +230,34 @@ class Server:
         ready: threading.Event | None = None,
     ) -> None:
         """Serve until :meth:`shutdown` (coroutine form of :meth:`run`)."""
+        check_port(port, "Server.run")
+        check_hostname(hostname, "Server.run")
+        wire = _event_wire(event_wire)
+        addresses = resolve(hostname, port)
         with self._lock:
             if not self._stopped.is_set():
                 raise UsageError("the server is already running")
             self._stopped.clear()
         try:
             loop = asyncio.get_running_loop()
-            self._loop = loop
-            self._event_wire = event_wire
+            self._event_wire = wire
             self._stop = asyncio.Event()
-            self._endpoint = ServerEndpoint(
+            endpoint = self._endpoint = ServerEndpoint(
                 loop.time(),
                 max_clients=self.max_clients,
                 config=self._config,
                 host_is_first_client=self._host_is_first_client,
+                host_succession=self._host_succession,
                 secret_key=self._secret_key,
                 unix_offset=time.time() - loop.time(),
+                cache=self._cache,
             )
-            self._timer = DeadlineTimer(loop, self._on_timer)
-            self._io = await self._bind(loop, hostname, port)
-            self._endpoint.address_text = self._public_address or format_address(
-                str(self._sockname[0]), int(self._sockname[1])
+            driver = self._driver = EdgeDriver(endpoint, self._on_notices, self._link)
+            await self._bind(driver, addresses, hostname, port)
+            endpoint.address_text = self._public_address or format_address(
+                str(driver.sockname[0]), int(driver.sockname[1])
             )
+            self._worker.start()
             self.game_state_store.add_listener(self._on_state_pushed)
             logger.info("pygase server listening on %s port %s", self.hostname, self.port)
             if ready is not None:
@@ -206,29 +267,28 @@ class Server:
             finally:
                 self.game_state_store.remove_listener(self._on_state_pushed)
                 self._close_all(DisconnectReason.SERVER_SHUTDOWN)
+                await asyncio.to_thread(self._worker.stop)
         finally:
-            self._sockname = None
-            self._loop = None
+            self._driver = None
             self._stopped.set()
 
+    @staticmethod
     async def _bind(
-        self, loop: asyncio.AbstractEventLoop, hostname: str, port: int
-    ) -> DatagramEndpoint:
+        driver: EdgeDriver, addresses: list[tuple[int, Any]], hostname: str, port: int
+    ) -> None:
         errors: list[OSError] = []
-        for family, sockaddr in resolve(hostname, port):
+        for family, sockaddr in addresses:
             try:
-                _transport, protocol = await loop.create_datagram_endpoint(
-                    lambda: DatagramEndpoint(self._on_datagram, self._link),
-                    local_addr=sockaddr[:2],
-                    family=family,
-                )
+                await driver.open(family, local_addr=sockaddr[:2])
             except OSError as error:
                 errors.append(error)
                 continue
-            assert protocol.transport is not None
-            self._sockname = protocol.transport.get_extra_info("sockname")
-            return protocol
-        raise errors[0] if errors else OSError(f"cannot resolve {hostname!r}")
+            return
+        if errors:
+            raise OSError(
+                errors[0].errno, f"cannot listen on {hostname} port {port}: {errors[0].strerror}"
+            )
+        raise OSError(f"cannot listen on {hostname} port {port}: no address")
 
     def run(
         self, port: int = 0, hostname: str = "localhost", event_wire: EventWire | None = None
@@ -236,8 +296,12 @@ class Server:
         """Start the server under the given address and serve until :meth:`shutdown`.
 
         ``port=0`` lets the operating system choose a free port (see :attr:`port`).
-        ``event_wire`` receives every client event (typically a GameStateMachine).
+        ``event_wire`` receives every client event (typically a GameStateMachine). Logs where
+        it listens; a program that configured no logging gets that line on stderr.
         """
+        check_port(port, "Server.run")
+        check_hostname(hostname, "Server.run")
+        announce_on_stderr()
         asyncio.run(self.run_async(port, hostname, event_wire))
 
     def run_in_thread(
@@ -248,6 +312,8 @@ class Server:
         daemon: bool = True,
     ) -> threading.Thread:
         """Start the server in a background thread; returns once it is bound and serving."""
+        check_port(port, "Server.run_in_thread")
+        check_hostname(hostname, "Server.run_in_thread")
 
         async def main(ready: threading.Event) -> None:
             await self.run_async(port, hostname, event_wire, ready=ready)
@@ -262,7 +328,8 @@ class Server:
 
         Safe to call from any thread; from another thread it waits until the server stopped.
         """
-        loop = self._loop
+        driver = self._driver
+        loop = driver.loop if driver is not None else None
         if loop is None:
             return
         try:
@@ -274,7 +341,8 @@ class Server:
 
     async def shutdown_async(self) -> None:
         """Coroutine form of :meth:`shutdown`."""
-        loop = self._loop
+        driver = self._driver
+        loop = driver.loop if driver is not None else None
         if loop is None:
             return
         if loop is asyncio.get_running_loop():
@@ -287,15 +355,13 @@ class Server:
             self._stop.set()
 
     def _close_all(self, reason: DisconnectReason) -> None:
-        if self._timer is not None:
-            self._timer.cancel()
-        if self._endpoint is not None and self._io is not None:
-            leaving = list(self._endpoint.connections)
-            self._send(self._endpoint.disconnect_all(reason))
-            self._handle([ClientLeft(address, reason) for address in leaving])
-        if self._io is not None and self._io.transport is not None:
-            self._io.transport.close()
-        self._io = None
+        endpoint, driver = self._endpoint, self._driver
+        if endpoint is None or driver is None:
+            return
+        leaving = list(endpoint.sessions)
+        farewells = endpoint.disconnect_all(reason)
+        self._on_notices([ClientLeft(address, reason) for address in leaving])
+        driver.close(farewells)
 
     # -- events --------------------------------------------------------------------------------
 
@@ -305,15 +371,16 @@ class Server:
         """Call ``event_handler_function(*data, client_address=...)`` for events of this type.
 
         The handler gets ``client_address`` only if its signature accepts it. It may be a
-        coroutine function.
+        coroutine function. It runs on the server's handler thread, in arrival order.
         """
         self._handlers.register(event_type, event_handler_function)
 
     def on_client_joined(self, handler: Callable[..., Any]) -> Callable[..., Any]:
         """Call ``handler(client_address)`` whenever a client completes its handshake.
 
-        Runs on the server's I/O loop (a coroutine function is scheduled there); a failure is
-        logged and isolated. Returns the handler, so it also works as a decorator.
+        Runs on the server's handler thread (a coroutine function runs on that thread's
+        loop); a failure is logged and isolated. Returns the handler, so it also works as a
+        decorator.
         """
         if not callable(handler):
             raise TypeError("handler must be callable")
@@ -338,117 +405,86 @@ class Server:
         target_client: Address | str = "all",
         retries: int = 0,
         ack_callback: Callable[..., Any] | None = None,
+        failure_callback: Callable[..., Any] | None = None,
         **kwargs: Any,
     ) -> None:
         """Send an event to one client (by address) or to ``"all"``.
 
         The event is encoded here, so unsupported data raises ``TypeError`` in the caller.
-        ``retries`` is how often it is resent if unacknowledged; ``ack_callback(connection)``
-        runs once when a client acknowledged it.
+        ``retries`` is how often it is resent if unacknowledged. ``ack_callback(connection)``
+        runs once per client that acknowledged it, whenever that ack arrives while the
+        connection lives; ``failure_callback(connection)`` runs once per client for which
+        pygase gave the event up (see the event channel's rules in the docs).
         """
         payload = self._config.encode_event(event_type, args, kwargs, retries)
-        loop = self._loop
-        if loop is None:
+        callbacks = EventCallbacks.of(ack_callback, failure_callback)
+        driver, endpoint = self._driver, self._endpoint
+        if driver is None or endpoint is None or driver.loop is None:
             raise NotConnectedError("the server is not running")
-        if target_client != "all" and target_client not in self.connections:
+        if target_client != "all" and target_client not in endpoint.sessions:
             raise NotConnectedError(f"no client is connected from {target_client!r}")
-        call_on_loop(loop, self._queue_event, payload, target_client, retries, ack_callback)
+        driver.call(self._queue_event, payload, target_client, retries, callbacks)
 
     def _queue_event(
-        self,
-        payload: bytes,
-        target: Address | str,
-        retries: int,
-        ack_callback: Callable[..., Any] | None,
+        self, payload: bytes, target: Address | str, retries: int, callbacks: object
     ) -> None:
-        endpoint, timer = self._endpoint, self._timer
-        if endpoint is None or timer is None:
-            return
-        targets = list(endpoint.connections) if target == "all" else [target]
-        for address in targets:
-            connection = endpoint.connections.get(address)
-            if connection is not None:
-                connection.queue_event(payload, retries, ack_callback)
-                timer.arm(self._now())
-
-    # -- I/O callbacks -------------------------------------------------------------------------
-
-    def _now(self) -> float:
-        assert self._loop is not None
-        return self._loop.time()
-
-    def _send(self, out: list[tuple[bytes, Address]]) -> None:
-        io = self._io
-        if io is None:
-            return
-        for datagram, address in out:
-            io.send(datagram, address)
-
-    def _on_datagram(self, data: bytes, address: Address) -> None:
         endpoint = self._endpoint
         if endpoint is None:
             return
-        out, events = endpoint.datagram_received(data, address, self._now(), self._cache)
-        self._send(out)
-        self._handle(events)
-        connection = endpoint.connections.get(address)
-        if connection is not None and self._timer is not None:
-            self._timer.arm(connection.next_deadline(self._cache))
+        targets = list(endpoint.sessions) if target == "all" else [target]
+        for address in targets:
+            endpoint.queue_event(address, payload, retries, callbacks)
 
-    def _on_timer(self) -> None:
-        endpoint, timer = self._endpoint, self._timer
-        if endpoint is None or timer is None:
-            return
-        try:
-            out, events = endpoint.poll(self._now(), self._cache)
-        except Exception:
-            # Whatever it was, the server must keep its timer: log it and carry on.
-            logger.exception("unexpected error in the server's timer")
-            timer.reset(self._now() + 0.05)
-            return
-        oversize = self._cache.oversize
-        if oversize is not None:
-            # Said once per state version; the clients keep the last state that fitted.
-            self._cache.oversize = None
-            logger.error("cannot send the game state: %s", oversize)
-        self._send(out)
-        timer.reset(endpoint.earliest_deadline)
-        self._handle(events)  # after the reset: what handlers queue may only move it earlier
+    # -- notices from the protocol -------------------------------------------------------------
 
     def _on_state_pushed(self, time_order: int) -> None:
-        loop = self._loop
-        if loop is None:
-            return
-        with contextlib.suppress(RuntimeError):
-            call_on_loop(loop, self._state_changed)
+        driver, endpoint = self._driver, self._endpoint
+        if driver is not None and endpoint is not None:
+            driver.call(endpoint.state_changed)
 
-    def _state_changed(self) -> None:
-        if self._timer is not None and self._endpoint is not None and self._endpoint.connections:
-            self._timer.arm(self._now())
-
-    def _handle(self, events: list[ServerNotice]) -> None:
-        for event in events:
-            if isinstance(event, PeerNotice):
-                inner = event.notice
+    def _on_notices(self, notices: Sequence[Any]) -> None:
+        for notice in notices:
+            if isinstance(notice, PeerNotice):
+                inner = notice.notice
                 if isinstance(inner, EventReceived):
-                    self._client_event(event.address, inner.payload)
-                elif isinstance(inner, EventAcknowledged) and inner.token is not None:
-                    connection = self.connections.get(event.address)
-                    _run_callback(inner.token, connection)
-            elif isinstance(event, ClientJoined):
-                logger.info("client %s joined%s", event.address, " (host)" if event.is_host else "")
-                if self._timer is not None:
-                    self._timer.arm(self._now())
+                    self._client_event(notice.address, inner.payload)
+                elif isinstance(inner, EventAcknowledged | EventGivenUp):
+                    self._settled(notice.address, inner)
+            elif isinstance(notice, ClientJoined):
+                logger.info(
+                    "client %s joined%s", notice.address, " (host)" if notice.is_host else ""
+                )
                 for handler in self._join_handlers:
-                    _run_callback(handler, event.address)
-            elif isinstance(event, ClientLeft):
-                reason = event.reason.name.lower().replace("_", " ")
-                logger.info("client %s left: %s", event.address, reason)
+                    self._worker.submit(handler, notice.address, what="join handler")
+            elif isinstance(notice, ClientLeft):
+                reason = notice.reason.name.lower().replace("_", " ")
+                logger.info("client %s left: %s", notice.address, reason)
                 for handler in self._leave_handlers:
-                    _run_callback(handler, event.address, reason)
-            elif isinstance(event, ShutdownRequested):
-                logger.info("the host client %s asked the server to shut down", event.address)
+                    self._worker.submit(handler, notice.address, reason, what="leave handler")
+            elif isinstance(notice, StateTooLarge):
+                logger.error("cannot send the game state: %s", notice.reason)
+            elif isinstance(notice, HostChanged):
+                logger.info("the host role passed to %s", notice.address)
+            elif isinstance(notice, ShutdownRequested):
+                logger.info("the host client %s asked the server to shut down", notice.address)
                 self._request_stop()
+            elif isinstance(notice, ShutdownRefused):
+                logger.warning(
+                    "client %s asked the server to shut down but is not the host; refused",
+                    notice.address,
+                )
+
+    def _settled(self, address: Address, notice: EventAcknowledged | EventGivenUp) -> None:
+        callbacks = notice.token
+        if not isinstance(callbacks, EventCallbacks):
+            return
+        acked = isinstance(notice, EventAcknowledged)
+        callback = callbacks.on_ack if acked else callbacks.on_failure
+        if callback is None:
+            return
+        connection = self.connections.get(address)
+        what = "ack_callback" if acked else "failure_callback"
+        self._worker.submit(callback, connection, what=what)
 
     def _client_event(self, address: Address, payload: bytes) -> None:
         try:
@@ -460,20 +496,42 @@ class Server:
         event = Event(decoded.event_type, decoded.args, decoded.kwargs, address)
         handled = event.event_type in self._handlers
         if handled:
-            dispatch_sync(self._handlers, event, {"client_address": address})
+            self._worker.submit(
+                dispatch_sync,
+                self._handlers,
+                event,
+                {"client_address": address},
+                what=f"the handler for {event.event_type!r}",
+            )
         if self._event_wire is not None:
-            self._event_wire._push_event(event)
+            self._event_wire(event)
         elif not handled:
             logger.warning("no handler for event type %r from %s", event.event_type, address)
 
 
-def _run_callback(callback: object, *args: Any) -> None:
-    """Run a callback (function or coroutine function) on the loop, isolating its failures."""
-    if not callable(callback):
+def _event_wire(wire: object) -> Callable[[Event], None] | None:
+    """The push method of an event wire, checked where the caller passes it."""
+    if wire is None:
+        return None
+    push = getattr(wire, "push_event", None) or getattr(wire, "_push_event", None)
+    if not callable(push):
+        raise TypeError(
+            "event_wire must have a push_event(event) method (a GameStateMachine, for example)"
+        )
+    return push  # type: ignore[no-any-return]
+
+
+def announce_on_stderr() -> None:
+    """Make pygase's INFO lines (where the server listens, who joined) reach stderr.
+
+    Only for programs that configured no logging at all: ``python mygame.py`` should say where
+    it listens. A program with its own logging setup keeps it untouched.
+    """
+    pygase_logger = logging.getLogger("pygase")
+    if logging.getLogger().handlers or pygase_logger.handlers:
         return
-    try:
-        result = callback(*args)
-        if asyncio.iscoroutine(result):
-            asyncio.get_running_loop().create_task(result)
-    except Exception:
-        logger.exception("callback %r failed", callback)
+    handler = logging.StreamHandler()
+    handler.setFormatter(logging.Formatter("%(name)s: %(message)s"))
+    pygase_logger.addHandler(handler)
+    if pygase_logger.level == logging.NOTSET:
+        pygase_logger.setLevel(logging.INFO)

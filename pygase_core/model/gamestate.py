@@ -299,7 +299,7 @@ class GameState:
         """
         return self._apply(update, owned=False)
 
-    def _apply_owned(self, update: GameStateUpdate) -> bool:
+    def apply_owned(self, update: GameStateUpdate) -> bool:
         """:meth:`apply` for an update nobody else holds: its values are taken, not copied."""
         return self._apply(update, owned=True)
 
@@ -399,8 +399,12 @@ class GameStateUpdate:
         return cls(time_order, **changes)
 
     @classmethod
-    def _trusted(cls, time_order: int, changes: dict[str, Any]) -> GameStateUpdate:
-        """Wrap changes this module built itself, skipping the checks and the copy."""
+    def prechecked(cls, time_order: int, changes: dict[str, Any]) -> GameStateUpdate:
+        """Wrap changes that are known to be valid and unshared, skipping the checks and the copy.
+
+        For pygase's own decoders and combiners, which built the changes themselves; a program
+        should use the constructor, which checks every value.
+        """
         update = object.__new__(cls)
         update.time_order = time_order
         update.changes = changes
@@ -425,12 +429,12 @@ class GameStateUpdate:
         older, newer = (self, other) if self.time_order <= other.time_order else (other, self)
         combined = _copy_change(older.changes)
         _combine_into(combined, newer.changes)
-        return GameStateUpdate._trusted(newer.time_order, combined)
+        return GameStateUpdate.prechecked(newer.time_order, combined)
 
     def __iadd__(self, other: GameStateUpdate) -> GameStateUpdate:
         return self.__add__(other)
 
-    def _absorb(self, newer: GameStateUpdate) -> None:
+    def fold_in(self, newer: GameStateUpdate) -> None:
         """Fold a newer update into this one in place.
 
         Only for updates whose changes nobody else holds (those :meth:`combine` made): it saves
@@ -450,7 +454,7 @@ class GameStateUpdate:
         combined = _copy_change(updates[0].changes)
         for update in updates[1:]:
             _combine_into(combined, update.changes)
-        return cls._trusted(max(u.time_order for u in updates), combined)
+        return cls.prechecked(max(u.time_order for u in updates), combined)
 
     def __eq__(self, other: object) -> bool:
         if not isinstance(other, GameStateUpdate):

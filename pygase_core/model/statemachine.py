@@ -60,7 +60,7 @@ class GameStateMachine:
         game_time: seconds the simulation has been active, summed over all runs.
     """
 
-    max_queued_events: int = 10_000
+    max_queued_events: int = 100_000
     """Events waiting for the next step beyond this many are dropped (with a warning)."""
 
     def __init__(self, game_state_store: GameStateStore) -> None:
@@ -112,7 +112,7 @@ class GameStateMachine:
         """
         self._handlers.register(event_type, event_handler_function)
 
-    def _push_event(self, event: Event) -> None:
+    def push_event(self, event: Event) -> None:
         """Queue an event to be handled in the next step; safe to call from any thread."""
         if not isinstance(event, Event):
             raise TypeError(f"expected an Event, not {type(event).__name__}")
@@ -120,6 +120,9 @@ class GameStateMachine:
             logger.warning("event queue full; dropped event of type %r", event.event_type)
             return
         self._events.append(event)
+
+    _push_event = push_event
+    """The name the original PyGaSe used (a Server's ``event_wire`` calls it)."""
 
     # -- running -----------------------------------------------------------------------------------
 

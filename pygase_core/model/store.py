@@ -136,7 +136,7 @@ class GameStateStore:
             kept: dict[int, GameStateUpdate | None] = {}
             for base, delta in self._deltas.items():
                 if delta is not None and base in self._requested and base >= self._reach:
-                    delta._absorb(update)
+                    delta.fold_in(update)
                     kept[base] = delta
             self._deltas = kept
             self._requested.clear()
@@ -182,7 +182,7 @@ class GameStateStore:
         between = [u for u in self._cache if time_order < u.time_order <= start]
         if start < current:
             between.append(self._deltas[start])  # type: ignore[arg-type]
-        return GameStateUpdate.combine(between) or GameStateUpdate._trusted(current, {})
+        return GameStateUpdate.combine(between) or GameStateUpdate.prechecked(current, {})
 
     def add_listener(self, listener: Listener) -> None:
         """Call ``listener(new_time_order)`` after each applied push, in the pushing thread.

@@ -122,6 +122,13 @@ class EventAcknowledged:
 
 
 @dataclass(frozen=True)
+class EventGivenUp:
+    """The sender stopped trying to deliver an event; ``token`` is what we queued with it."""
+
+    token: object
+
+
+@dataclass(frozen=True)
 class StateReceived:
     """A complete state payload arrived (client role): a baseline or a delta from ``base``."""
 
@@ -148,7 +155,8 @@ class ConnectionClosed:
 
 
 ConnectionNotice = (
-    EventReceived | EventAcknowledged | StateReceived | ConnectionClosed | PacketRefused
+    EventReceived | EventAcknowledged | EventGivenUp | StateReceived | ConnectionClosed
+    | PacketRefused
 )
 
 
@@ -214,6 +222,10 @@ class Connection:
             )
         fragments = split_payload(payload, MAX_EVENT_FRAGMENT_DATA)
         return self._events_out.queue(fragments, retries, token)
+
+    def abandon_events(self) -> list[EventGivenUp]:
+        """The session ended: give up every event still in flight (notices for their tokens)."""
+        return []
 
     @property
     def events_in_flight(self) -> int:

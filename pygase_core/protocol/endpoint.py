@@ -25,12 +25,14 @@ from dataclasses import dataclass
 from typing import Any
 
 from pygase_core.errors import ProtocolError
+from pygase_core.model.gamestate import GameState
 from pygase_core.protocol.connection import (
     Connection,
     ConnectionClosed,
     ConnectionConfig,
     ConnectionNotice,
     EventAcknowledged,
+    EventGivenUp,
     EventReceived,
     PacketRefused,
     Role,
@@ -72,12 +74,14 @@ from pygase_core.protocol.packets import (
     encode_token_request,
     peek_version,
 )
-from pygase_core.protocol.statesync import PayloadCache
+from pygase_core.protocol.statesync import PayloadCache, decode_state_payload
 
 Address = Any
 """A socket address as asyncio reports it: ``(host, port)`` or the 4-tuple of IPv6."""
 COOKIE_LIFETIME = 10.0
 HANDSHAKE_RESEND_INTERVAL = 0.1
+UNREACHABLE_GRACE = 0.5
+"""Seconds a handshake still waits for an answer after the OS reported the port unreachable."""
 _TIMESTAMP = struct.Struct("!Q")
 _MAX_USED_COOKIES = 65536
 _SESSION_TYPES = (PacketType.DATA, PacketType.DISCONNECT)
@@ -89,7 +93,9 @@ def _is_session_packet(data: bytes) -> bool:
 
 def _count_refusals(
     notices: list[ConnectionNotice], drops: Counter[str]
-) -> list[EventReceived | EventAcknowledged | StateReceived | ConnectionClosed]:
+) -> list[
+    EventReceived | EventAcknowledged | EventGivenUp | StateReceived | ConnectionClosed
+]:
     """Count a refused packet as a protocol violation; pass the others on."""
     kept = [notice for notice in notices if not isinstance(notice, PacketRefused)]
     if len(kept) != len(notices):
@@ -145,6 +151,27 @@ class ShutdownRequested:
 
 
 @dataclass(frozen=True)
+class ShutdownRefused:
+    """A client that is not the host asked the server to shut down; the server keeps running."""
+
+    address: Address
+
+
+@dataclass(frozen=True)
+class StateTooLarge:
+    """The current state cannot be sent (said once per state version); clients keep theirs."""
+
+    reason: str
+
+
+@dataclass(frozen=True)
+class HostChanged:
+    """The host role passed to another client (``address``), or ended (None)."""
+
+    address: Address | None
+
+
+@dataclass(frozen=True)
 class PeerNotice:
     """Something a connection reported, tagged with the peer's address."""
 
@@ -152,8 +179,25 @@ class PeerNotice:
     notice: ConnectionNotice
 
 
-ServerNotice = ClientJoined | ClientLeft | ShutdownRequested | PeerNotice
+ServerNotice = (
+    ClientJoined | ClientLeft | ShutdownRequested | ShutdownRefused | HostChanged | PeerNotice
+    | StateTooLarge
+)
 Outgoing = list[tuple[bytes, Address]]
+HOST_SUCCESSION = ("longest-connected", None)
+"""How the host role passes on when the host leaves: to the client connected longest, or not."""
+
+
+@dataclass(eq=False)
+class Session:
+    """Everything the server keeps about one connected client, in one record."""
+
+    connection: Connection
+    nonce: int
+    """The client's handshake nonce: a repeated response with it gets the accept again."""
+    joined_at: float
+    cipher: SessionCipher | None = None
+    accept_key: bytes | None = None
 
 
 class ServerEndpoint:
@@ -168,16 +212,22 @@ class ServerEndpoint:
         secret: bytes | None = None,
         random_bits: Callable[[int], int] = secrets.randbits,
         host_is_first_client: bool = True,
+        host_succession: str | None = "longest-connected",
         secret_key: bytes | None = None,
         address_text: str = "",
         unix_offset: float = 0.0,
+        cache: PayloadCache | None = None,
     ) -> None:
         if max_clients < 1:
             raise ValueError("max_clients must be at least 1")
+        if host_succession not in HOST_SUCCESSION:
+            raise ValueError(f"host_succession must be one of {HOST_SUCCESSION}")
         self.max_clients = max_clients
         self.config = config or ConnectionConfig()
-        self.connections: dict[Address, Connection] = {}
-        self.nonces: dict[Address, int] = {}
+        self.sessions: dict[Address, Session] = {}
+        """Each connected client's address, leading to its session record."""
+        self.cache = cache
+        """The shared state payloads the sessions send from (None: this endpoint sends none)."""
         self.drops: Counter[str] = Counter()
         self.bytes_in_unverified = 0
         self.bytes_out_unverified = 0
@@ -189,16 +239,33 @@ class ServerEndpoint:
         """The address of the host client (who may shut the server down), if any."""
         self.host_is_first_client = host_is_first_client
         """Whether the first client to complete the handshake becomes the host."""
-        self.ciphers: dict[Address, SessionCipher] = {}
-        self._accept_keys: dict[Address, bytes] = {}
+        self.host_succession = host_succession
         self.earliest_deadline: float | None = None
-        """The earliest deadline of any session, as of the end of the last :meth:`poll`."""
+        """No session needs :meth:`poll` before this (None: none needs it at all).
+
+        Kept as a lower bound: every input that can make a session due sooner lowers it, and
+        each poll sets it exactly, so finding the next wake-up never walks all sessions.
+        """
         self._secret_key = secret_key
         self.address_text = address_text
         """This server's address as connect tokens name it (``host:port``)."""
         self._unix_offset = unix_offset
         self._sealer = CookieSealer() if secret_key is not None else None
         self._used_tokens: dict[bytes, float] = {}
+
+    @property
+    def connections(self) -> dict[Address, Connection]:
+        """Each connected client's address, leading to its connection (a new dict)."""
+        return {address: session.connection for address, session in self.sessions.items()}
+
+    @property
+    def nonces(self) -> dict[Address, int]:
+        """Each connected client's handshake nonce (a new dict)."""
+        return {address: session.nonce for address, session in self.sessions.items()}
+
+    def _due_by(self, when: float) -> None:
+        if self.earliest_deadline is None or when < self.earliest_deadline:
+            self.earliest_deadline = when
 
     # -- cookies -------------------------------------------------------------------------------
 
@@ -253,7 +320,7 @@ class ServerEndpoint:
         if contents.token_id in self._used_tokens:
             self.drops["reused token"] += 1
             return self._answer(encode_reject(packet.nonce, RejectReason.INVALID_TOKEN), address)
-        if len(self.connections) >= self.max_clients and address not in self.connections:
+        if len(self.sessions) >= self.max_clients and address not in self.sessions:
             return self._answer(encode_reject(packet.nonce, RejectReason.SERVER_FULL), address)
         stamp = self._stamp(now)
         cookie = stamp + self._sealer.seal(contents, self._cookie_ad(address, packet.nonce, stamp))
@@ -286,11 +353,18 @@ class ServerEndpoint:
 
     # -- datagrams -----------------------------------------------------------------------------
 
+    def receive_datagram(
+        self, data: bytes, address: Address, now: float
+    ) -> tuple[Outgoing, list[ServerNotice]]:
+        """Handle one datagram from ``address``; never raises for anything a peer sends."""
+        return self.datagram_received(data, address, now, self.cache)
+
     def datagram_received(
         self, data: bytes, address: Address, now: float, cache: PayloadCache | None = None
     ) -> tuple[Outgoing, list[ServerNotice]]:
         """Handle one datagram; never raises for anything a peer sends."""
-        cipher = self.ciphers.get(address)
+        session = self.sessions.get(address)
+        cipher = session.cipher if session is not None else None
         if cipher is not None and _is_session_packet(data):
             opened = _open_sealed(cipher, data, self.drops)
             if opened is None:
@@ -310,7 +384,7 @@ class ServerEndpoint:
                 return self._answer(
                     encode_reject(packet.nonce, RejectReason.TOKEN_REQUIRED), address
                 )
-            if len(self.connections) >= self.max_clients and address not in self.connections:
+            if len(self.sessions) >= self.max_clients and address not in self.sessions:
                 return self._answer(encode_reject(packet.nonce, RejectReason.SERVER_FULL), address)
             cookie = self._make_cookie(address, packet.nonce, now)
             return self._answer(encode_challenge(packet.nonce, cookie), address)
@@ -344,11 +418,11 @@ class ServerEndpoint:
     def _response(
         self, packet: Response, address: Address, now: float
     ) -> tuple[Outgoing, list[ServerNotice]]:
-        existing = self.connections.get(address)
-        if existing is not None and self.nonces.get(address) == packet.nonce:
+        existing = self.sessions.get(address)
+        if existing is not None and existing.nonce == packet.nonce:
             # The accept was lost and the client repeats itself: repeat the answer.
             is_host = False if self.host is None else self.host == address
-            return self._answer(self._accept(packet.nonce, existing, is_host, address), address)
+            return self._answer(self._accept(packet.nonce, existing, is_host), address)
         contents = None
         if self._secret_key is not None:
             contents = self._open_secure_cookie(packet, address, now)
@@ -362,27 +436,28 @@ class ServerEndpoint:
             return [], []
         notices: list[ServerNotice] = []
         if existing is not None:
-            notices.append(self._remove(address, DisconnectReason.CLIENT_LEFT))
-        if len(self.connections) >= self.max_clients:
+            notices.extend(self._remove(address, DisconnectReason.CLIENT_LEFT))
+        if len(self.sessions) >= self.max_clients:
             return self._answer(encode_reject(packet.nonce, RejectReason.SERVER_FULL), address)
         connection = Connection(self._random_bits(64), Role.SERVER, now, self.config)
-        self.connections[address] = connection
-        self.nonces[address] = packet.nonce
+        session = self.sessions[address] = Session(connection, packet.nonce, now)
         if contents is not None:
-            self.ciphers[address] = session_cipher(
+            session.cipher = session_cipher(
                 contents, connection.session_id, packet.nonce, server=True
             )
-            self._accept_keys[address] = contents.server_to_client_key
+            session.accept_key = contents.server_to_client_key
         if self.host is None and self.host_is_first_client:
             self.host = address
         is_host = self.host == address
         notices.append(ClientJoined(address, connection, is_host))
-        out, _ = self._answer(self._accept(packet.nonce, connection, is_host, address), address)
+        self._due_by(now)  # its first state goes out at once
+        out, _ = self._answer(self._accept(packet.nonce, session, is_host), address)
         return out, notices
 
-    def _accept(self, nonce: int, connection: Connection, is_host: bool, address: Address) -> bytes:
-        accept = encode_accept(nonce, connection.session_id, is_host)
-        key = self._accept_keys.get(address)
+    @staticmethod
+    def _accept(nonce: int, session: Session, is_host: bool) -> bytes:
+        accept = encode_accept(nonce, session.connection.session_id, is_host)
+        key = session.accept_key
         if key is None:
             return accept
         return accept + accept_tag(key, accept)
@@ -395,55 +470,99 @@ class ServerEndpoint:
         now: float,
         cache: PayloadCache | None,
     ) -> tuple[Outgoing, list[ServerNotice]]:
-        connection = self.connections.get(address)
-        if connection is None:
+        session = self.sessions.get(address)
+        if session is None:
             self.drops["unknown address"] += 1
             return [], []
+        connection = session.connection
         if packet.session_id != connection.session_id:
             self.drops["wrong session"] += 1
             return [], []
         if isinstance(packet, Disconnect):
             was_host = self.host == address
-            notices: list[ServerNotice] = [self._remove(address, packet.reason)]
+            notices: list[ServerNotice] = []
             if packet.reason is DisconnectReason.SHUTDOWN_REQUEST:
                 if was_host:
                     notices.append(ShutdownRequested(address))
                 else:
                     self.drops["shutdown request from a non-host"] += 1
-            return [], notices
+                    notices.append(ShutdownRefused(address))
+            return [], self._remove(address, packet.reason) + notices
         happened = _count_refusals(connection.receive(packet, size, now), self.drops)
+        self._due_by(connection.next_deadline(cache))
         return [], [PeerNotice(address, notice) for notice in happened]
 
     def _seal(self, address: Address, datagrams: list[bytes]) -> Outgoing:
-        cipher = self.ciphers.get(address)
+        session = self.sessions.get(address)
+        cipher = session.cipher if session is not None else None
         if cipher is None:
             return [(datagram, address) for datagram in datagrams]
         return [(cipher.seal(datagram), address) for datagram in datagrams]
 
-    def _remove(self, address: Address, reason: DisconnectReason) -> ClientLeft:
-        self.ciphers.pop(address, None)
-        self._accept_keys.pop(address, None)
-        connection = self.connections.pop(address)
+    def _remove(self, address: Address, reason: DisconnectReason) -> list[ServerNotice]:
+        """Forget a session; returns its ClientLeft and, if it was the host, a HostChanged."""
+        session = self.sessions.pop(address)
+        connection = session.connection
         connection.closed = connection.closed or reason
-        self.nonces.pop(address, None)
+        notices: list[ServerNotice] = [ClientLeft(address, reason)]
         if self.host == address:
-            self.host = None
             self.host_is_first_client = False
-        return ClientLeft(address, reason)
+            self.host = self._successor()
+            notices.append(HostChanged(self.host))
+        return notices
+
+    def _successor(self) -> Address | None:
+        if self.host_succession is None or not self.sessions:
+            return None
+        return min(self.sessions.items(), key=lambda item: item[1].joined_at)[0]
+
+    # -- sending -------------------------------------------------------------------------------
+
+    def queue_event(
+        self, address: Address, payload: bytes, retries: int = 0, token: object = None
+    ) -> bool:
+        """Queue an encoded event for one session; False if there is no such session."""
+        session = self.sessions.get(address)
+        if session is None:
+            return False
+        session.connection.queue_event(payload, retries, token)
+        self._due_by(float("-inf"))
+        return True
+
+    def state_changed(self) -> None:
+        """The cache holds a newer state: every session that lacks it is due at once."""
+        if self.sessions:
+            self._due_by(float("-inf"))
 
     # -- timers --------------------------------------------------------------------------------
 
-    def next_deadline(self, cache: PayloadCache | None) -> float | None:
-        """The earliest moment any session needs :meth:`poll`."""
-        deadlines = [c.next_deadline(cache) for c in self.connections.values()]
+    def get_timer(self) -> float | None:
+        """When :meth:`handle_timer` should run next (None: nothing is due, ever)."""
+        return self.earliest_deadline
+
+    def next_deadline(self, cache: PayloadCache | None = None) -> float | None:
+        """The earliest moment any session needs :meth:`poll`, computed exactly."""
+        deadlines = [s.connection.next_deadline(cache) for s in self.sessions.values()]
         return min(deadlines) if deadlines else None
 
-    def poll(self, now: float, cache: PayloadCache | None) -> tuple[Outgoing, list[ServerNotice]]:
+    def handle_timer(self, now: float) -> tuple[Outgoing, list[ServerNotice]]:
+        """Run every session's due work (see :meth:`poll`) with the endpoint's own cache."""
+        out, notices = self.poll(now, self.cache)
+        cache = self.cache
+        if cache is not None and cache.oversize is not None:
+            notices.append(StateTooLarge(str(cache.oversize)))
+            cache.oversize = None
+        return out, notices
+
+    def poll(
+        self, now: float, cache: PayloadCache | None = None
+    ) -> tuple[Outgoing, list[ServerNotice]]:
         """Run every session's due work: sends, resends, timeouts."""
         out: Outgoing = []
         notices: list[ServerNotice] = []
         earliest: float | None = None
-        for address, connection in list(self.connections.items()):
+        for address, session in list(self.sessions.items()):
+            connection = session.connection
             datagrams, happened = connection.poll(now, cache)
             if connection.closed is None:
                 deadline = connection.next_deadline(cache)
@@ -452,7 +571,7 @@ class ServerEndpoint:
             out.extend(self._seal(address, datagrams))
             for notice in happened:
                 if isinstance(notice, ConnectionClosed):
-                    notices.append(self._remove(address, notice.reason))
+                    notices.extend(self._remove(address, notice.reason))
                 else:
                     notices.append(PeerNotice(address, notice))
         self.earliest_deadline = earliest
@@ -460,17 +579,17 @@ class ServerEndpoint:
 
     def disconnect(self, address: Address, reason: DisconnectReason) -> Outgoing:
         """End one session from the server side."""
-        connection = self.connections.get(address)
-        if connection is None:
+        session = self.sessions.get(address)
+        if session is None:
             return []
-        out = self._seal(address, connection.close(reason))
+        out = self._seal(address, session.connection.close(reason))
         self._remove(address, reason)
         return out
 
     def disconnect_all(self, reason: DisconnectReason) -> Outgoing:
         """End every session (server shutdown)."""
         out: Outgoing = []
-        for address in list(self.connections):
+        for address in list(self.sessions):
             out.extend(self.disconnect(address, reason))
         return out
 
@@ -484,14 +603,19 @@ class Connected:
 
 @dataclass(frozen=True)
 class Refused:
-    """The server refused us, or never answered."""
+    """The server refused us, or never answered.
+
+    ``unreachable`` is set when the operating system reported that nothing listens at the
+    server's address (an ICMP port-unreachable) and no answer came after it.
+    """
 
     reason: RejectReason | None
+    unreachable: bool = False
 
 
 ClientNotice = (
-    Connected | Refused | EventReceived | EventAcknowledged | StateReceived | ConnectionClosed
-    | PacketRefused
+    Connected | Refused | EventReceived | EventAcknowledged | EventGivenUp | StateReceived
+    | ConnectionClosed | PacketRefused | HostChanged
 )
 
 
@@ -506,8 +630,11 @@ class ClientEndpoint:
         connect_timeout: float = 5.0,
         nonce: int | None = None,
         token: ConnectToken | None = None,
+        server_address: Address = None,
     ) -> None:
         self.config = config or ConnectionConfig()
+        self.server_address = server_address
+        """Where the server is; datagrams from elsewhere are dropped (None: not checked)."""
         self.token = token
         self.cipher: SessionCipher | None = None
         """The session's cipher, once an encrypted session is accepted."""
@@ -517,8 +644,85 @@ class ClientEndpoint:
         self.failed = False
         self.drops: Counter[str] = Counter()
         self._deadline = now + connect_timeout
+        self._full_deadline = self._deadline
+        self._unreachable = False
         self._cookie: bytes | None = None
         self._last_sent = float("-inf")
+
+    # -- the driver's interface ----------------------------------------------------------------
+
+    def receive_datagram(
+        self, data: bytes, address: Address, now: float
+    ) -> tuple[Outgoing, list[ClientNotice]]:
+        """Handle a datagram that arrived from ``address``."""
+        expected = self.server_address
+        if expected is not None and address is not None and address[:2] != expected[:2]:
+            self.drops["unknown address"] += 1
+            return [], []
+        out, notices = self.datagram_received(data, now)
+        return self._addressed(out), notices
+
+    def handle_timer(self, now: float) -> tuple[Outgoing, list[ClientNotice]]:
+        """Run what is due (see :meth:`poll`)."""
+        out, notices = self.poll(now)
+        return self._addressed(out), notices
+
+    def get_timer(self) -> float | None:
+        """When :meth:`handle_timer` should run next."""
+        if self.failed or (self.connection is not None and self.connection.closed is not None):
+            return None
+        return self.next_deadline()
+
+    def unreachable(self, now: float) -> None:
+        """The OS says nothing listens at the server's address (ICMP port-unreachable).
+
+        During the handshake this shortens the wait: unless an answer arrives within
+        :data:`UNREACHABLE_GRACE` seconds (a server still starting up), the handshake fails
+        as unreachable instead of waiting out the whole connect timeout. A connected session
+        ignores it: its own timeout decides.
+        """
+        if self.connection is not None or self.failed:
+            return
+        self._unreachable = True
+        self._deadline = min(self._deadline, now + UNREACHABLE_GRACE)
+
+    def queue_event(self, payload: bytes, retries: int = 0, token: object = None) -> bool:
+        """Queue an encoded event for the server; False without a live session."""
+        connection = self.connection
+        if connection is None or connection.closed is not None:
+            return False
+        connection.queue_event(payload, retries, token)
+        return True
+
+    def apply_state(self, received: StateReceived, state: GameState) -> GameState | None:
+        """Apply a received state payload to ``state``; returns the state to keep, or None.
+
+        A baseline replaces the state (the new object is returned) unless it is older than
+        what was applied; a delta changes ``state`` in place (``state`` is returned) if it is
+        newer. The applied ``time_order`` is recorded, so the next report tells the server.
+        An undecodable payload is dropped and counted.
+        """
+        connection = self.connection
+        try:
+            decoded = decode_state_payload(received.base, received.target, received.payload)
+        except ProtocolError:
+            self.drops["undecodable state"] += 1
+            return None
+        applied = None if connection is None else connection.applied_time_order
+        if isinstance(decoded, GameState):
+            if applied is not None and decoded.time_order <= applied:
+                return None
+            state = decoded
+        elif not state.apply_owned(decoded):
+            return None  # (the decoded delta is this client's own: no need to copy its values)
+        if connection is not None:
+            connection.applied_time_order = state.time_order
+        return state
+
+    def _addressed(self, datagrams: list[bytes]) -> Outgoing:
+        return [(datagram, self.server_address) for datagram in datagrams]
+
+    # -- handshake and session -----------------------------------------------------------------
 
     def _handshake_datagram(self) -> bytes:
         if self._cookie is None:
@@ -570,6 +774,9 @@ class ClientEndpoint:
         if self.failed or getattr(packet, "nonce", None) != self.nonce:
             self.drops["unexpected packet"] += 1
             return [], []
+        if self._unreachable:  # it answered after all: the full connect timeout applies again
+            self._unreachable = False
+            self._deadline = self._full_deadline
         if isinstance(packet, Challenge):
             self._cookie = packet.cookie
             self._last_sent = now
@@ -602,6 +809,10 @@ class ClientEndpoint:
             return []
         return self._seal(self.connection.close(reason))
 
+    def close_session(self, reason: DisconnectReason) -> Outgoing:
+        """:meth:`close`, addressed to the server."""
+        return self._addressed(self.close(reason))
+
     def next_deadline(self) -> float:
         """When :meth:`poll` should run next."""
         if self.connection is not None:
@@ -617,7 +828,7 @@ class ClientEndpoint:
             return [], []
         if now >= self._deadline:
             self.failed = True
-            return [], [Refused(None)]
+            return [], [Refused(None, unreachable=self._unreachable)]
         if now >= self._last_sent + HANDSHAKE_RESEND_INTERVAL:
             self._last_sent = now
             return [self._handshake_datagram()], []

@@ -79,7 +79,7 @@ def decode_state_payload(base: int, target: int, payload: bytes) -> GameState | 
             raise ProtocolError("delta with a game status that is not an int")
         # codec.unpack already refused anything a game value cannot be, and the decoded dict
         # belongs to nobody else: no need to validate or copy it again (the hot path of a client).
-        return GameStateUpdate._trusted(target, data)
+        return GameStateUpdate.prechecked(target, data)
     except ProtocolError:
         raise
     except (TypeError, ValueError) as error:

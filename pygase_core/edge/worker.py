@@ -1,0 +1,143 @@
+"""The handler thread: game logic callbacks run here, in order, off the network I/O loop.
+
+Event handlers, join and leave handlers and ack callbacks are the game's code, and the game's
+code may be slow. Run on the I/O loop, one slow handler would freeze every client's acks,
+keep-alives and state. A :class:`HandlerThread` runs them on a thread of their own, one at a
+time in the order they were submitted, with an event loop of its own for coroutine handlers;
+a callback that takes longer than ``overrun_after`` is logged with its duration, and failures
+are logged without flooding (see :class:`~pygase_core.model.failurelog.FailureLog`).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import inspect
+import logging
+import threading
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import Any
+
+from pygase_core.model.failurelog import FailureLog
+
+__all__ = ["EventCallbacks", "HandlerThread"]
+
+logger = logging.getLogger("pygase")
+
+
+class HandlerThread:
+    """One thread with its own event loop that runs submitted callbacks in order."""
+
+    def __init__(self, name: str, *, overrun_after: float = 0.1) -> None:
+        self.name = name
+        self.overrun_after = overrun_after
+        self.failures = FailureLog(logger)
+        self._loop: asyncio.AbstractEventLoop | None = None
+        self._thread: threading.Thread | None = None
+        self._stop: asyncio.Future[None] | None = None
+        self._lock = threading.Lock()
+        self._tasks: set[asyncio.Task[Any]] = set()
+
+    @property
+    def running(self) -> bool:
+        """Whether the thread runs."""
+        return self._thread is not None and self._thread.is_alive()
+
+    def start(self) -> None:
+        """Start the thread (again, after :meth:`stop`); returns once it can take callbacks."""
+        with self._lock:
+            if self.running:
+                return
+            ready = threading.Event()
+            self._thread = threading.Thread(
+                target=self._main, args=(ready,), name=self.name, daemon=True
+            )
+            self._thread.start()
+        ready.wait()
+
+    def _main(self, ready: threading.Event) -> None:
+        async def main() -> None:
+            self._loop = asyncio.get_running_loop()
+            self._stop = self._loop.create_future()
+            ready.set()
+            await self._stop
+            if self._tasks:  # coroutine handlers still running get a moment to finish
+                await asyncio.wait(set(self._tasks), timeout=1.0)
+
+        try:
+            asyncio.run(main())
+        finally:
+            self._loop = None
+            ready.set()
+
+    def submit(self, fn: Callable[..., Any], *args: Any, what: str = "") -> bool:
+        """Run ``fn(*args)`` on the thread after everything submitted before; False if stopped."""
+        loop = self._loop
+        if loop is None:
+            return False
+        try:
+            loop.call_soon_threadsafe(self._run, fn, args, what or _describe(fn))
+        except RuntimeError:  # stopping
+            return False
+        return True
+
+    def _run(self, fn: Callable[..., Any], args: tuple[Any, ...], what: str) -> None:
+        started = time.monotonic()
+        try:
+            result = fn(*args)
+            if inspect.isawaitable(result):
+                task = asyncio.ensure_future(result)
+                self._tasks.add(task)
+                task.add_done_callback(lambda done: self._finished(done, what))
+        except Exception as error:
+            self.failures.failed(what, error)
+        took = time.monotonic() - started
+        if took > self.overrun_after:
+            self.failures.overran(what, took, self.overrun_after)
+
+    def _finished(self, task: asyncio.Task[Any], what: str) -> None:
+        self._tasks.discard(task)
+        if not task.cancelled() and task.exception() is not None:
+            error = task.exception()
+            assert error is not None
+            self.failures.failed(what, error)
+
+    def stop(self, timeout: float = 5.0) -> None:
+        """Run what was submitted so far, then end the thread; waits up to ``timeout``."""
+        loop, thread = self._loop, self._thread
+        if loop is not None:
+            with contextlib.suppress(RuntimeError):
+                loop.call_soon_threadsafe(self._finish)
+        if thread is not None and thread is not threading.current_thread():
+            thread.join(timeout)
+        self.failures.flush()
+
+    def _finish(self) -> None:
+        if self._stop is not None and not self._stop.done():
+            self._stop.set_result(None)
+
+
+def _describe(fn: Callable[..., Any]) -> str:
+    return getattr(fn, "__qualname__", None) or repr(fn)
+
+
+@dataclass(frozen=True)
+class EventCallbacks:
+    """What a sent event carries through the protocol, to be called back when it settles."""
+
+    on_ack: Callable[..., Any] | None
+    on_failure: Callable[..., Any] | None
+
+    @classmethod
+    def of(
+        cls, on_ack: Callable[..., Any] | None, on_failure: Callable[..., Any] | None
+    ) -> EventCallbacks | None:
+        """The callbacks to carry (None if there are none); raises TypeError at the caller."""
+        for name, callback in (("ack_callback", on_ack), ("failure_callback", on_failure)):
+            if callback is not None and not callable(callback):
+                raise TypeError(f"{name} must be callable or None, not {callback!r}")
+        if on_ack is None and on_failure is None:
+            return None
+        return cls(on_ack, on_failure)
