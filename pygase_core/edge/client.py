@@ -53,6 +53,7 @@ from pygase_core.protocol.connection import (
     EventAcknowledged,
     EventGivenUp,
     EventReceived,
+    HostRoleChanged,
     StateReceived,
 )
 from pygase_core.protocol.crypto import ConnectToken
@@ -431,6 +432,10 @@ class Client:
                 self._fail(self._refusal(notice))
             elif isinstance(notice, ConnectionClosed):
                 self._finish(_REASONS[notice.reason])
+            elif isinstance(notice, HostRoleChanged):
+                logger.info(
+                    "this client %s the host", "is now" if notice.is_host else "is no longer"
+                )
 
     def _refusal(self, notice: Refused) -> ConnectionFailed:
         target = self._target

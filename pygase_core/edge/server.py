@@ -32,7 +32,7 @@ from pygase_core.edge.driver import (
 from pygase_core.edge.worker import EventCallbacks, HandlerThread
 from pygase_core.errors import NotConnectedError, ProtocolError, UsageError
 from pygase_core.model.events import Event
-from pygase_core.model.handlers import EventHandlerRegistry, dispatch_sync
+from pygase_core.model.handlers import EventHandlerRegistry, call_with_accepted_kwargs
 from pygase_core.model.store import GameStateStore
 from pygase_core.protocol.connection import (
     Connection,
@@ -259,7 +259,8 @@ class Server:
             )
             self._worker.start()
             self.game_state_store.add_listener(self._on_state_pushed)
-            logger.info("pygase server listening on %s port %s", self.hostname, self.port)
+            shown = f" ({self.hostname})" if self.hostname != hostname else ""
+            logger.info("pygase server listening on %s port %s%s", hostname, self.port, shown)
             if ready is not None:
                 ready.set()
             try:
@@ -494,14 +495,16 @@ class Server:
                 self._endpoint.drops["undecodable event"] += 1
             return
         event = Event(decoded.event_type, decoded.args, decoded.kwargs, address)
-        handled = event.event_type in self._handlers
-        if handled:
+        handler = self._handlers.get(event.event_type)
+        handled = handler is not None
+        if handler is not None:
             self._worker.submit(
-                dispatch_sync,
-                self._handlers,
-                event,
+                call_with_accepted_kwargs,
+                handler,
+                event.args,
+                event.kwargs,
                 {"client_address": address},
-                what=f"the handler for {event.event_type!r}",
+                what=f"the server's handler for {event.event_type!r}",
             )
         if self._event_wire is not None:
             self._event_wire(event)
@@ -531,7 +534,7 @@ def announce_on_stderr() -> None:
     if logging.getLogger().handlers or pygase_logger.handlers:
         return
     handler = logging.StreamHandler()
-    handler.setFormatter(logging.Formatter("%(name)s: %(message)s"))
+    handler.setFormatter(logging.Formatter("%(message)s"))
     pygase_logger.addHandler(handler)
     if pygase_logger.level == logging.NOTSET:
         pygase_logger.setLevel(logging.INFO)

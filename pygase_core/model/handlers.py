@@ -175,12 +175,16 @@ _UNHANDLED = object()
 
 
 async def dispatch_async(
-    registry: EventHandlerRegistry, event: Event, extras: Mapping[str, Any]
+    registry: EventHandlerRegistry,
+    event: Event,
+    extras: Mapping[str, Any],
+    *,
+    on_error: Callable[[BaseException], None] | None = None,
 ) -> object | None:
     """Call the handler for ``event`` and await its result if need be; return the result.
 
     Returns None for an event type without a handler (a warning is logged) and for a handler
-    that raises (the exception is logged with its traceback).
+    that raises (the exception goes to ``on_error``, or is logged with its traceback).
     """
     try:
         result: object = _invoke(registry, event, extras)
@@ -188,8 +192,11 @@ async def dispatch_async(
             return None
         if inspect.isawaitable(result):
             result = await result
-    except Exception:
-        logger.exception("handler for event type %r failed", event.event_type)
+    except Exception as error:
+        if on_error is not None:
+            on_error(error)
+        else:
+            logger.exception("handler for event type %r failed", event.event_type)
         return None
     return result
 

@@ -12,7 +12,12 @@ of running a burst of catch-up steps. ``dt`` is always the real time since the p
 a simulation that scales its changes by ``dt`` stays correct either way.
 
 Game logic errors must not end the game: an exception in a handler or in ``time_step``, or a
-return value that cannot be applied, is logged with its traceback and the loop goes on.
+return value that cannot be applied, is logged with its traceback and the loop goes on. A failure
+that repeats every tick is logged in full once, then as a count of repeats every few seconds; a
+step that takes longer than the tick interval is logged with its duration (rate-limited too).
+
+The machine reads time only through its ``clock`` (``time.monotonic`` unless given), and
+:meth:`GameStateMachine.step` runs one step on demand, so tests drive it without sleeping.
 """
 
 from __future__ import annotations
@@ -25,10 +30,12 @@ import math
 import threading
 import time
 from collections import deque
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from typing import Any, Final
 
+from pygase_core.errors import UsageError
 from pygase_core.model.events import Event
+from pygase_core.model.failurelog import FailureLog
 from pygase_core.model.gamestate import GameState, GameStateUpdate, GameStatus
 from pygase_core.model.handlers import EventHandlerRegistry, Handler, dispatch_async
 from pygase_core.model.store import GameStateStore
@@ -54,6 +61,7 @@ class GameStateMachine:
 
     Args:
         game_state_store: the store whose state is progressed.
+        clock: the monotonic clock the loop schedules its steps by, in seconds.
 
     Attributes:
         game_state_store: the store whose state is progressed.
@@ -63,12 +71,20 @@ class GameStateMachine:
     max_queued_events: int = 100_000
     """Events waiting for the next step beyond this many are dropped (with a warning)."""
 
-    def __init__(self, game_state_store: GameStateStore) -> None:
+    def __init__(
+        self, game_state_store: GameStateStore, *, clock: Callable[[], float] = time.monotonic
+    ) -> None:
         if not isinstance(game_state_store, GameStateStore):
             raise TypeError(
                 f"game_state_store must be a GameStateStore, not {type(game_state_store).__name__}"
             )
+        if not callable(clock):
+            raise TypeError("clock must be a callable returning seconds")
         self.game_state_store = game_state_store
+        self._clock = clock
+        self.failures = FailureLog(logger, clock=clock)
+        """Where failing and overrunning game logic is reported, without flooding the log."""
+        self._interval: float | None = None
         self.game_time = 0.0
         self._handlers = EventHandlerRegistry()
         self._events: deque[Event] = deque()
@@ -268,7 +284,7 @@ class GameStateMachine:
 
     async def _sleep_until(self, deadline: float) -> None:
         loop = asyncio.get_running_loop()
-        delay = deadline - time.monotonic()
+        delay = deadline - self._clock()
         if delay <= 0:
             await asyncio.sleep(0)
             return
@@ -289,30 +305,52 @@ class GameStateMachine:
             self._finished = finished
         try:
             self._push_changes({"game_status": GameStatus.Active}, "starting the game loop")
-            start = previous = time.monotonic()
+            self._interval = interval
+            start = previous = self._clock()
             steps = 0
             while not self._stop_requested:
                 await self._sleep_until(start + (steps + 1) * interval)
                 if self._stop_requested:
                     break
                 steps += 1
-                now = time.monotonic()
+                now = self._clock()
                 dt = now - previous
                 previous = now
                 self.game_time += dt
                 await self._step(dt)
-                now = time.monotonic()
+                now = self._clock()
                 if now - (start + steps * interval) > _RESYNC_AFTER_STEPS * interval:
                     start, steps = now, 0
         finally:
+            self._interval = None
+            self.failures.flush()
             self._push_changes({"game_status": GameStatus.Paused}, "stopping the game loop")
             self._release(token)
             finished.set()
 
     # -- one step ----------------------------------------------------------------------------------
 
+    def step(self, dt: float) -> None:
+        """Run one step now, in this thread: the queued events, then ``time_step(state, dt)``.
+
+        For tests and for programs that drive the simulation themselves. Coroutine handlers
+        are awaited on a private event loop, so this cannot be called from a running one
+        (await the loop's own steps instead).
+        """
+        if isinstance(dt, bool) or not isinstance(dt, int | float) or not math.isfinite(dt):
+            raise ValueError(f"dt must be a finite number of seconds, not {dt!r}")
+        try:
+            asyncio.get_running_loop()
+        except RuntimeError:
+            pass
+        else:
+            raise UsageError("step() cannot run inside an event loop; the game loop steps itself")
+        self.game_time += dt
+        asyncio.run(self._step(float(dt)))
+
     async def _step(self, dt: float) -> None:
         self._in_step = True
+        started = self._clock()
         try:
             store = self.game_state_store
             # Only the events queued so far: events arriving meanwhile wait for the next step.
@@ -323,18 +361,28 @@ class GameStateMachine:
                     "dt": dt,
                     "client_address": event.client_address,
                 }
-                handled = await dispatch_async(self._handlers, event, extras)
-                self._push_changes(handled, f"the handler for {event.event_type!r}")
+                source = f"the handler for {event.event_type!r}"
+                handled = await dispatch_async(
+                    self._handlers, event, extras, on_error=self._failed(source)
+                )
+                self._push_changes(handled, source)
             try:
                 changes: object = self.time_step(store.get_game_state(), dt)
                 if inspect.isawaitable(changes):
                     changes = await changes
-            except Exception:
-                logger.exception("time_step failed")
+            except Exception as error:
+                self.failures.failed("time_step", error)
                 return
             self._push_changes(changes, "time_step")
         finally:
             self._in_step = False
+            took = self._clock() - started
+            interval = self._interval
+            if interval is not None and took > interval:
+                self.failures.overran("a game loop step", took, interval)
+
+    def _failed(self, source: str) -> Callable[[BaseException], None]:
+        return lambda error: self.failures.failed(source, error)
 
     def _push_changes(self, changes: object, source: str) -> None:
         """Push a dict of changes as the next update; log (not raise) if that is impossible."""
@@ -350,5 +398,5 @@ class GameStateMachine:
                 return
             update = GameStateUpdate.from_changes(store.time_order + 1, changes)
             store.push_update(update)
-        except Exception:
-            logger.exception("%s: its changes could not be applied", source)
+        except Exception as error:
+            self.failures.failed(f"applying the changes of {source}", error)

@@ -34,12 +34,14 @@ from pygase_core.protocol.packets import (
     DisconnectReason,
     EventFloor,
     EventFragment,
+    HostRole,
     StateFragment,
     StateReport,
     encode_data_header,
     encode_disconnect,
     encode_event_floor,
     encode_event_fragment,
+    encode_host_role,
     encode_state_report,
     split_payload,
 )
@@ -138,6 +140,13 @@ class StateReceived:
 
 
 @dataclass(frozen=True)
+class HostRoleChanged:
+    """Client role: the server says this client now holds (or no longer holds) the host role."""
+
+    is_host: bool
+
+
+@dataclass(frozen=True)
 class PacketRefused:
     """A packet broke the protocol part-way; it was not acknowledged, so the peer resends it.
 
@@ -156,8 +165,15 @@ class ConnectionClosed:
 
 ConnectionNotice = (
     EventReceived | EventAcknowledged | EventGivenUp | StateReceived | ConnectionClosed
-    | PacketRefused
+    | PacketRefused | HostRoleChanged
 )
+
+
+@dataclass(frozen=True)
+class HostRoleRef:
+    """Recorded in a sent packet that told the client its host role; its ack settles the news."""
+
+    is_host: bool
 
 
 @dataclass
@@ -208,8 +224,20 @@ class Connection:
         self.state_out = StateSender() if role is Role.SERVER else None
         self.state_in = StateReceiver(self.config.max_state_size) if role is Role.CLIENT else None
         self._state_sent_for: int | None = None
+        self.is_host = False
+        """Whether the client of this session holds the host role (as the server last said)."""
+        self._host_role_news = False
 
     # -- sending -------------------------------------------------------------------------------
+
+    def set_host_role(self, is_host: bool) -> None:
+        """Server role: tell the client it now holds (or lost) the host role.
+
+        The news rides along every packet until one that carries it is acknowledged.
+        """
+        if is_host != self.is_host:
+            self.is_host = is_host
+            self._host_role_news = True
 
     def queue_event(self, payload: bytes, retries: int = 0, token: object = None) -> int:
         """Queue an encoded event; it goes out with the next flush. Returns its id."""
@@ -239,6 +267,8 @@ class Connection:
             report = NO_STATE if self.applied_time_order is None else self.applied_time_order
             prelude = encode_state_report(report) + prelude
         outgoing = _Outgoing(DATA_PACKET_OVERHEAD + len(prelude))
+        if self._host_role_news:
+            outgoing.add(encode_host_role(self.is_host), HostRoleRef(self.is_host))
         for ref, fragment in self._events_out.due(now, self.stats.rtt):
             event = ref.event
             outgoing.add(
@@ -343,6 +373,8 @@ class Connection:
                         notices.append(EventAcknowledged(token))
                 elif isinstance(ref, TransferRef):
                     ref.acknowledge()
+                elif isinstance(ref, HostRoleRef) and ref.is_host == self.is_host:
+                    self._host_role_news = False
         notices.extend(
             EventReceived(payload) for payload in self._events_in.deliverable(self._peer_floor)
         )
@@ -371,6 +403,13 @@ class Connection:
                         notices.append(StateReceived(message.base, message.target, payload))
             elif isinstance(message, StateReport) and self.state_out is not None:
                 self.state_out.on_report(message.time_order)
+            elif (
+                isinstance(message, HostRole)
+                and self.role is Role.CLIENT
+                and message.is_host != self.is_host
+            ):
+                self.is_host = message.is_host
+                notices.append(HostRoleChanged(message.is_host))
 
     def receive_disconnect(self, reason: DisconnectReason) -> list[ConnectionNotice]:
         """The peer ended the session (the caller checked session and address)."""

@@ -34,6 +34,7 @@ from pygase_core.protocol.connection import (
     EventAcknowledged,
     EventGivenUp,
     EventReceived,
+    HostRoleChanged,
     PacketRefused,
     Role,
     StateReceived,
@@ -95,6 +96,7 @@ def _count_refusals(
     notices: list[ConnectionNotice], drops: Counter[str]
 ) -> list[
     EventReceived | EventAcknowledged | EventGivenUp | StateReceived | ConnectionClosed
+    | HostRoleChanged
 ]:
     """Count a refused packet as a protocol violation; pass the others on."""
     kept = [notice for notice in notices if not isinstance(notice, PacketRefused)]
@@ -449,6 +451,7 @@ class ServerEndpoint:
         if self.host is None and self.host_is_first_client:
             self.host = address
         is_host = self.host == address
+        connection.is_host = is_host  # the accept says so
         notices.append(ClientJoined(address, connection, is_host))
         self._due_by(now)  # its first state goes out at once
         out, _ = self._answer(self._accept(packet.nonce, session, is_host), address)
@@ -508,6 +511,9 @@ class ServerEndpoint:
         if self.host == address:
             self.host_is_first_client = False
             self.host = self._successor()
+            if self.host is not None:
+                self.sessions[self.host].connection.set_host_role(True)
+                self._due_by(float("-inf"))  # tell the new host at once
             notices.append(HostChanged(self.host))
         return notices
 
@@ -615,7 +621,7 @@ class Refused:
 
 ClientNotice = (
     Connected | Refused | EventReceived | EventAcknowledged | EventGivenUp | StateReceived
-    | ConnectionClosed | PacketRefused | HostChanged
+    | ConnectionClosed | PacketRefused | HostRoleChanged
 )
 
 
@@ -768,9 +774,11 @@ class ClientEndpoint:
                 return [], []
             if isinstance(packet, Disconnect):
                 return [], list(connection.receive_disconnect(packet.reason))
-            return [], list(
-                _count_refusals(connection.receive(packet, len(data), now), self.drops)
-            )
+            notices = _count_refusals(connection.receive(packet, len(data), now), self.drops)
+            for notice in notices:
+                if isinstance(notice, HostRoleChanged):
+                    self.is_host = notice.is_host
+            return [], list(notices)
         if self.failed or getattr(packet, "nonce", None) != self.nonce:
             self.drops["unexpected packet"] += 1
             return [], []
@@ -789,7 +797,7 @@ class ClientEndpoint:
                     return [], []
                 self.cipher = session_cipher(token, packet.session_id, self.nonce, server=False)
             self.connection = Connection(packet.session_id, Role.CLIENT, now, self.config)
-            self.is_host = packet.is_host
+            self.is_host = self.connection.is_host = packet.is_host
             return self._seal(self.connection.flush(now)), [Connected(packet.is_host)]
         if isinstance(packet, Reject):
             self.failed = True

@@ -15,7 +15,9 @@ before it) and a list of messages, each a one-byte tag and fixed fields:
 * ``EVENT_FLOOR``: the lowest event id the sender may still send; the receiver gives up on lower
   ids it is missing;
 * ``STATE_FRAGMENT``: a piece of a state payload taking the receiver from ``base`` to ``target``;
-* ``EVENT_FRAGMENT``: a piece of an encoded event.
+* ``EVENT_FRAGMENT``: a piece of an encoded event;
+* ``HOST_ROLE``: whether the receiving client is now the host (server to client, repeated until
+  acknowledged).
 
 Decoding is defensive: any truncated, oversized or inconsistent input raises
 :class:`~pygase_core.errors.ProtocolError`, and nothing else.
@@ -83,6 +85,7 @@ class MessageTag(IntEnum):
     EVENT_FLOOR = 2
     STATE_FRAGMENT = 3
     EVENT_FRAGMENT = 4
+    HOST_ROLE = 5
 
 
 _PREFIX = struct.Struct("!2sBB")
@@ -202,7 +205,14 @@ class EventFragment:
     data: bytes
 
 
-Message = StateReport | EventFloor | StateFragment | EventFragment
+@dataclass(frozen=True)
+class HostRole:
+    """Whether the receiving client holds the host role (it may shut the server down)."""
+
+    is_host: bool
+
+
+Message = StateReport | EventFloor | StateFragment | EventFragment | HostRole
 
 
 @dataclass(frozen=True)
@@ -284,6 +294,11 @@ def encode_data_header(session_id: int, sequence: int, ack: int, ack_bits: int) 
 def encode_state_report(time_order: int) -> bytes:
     """Encode a ``STATE_REPORT`` message."""
     return bytes((MessageTag.STATE_REPORT,)) + _U64.pack(time_order)
+
+
+def encode_host_role(is_host: bool) -> bytes:
+    """Encode a ``HOST_ROLE`` message."""
+    return bytes((MessageTag.HOST_ROLE, 1 if is_host else 0))
 
 
 def encode_event_floor(event_id: int) -> bytes:
@@ -418,6 +433,12 @@ def _decode_data(body: memoryview) -> Data:
             (time_order,) = _U64.unpack_from(body, offset)
             offset += _U64.size
             messages.append(StateReport(time_order))
+        elif tag == MessageTag.HOST_ROLE:
+            flag = _take(body, offset, 1)[0]
+            offset += 1
+            if flag > 1:
+                raise ProtocolError(f"host role flag {flag}")
+            messages.append(HostRole(flag == 1))
         elif tag == MessageTag.EVENT_FLOOR:
             (event_id,) = _U32.unpack_from(body, offset)
             offset += _U32.size
