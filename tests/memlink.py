@@ -11,7 +11,7 @@ import random
 from dataclasses import dataclass, field
 from typing import Any
 
-from pygase_core.model.gamestate import GameState, GameStateUpdate
+from pygase_core.model.gamestate import GameState
 from pygase_core.model.store import GameStateStore
 from pygase_core.protocol.connection import (
     ConnectionConfig,
@@ -28,8 +28,7 @@ from pygase_core.protocol.endpoint import (
     ServerEndpoint,
     ServerNotice,
 )
-from pygase_core.protocol.packets import FULL_STATE
-from pygase_core.protocol.statesync import PayloadCache, decode_state_payload
+from pygase_core.protocol.statesync import PayloadCache
 
 SERVER_ADDRESS = ("10.0.0.1", 4000)
 
@@ -82,20 +81,10 @@ class ClientSide:
         for event in events:
             self.events.append(event)
             if isinstance(event, StateReceived):
-                decoded = decode_state_payload(event.base, event.target, event.payload)
-                if event.base == FULL_STATE:
-                    assert isinstance(decoded, GameState)
-                    if decoded.time_order > self.state.time_order or (
-                        self.endpoint.connection is not None
-                        and self.endpoint.connection.applied_time_order is None
-                    ):
-                        self.state = decoded
-                else:
-                    assert isinstance(decoded, GameStateUpdate)
-                    self.state.apply(decoded)
-                connection = self.endpoint.connection
-                assert connection is not None
-                connection.applied_time_order = self.state.time_order
+                # The same decode, apply and record of the applied time_order a Client does.
+                applied = self.endpoint.apply_state(event, self.state)
+                if applied is not None:
+                    self.state = applied
             elif isinstance(event, EventReceived):
                 self.received_payloads.append(event.payload)
             elif isinstance(event, EventAcknowledged):
