@@ -35,7 +35,6 @@ from pygase_core.errors import (
     ConnectionFailed,
     ConnectTimeoutError,
     NotConnectedError,
-    ProtocolError,
     ServerFullError,
     ServerUnreachableError,
     ShutdownRefusedError,
@@ -58,7 +57,6 @@ from pygase_core.protocol.connection import (
 )
 from pygase_core.protocol.crypto import ConnectToken
 from pygase_core.protocol.endpoint import ClientEndpoint, ClientNotice, Connected, Refused
-from pygase_core.protocol.eventwire import decode_event
 from pygase_core.protocol.linksim import LinkConditioner, LinkConditions, resolve_link
 from pygase_core.protocol.packets import DisconnectReason, RejectReason
 from pygase_core.protocol.statesync import DEFAULT_MAX_STATE_SIZE
@@ -180,6 +178,15 @@ class Client:
         if driver is None or driver.io is None:
             return None, None
         return driver.io.conditioners
+
+    @property
+    def drops(self) -> dict[str, int]:
+        """Datagrams this client dropped, by reason (``"receive buffer full (OS)"``: the OS's)."""
+        drops = dict(self._endpoint.drops) if self._endpoint is not None else {}
+        kernel = self._driver.kernel_drops() if self._driver is not None else None
+        if kernel:
+            drops["receive buffer full (OS)"] = kernel
+        return drops
 
     @property
     def is_host(self) -> bool:
@@ -506,11 +513,8 @@ class Client:
             )
 
     def _server_event(self, payload: bytes) -> None:
-        try:
-            event = decode_event(payload)
-        except ProtocolError:
-            if self._endpoint is not None:
-                self._endpoint.drops["undecodable event"] += 1
+        event = self._endpoint.decode_event(payload) if self._endpoint is not None else None
+        if event is None:
             return
         self.plugin_manager.hook.pygase_event_received(
             client=self, event_type=event.event_type, args=event.args, kwargs=event.kwargs

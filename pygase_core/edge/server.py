@@ -30,7 +30,7 @@ from pygase_core.edge.driver import (
     run_in_thread,
 )
 from pygase_core.edge.worker import EventCallbacks, HandlerThread
-from pygase_core.errors import NotConnectedError, ProtocolError, UsageError
+from pygase_core.errors import NotConnectedError, UsageError
 from pygase_core.model.events import Event
 from pygase_core.model.handlers import EventHandlerRegistry, call_with_accepted_kwargs
 from pygase_core.model.store import GameStateStore
@@ -54,7 +54,6 @@ from pygase_core.protocol.endpoint import (
     ShutdownRequested,
     StateTooLarge,
 )
-from pygase_core.protocol.eventwire import decode_event
 from pygase_core.protocol.linksim import LinkConditioner, LinkConditions, resolve_link
 from pygase_core.protocol.packets import DisconnectReason
 from pygase_core.protocol.statesync import DEFAULT_MAX_STATE_SIZE, PayloadCache
@@ -488,11 +487,8 @@ class Server:
         self._worker.submit(callback, connection, what=what)
 
     def _client_event(self, address: Address, payload: bytes) -> None:
-        try:
-            decoded = decode_event(payload)
-        except ProtocolError:
-            if self._endpoint is not None:
-                self._endpoint.drops["undecodable event"] += 1
+        decoded = self._endpoint.decode_event(payload) if self._endpoint is not None else None
+        if decoded is None:
             return
         event = Event(decoded.event_type, decoded.args, decoded.kwargs, address)
         handler = self._handlers.get(event.event_type)

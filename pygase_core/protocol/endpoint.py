@@ -25,6 +25,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from pygase_core.errors import ProtocolError
+from pygase_core.model.events import Event
 from pygase_core.model.gamestate import GameState
 from pygase_core.protocol.connection import (
     Connection,
@@ -49,6 +50,7 @@ from pygase_core.protocol.crypto import (
     open_private_token,
     session_cipher,
 )
+from pygase_core.protocol.eventwire import decode_event
 from pygase_core.protocol.packets import (
     COOKIE_SIZE,
     HANDSHAKE_SIZE,
@@ -103,6 +105,15 @@ def _count_refusals(
     if len(kept) != len(notices):
         drops["protocol violation"] += 1
     return kept
+
+
+def _decode_event(payload: bytes, drops: Counter[str]) -> Event | None:
+    """The game event a payload encodes, or None (counted) if it does not decode."""
+    try:
+        return decode_event(payload)
+    except ProtocolError:
+        drops["undecodable event"] += 1
+        return None
 
 
 def _open_sealed(cipher: SessionCipher, data: bytes, drops: Counter[str]) -> bytes | None:
@@ -264,6 +275,10 @@ class ServerEndpoint:
     def nonces(self) -> dict[Address, int]:
         """Each connected client's handshake nonce (a new dict)."""
         return {address: session.nonce for address, session in self.sessions.items()}
+
+    def decode_event(self, payload: bytes) -> Event | None:
+        """The game event in a received payload; None, counted as a drop, if it is malformed."""
+        return _decode_event(payload, self.drops)
 
     def _due_by(self, when: float) -> None:
         if self.earliest_deadline is None or when < self.earliest_deadline:
@@ -724,6 +739,10 @@ class ClientEndpoint:
         if connection is not None:
             connection.applied_time_order = state.time_order
         return state
+
+    def decode_event(self, payload: bytes) -> Event | None:
+        """The game event in a received payload; None, counted as a drop, if it is malformed."""
+        return _decode_event(payload, self.drops)
 
     def _addressed(self, datagrams: list[bytes]) -> Outgoing:
         return [(datagram, self.server_address) for datagram in datagrams]
