@@ -31,6 +31,7 @@ from pygase_core.protocol.connection import (
     ConnectionConfig,
     ConnectionNotice,
     EventAcknowledged,
+    EventGivenUp,
     EventReceived,
     PacketRefused,
     Role,
@@ -89,7 +90,9 @@ def _is_session_packet(data: bytes) -> bool:
 
 def _count_refusals(
     notices: list[ConnectionNotice], drops: Counter[str]
-) -> list[EventReceived | EventAcknowledged | StateReceived | ConnectionClosed]:
+) -> list[
+    EventReceived | EventAcknowledged | EventGivenUp | StateReceived | ConnectionClosed
+]:
     """Count a refused packet as a protocol violation; pass the others on."""
     kept = [notice for notice in notices if not isinstance(notice, PacketRefused)]
     if len(kept) != len(notices):
@@ -490,8 +493,8 @@ class Refused:
 
 
 ClientNotice = (
-    Connected | Refused | EventReceived | EventAcknowledged | StateReceived | ConnectionClosed
-    | PacketRefused
+    Connected | Refused | EventReceived | EventAcknowledged | EventGivenUp | StateReceived
+    | ConnectionClosed | PacketRefused
 )
 
 
