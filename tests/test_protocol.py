@@ -515,3 +515,25 @@ def test_a_packet_with_a_fragment_of_a_skipped_event_is_not_acknowledged() -> No
     assert isinstance(packet, Data)
     assert (packet.ack, packet.ack_bits) == (1, 0b1)  # 1 and 0, never 2
     assert connection._events_in.refused_late == 1
+
+
+def test_abandon_events_gives_up_what_is_pending_when_the_session_ends() -> None:
+    network = Network(seed=3)
+    alice = network.add_client(ALICE)
+    connected(network, ALICE)
+    connection = alice.endpoint.connection
+    assert connection is not None
+    connection.queue_event(b"\x93\xa1A\x90\x80", retries=5, token="acked")
+    network.run_until(lambda: alice.acked_tokens == ["acked"])
+    network.up[ALICE].loss = 1.0
+    connection.queue_event(b"\x93\xa1B\x90\x80", retries=5, token="sent")
+    connection.queue_event(b"\x93\xa1C\x90\x80", retries=5)  # no token: no notice
+    network.run(0.3)
+    burst(connection, 3000)  # most of it still waits for the window
+    network.run(0.01)
+    for datagram in connection.close(DisconnectReason.CLIENT_LEFT):
+        network.up[ALICE].send(datagram, ALICE, network.now)
+    notices = connection.abandon_events()
+    assert notices[:1] == [EventGivenUp("sent")]
+    assert [n.token for n in notices[1:]] == [(i % 8, i // 8) for i in range(3000)]
+    assert connection.events_in_flight == 0 and connection.abandon_events() == []

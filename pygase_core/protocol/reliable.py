@@ -259,12 +259,6 @@ class EventSender:
         """Fragments sent and neither acknowledged nor spent."""
         return self._in_flight
 
-    @property
-    def fragments_waiting(self) -> int:
-        """Fragments of admitted events that wait for room in the window (a lower bound of
-        what waits: events not admitted yet are not counted)."""
-        return len(self._unsent)
-
     def take_given_up(self) -> list[object]:
         """The tokens of events given up since the last call (None tokens are left out)."""
         tokens, self._given_up = self._given_up, []
