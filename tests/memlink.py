@@ -16,6 +16,7 @@ from pygase_core.model.store import GameStateStore
 from pygase_core.protocol.connection import (
     ConnectionConfig,
     EventAcknowledged,
+    EventGivenUp,
     EventReceived,
     StateReceived,
 )
@@ -76,6 +77,7 @@ class ClientSide:
         self.events: list[ClientNotice] = []
         self.received_payloads: list[bytes] = []
         self.acked_tokens: list[object] = []
+        self.given_up_tokens: list[object] = []
 
     def handle(self, events: list[ClientNotice]) -> None:
         for event in events:
@@ -89,6 +91,8 @@ class ClientSide:
                 self.received_payloads.append(event.payload)
             elif isinstance(event, EventAcknowledged):
                 self.acked_tokens.append(event.token)
+            elif isinstance(event, EventGivenUp):
+                self.given_up_tokens.append(event.token)
 
 
 class Network:
@@ -119,6 +123,7 @@ class Network:
         self.server_events: list[ServerNotice] = []
         self.server_payloads: list[tuple[Any, bytes]] = []
         self.server_acks: list[object] = []
+        self.server_given_up: list[object] = []
 
     def add_client(self, address: Any, **link: Any) -> ClientSide:
         client = ClientSide(address, self.now, self.config, self.rng)
@@ -148,6 +153,8 @@ class Network:
                     self.server_payloads.append((event.address, event.notice.payload))
                 elif isinstance(event.notice, EventAcknowledged):
                     self.server_acks.append(event.notice.token)
+                elif isinstance(event.notice, EventGivenUp):
+                    self.server_given_up.append(event.notice.token)
 
     def step(self, dt: float = 0.001) -> None:
         """Advance the clock by ``dt`` and run everything that is due."""

@@ -381,3 +381,71 @@ def test_a_guarded_server_script_says_where_it_listens(tmp_path: Path) -> None:
         finally:
             process.terminate()
             process.wait(10)
+
+
+# -- ack and failure callbacks -------------------------------------------------------------------
+
+
+def test_an_event_given_up_runs_its_failure_callback_once(clients: list[Client]) -> None:
+    backend = Backend(GameState(), lambda game_state, dt: {})
+    backend.run_in_thread()
+    try:
+        assert backend.server.port
+        client = connect(clients, backend.server.port, timeout=30.0)
+        client.link = LinkConditions(Direction(loss=1.0), Direction())  # nothing it sends lands
+        acked: list[float] = []
+        failed: list[float] = []
+        sent_at = time.monotonic()
+        client.dispatch_event(
+            "LOST",
+            retries=2,
+            ack_callback=lambda: acked.append(time.monotonic()),
+            failure_callback=lambda: failed.append(time.monotonic()),
+        )
+        wait_for(lambda: failed, timeout=20, message="the event was never given up")
+        assert failed[0] - sent_at >= 1.0  # never sooner than about a second
+        client.link = LinkConditions()
+        time.sleep(0.5)  # time for a wrong second callback to show
+        assert len(failed) == 1 and not acked
+    finally:
+        backend.shutdown()
+
+
+def test_events_pending_when_the_connection_ends_are_given_up(clients: list[Client]) -> None:
+    backend = Backend(GameState(), lambda game_state, dt: {})
+    backend.run_in_thread()
+    try:
+        assert backend.server.port
+        client = connect(clients, backend.server.port, timeout=30.0)
+        client.link = LinkConditions(Direction(loss=1.0), Direction())
+        failed = threading.Event()
+        client.dispatch_event("NEVER", retries=50, failure_callback=failed.set)
+        client.disconnect()
+        assert failed.wait(10)
+    finally:
+        backend.shutdown()
+
+
+def test_the_servers_callbacks_get_the_clients_connection(clients: list[Client]) -> None:
+    backend = Backend(GameState(), lambda game_state, dt: {})
+    backend.run_in_thread()
+    try:
+        assert backend.server.port
+        client = connect(clients, backend.server.port)
+        wait_for(lambda: backend.server.connections)
+        (address,) = backend.server.connections
+        got: list[Any] = []
+        done = threading.Event()
+
+        def acked(connection: Any) -> None:
+            got.append(connection)
+            done.set()
+
+        backend.server.dispatch_event(
+            "HELLO", target_client=address, retries=3, ack_callback=acked
+        )
+        assert done.wait(10)
+        assert got == [backend.server.connections[address]]
+        assert client.is_host
+    finally:
+        backend.shutdown()

@@ -3,21 +3,38 @@ duplication, reordering, fragmentation, exactly-once events and delta/baseline s
 
 from __future__ import annotations
 
+from collections import Counter
+from itertools import pairwise
+
+import pytest
+
 from pygase_core.model import codec
 from pygase_core.model.gamestate import GameState, GameStateUpdate
 from pygase_core.model.store import GameStateStore
-from pygase_core.protocol.connection import ConnectionClosed, ConnectionConfig, EventReceived
-from pygase_core.protocol.endpoint import ClientJoined, Connected, Refused
+from pygase_core.protocol.connection import (
+    Connection,
+    ConnectionClosed,
+    ConnectionConfig,
+    EventAcknowledged,
+    EventGivenUp,
+    EventReceived,
+    Role,
+)
+from pygase_core.protocol.endpoint import ClientJoined, Connected, PeerNotice, Refused
 from pygase_core.protocol.packets import (
     FULL_STATE,
     MAX_FRAGMENT_DATA,
+    Data,
     DisconnectReason,
     RejectReason,
+    decode,
     encode_data_header,
     encode_disconnect,
     encode_event_floor,
+    encode_event_fragment,
     encode_request,
 )
+from pygase_core.protocol.reliable import INITIAL_WINDOW, MIN_GIVE_UP_DELAY, PACING_BURST
 from tests.memlink import Network
 
 ALICE = ("10.0.0.2", 5000)
@@ -329,3 +346,194 @@ def test_a_far_floor_is_taken_in_one_pass() -> None:
     assert delivered == [b"xy"]
     assert receiver.next_id == 1_000_000
     assert receiver.skipped == 1_000_000 - 1
+
+
+# -- the event channel under bursts ----------------------------------------------------------
+
+
+def burst(connection: Connection, count: int, retries: int = 5) -> list[bytes]:
+    """Queue ``count`` events as 8 threads would, every 10th of 3000 bytes; the token of each
+    is (thread, n) and the payloads are returned in queue order."""
+    payloads = []
+    for i in range(count):
+        thread, n = i % 8, i // 8
+        blob = b"x" * (3000 if i % 10 == 0 else 0)
+        payload = codec.pack(["E", [thread, n, blob], {}])
+        connection.queue_event(payload, retries=retries, token=(thread, n))
+        payloads.append(payload)
+    return payloads
+
+
+@pytest.mark.parametrize(
+    ("link", "seconds"),
+    [({}, 2.0), ({"loss": 0.05, "latency": 0.02}, 120.0)],
+    ids=["loss-free", "5% loss"],
+)
+def test_ten_thousand_queued_events_arrive_once_in_order_within_the_window(
+    link: dict[str, float], seconds: float
+) -> None:
+    network = Network(seed=17)
+    alice = network.add_client(ALICE, **link)
+    connected(network, ALICE)
+    connection = alice.endpoint.connection
+    assert connection is not None
+    sender = connection._events_out
+    payloads = burst(connection, 10_000)
+    up = network.up[ALICE]
+    most_datagrams = 0
+    windows = set()
+    start = network.now
+    while len(alice.acked_tokens) < len(payloads):
+        assert network.now - start < seconds
+        sent_before, released_before = up.sent, sender.fragments_sent
+        network.step()
+        most_datagrams = max(most_datagrams, up.sent - sent_before)
+        windows.add(connection.event_window)
+        if not link or sender.fragments_sent > released_before:
+            # New fragments go out only into room in the window; only a loss can shrink the
+            # window below what is already in flight.
+            assert connection.event_fragments_in_flight <= connection.event_window
+    rtt = connection.stats.rtt  # of the burst's packets, acked promptly (not at 10 Hz)
+    network.run(0.5)
+    assert [p for _, p in network.server_payloads] == payloads  # once each, in order
+    assert sorted(alice.acked_tokens) == sorted((i % 8, i // 8) for i in range(10_000))
+    assert alice.given_up_tokens == [] and connection.events_in_flight == 0
+    assert most_datagrams <= PACING_BURST + 2  # paced, not ~3000 datagrams back to back
+    assert network.server.drops == Counter()
+    if not link:
+        assert max(windows) > 16 * INITIAL_WINDOW  # slow start opened the window
+        assert sender.resends == 0  # the acks came in time: none was taken for lost
+        assert rtt is not None and rtt < 0.025
+    else:
+        assert min(windows) < INITIAL_WINDOW  # losses shrank it
+
+
+def test_a_dead_link_gives_up_after_growing_gaps_and_no_sooner_than_a_second() -> None:
+    network = Network(seed=5, config=ConnectionConfig(timeout=20))
+    alice = network.add_client(ALICE)
+    connected(network, ALICE)
+    connection = alice.endpoint.connection
+    assert connection is not None
+    sender = connection._events_out
+    network.run(0.5)  # an RTT sample or two
+    network.up[ALICE].loss = 1.0
+    connection.queue_event(b"\x93\xa1E\x90\x80", retries=5, token="five")
+    connection.queue_event(b"\x93\xa1F\x90\x80", retries=0, token="none")
+    sends: list[float] = []
+    given_up: dict[object, float] = {}
+    start = network.now
+    while len(given_up) < 2:
+        assert network.now - start < 10
+        before = sender.fragments_sent + sender.resends
+        network.step()
+        sends.extend([network.now] * (sender.fragments_sent + sender.resends - before))
+        for token in alice.given_up_tokens:
+            given_up.setdefault(token, network.now)
+    first = sends[0]
+    assert sends[1] == first  # both events in the first flush
+    resends = sends[2:]
+    assert len(resends) == 5  # "five" resent five times, "none" never
+    gaps = [b - a for a, b in pairwise([first, *resends])]
+    assert all(later > 1.5 * earlier for earlier, later in pairwise(gaps))
+    assert given_up["none"] - first >= MIN_GIVE_UP_DELAY
+    assert given_up["five"] - first >= max(MIN_GIVE_UP_DELAY, resends[-1] - first)
+    assert alice.given_up_tokens == ["none", "five"]  # once each
+    assert alice.acked_tokens == [] and network.server_payloads == []
+    assert connection.events_in_flight == 0
+
+
+def test_an_ack_that_comes_after_the_give_up_still_acknowledges_once() -> None:
+    network = Network(seed=6)
+    alice = network.add_client(ALICE)
+    connected(network, ALICE)
+    network.run(0.2)
+    network.up[ALICE].loss = 1.0  # alice gets the event, her acks get lost
+    server_side = network.server.connections[ALICE]
+    server_side.queue_event(b"\x93\xa1E\x90\x80", retries=0, token="late")
+    network.run_until(lambda: network.server_given_up == ["late"], timeout=3)
+    assert alice.received_payloads == [b"\x93\xa1E\x90\x80"]
+    assert network.server_acks == []
+    network.up[ALICE].loss = 0.0
+    network.run(0.5)
+    assert network.server_acks == ["late"]  # the floor passed it long ago; it still counts
+    assert network.server_given_up == ["late"]
+    notices = [e.notice for e in network.server_events if isinstance(e, PeerNotice)]
+    assert notices.index(EventGivenUp("late")) < notices.index(EventAcknowledged("late"))
+
+
+def test_next_deadline_names_the_moment_of_the_next_paced_send() -> None:
+    network = Network()
+    alice = network.add_client(ALICE)
+    connected(network, ALICE)
+    network.run(0.2)
+    connection = alice.endpoint.connection
+    assert connection is not None
+    burst(connection, 2000)
+    now = network.now
+    datagrams, _ = connection.poll(now)
+    assert 1 < len(datagrams) <= PACING_BURST + 2
+    deadline = connection.next_deadline()
+    assert now < deadline < now + 0.01  # well before the next 30 Hz send
+    assert connection.poll(deadline - 1e-6) == ([], [])
+    datagrams, _ = connection.poll(deadline)
+    assert datagrams and connection.event_fragments_in_flight > 0
+
+
+def test_state_and_acks_are_not_held_back_by_paced_events() -> None:
+    store = GameStateStore(GameState(x=0))
+    network = Network(store, seed=9)
+    alice = network.add_client(ALICE, latency=0.02)
+    connected(network, ALICE)
+    network.run_until(lambda: alice.state.time_order == 0 and alice.endpoint.connection
+                      and alice.endpoint.connection.applied_time_order == 0)
+    server_side = network.server.connections[ALICE]
+    payloads = burst(server_side, 10_000)
+    network.run(0.1)
+    push(store, x=1)
+    took = network.run_until(lambda: alice.state.time_order == 1, timeout=1)
+    assert took < 0.1  # one trip and a little, while thousands of events wait their turn
+    assert server_side.events_in_flight > 1000
+    network.run_until(lambda: len(alice.received_payloads) == len(payloads), timeout=30)
+    assert alice.received_payloads == payloads
+
+
+def test_a_packet_with_a_fragment_of_a_skipped_event_is_not_acknowledged() -> None:
+    connection = Connection(7, Role.SERVER, now=0.0)
+    no_ack = (0xFFFF, 0)
+
+    def deliver(sequence: int, *messages: bytes) -> list[object]:
+        datagram = encode_data_header(7, sequence, *no_ack) + b"".join(messages)
+        packet = decode(datagram)
+        assert isinstance(packet, Data)
+        return list(connection.receive(packet, len(datagram), 0.0))
+
+    assert deliver(0, encode_event_floor(0), encode_event_fragment(0, 0, 2, b"a")) == []
+    assert deliver(1, encode_event_floor(1)) == []  # event 0 is skipped half-way
+    assert deliver(2, encode_event_floor(1), encode_event_fragment(0, 1, 2, b"b")) == []
+    (datagram,) = connection.flush(0.01)
+    packet = decode(datagram)
+    assert isinstance(packet, Data)
+    assert (packet.ack, packet.ack_bits) == (1, 0b1)  # 1 and 0, never 2
+    assert connection._events_in.refused_late == 1
+
+
+def test_abandon_events_gives_up_what_is_pending_when_the_session_ends() -> None:
+    network = Network(seed=3)
+    alice = network.add_client(ALICE)
+    connected(network, ALICE)
+    connection = alice.endpoint.connection
+    assert connection is not None
+    connection.queue_event(b"\x93\xa1A\x90\x80", retries=5, token="acked")
+    network.run_until(lambda: alice.acked_tokens == ["acked"])
+    network.up[ALICE].loss = 1.0
+    connection.queue_event(b"\x93\xa1B\x90\x80", retries=5, token="sent")
+    connection.queue_event(b"\x93\xa1C\x90\x80", retries=5)  # no token: no notice
+    network.run(0.3)
+    burst(connection, 3000)  # most of it still waits for the window
+    network.run(0.01)
+    for datagram in connection.close(DisconnectReason.CLIENT_LEFT):
+        network.up[ALICE].send(datagram, ALICE, network.now)
+    notices = connection.abandon_events()
+    assert notices[:1] == [EventGivenUp("sent")]
+    assert [n.token for n in notices[1:]] == [(i % 8, i // 8) for i in range(3000)]
+    assert connection.events_in_flight == 0 and connection.abandon_events() == []

@@ -180,6 +180,14 @@ class Client:
         return driver.io.conditioners
 
     @property
+    def receive_buffer_drops(self) -> int | None:
+        """Datagrams the OS dropped because the socket's receive buffer was full.
+
+        Counted by the OS for the socket's life (Linux); None where the OS does not say.
+        """
+        return self._driver.kernel_drops() if self._driver is not None else None
+
+    @property
     def drops(self) -> dict[str, int]:
         """Datagrams this client dropped, by reason (``"receive buffer full (OS)"``: the OS's)."""
         drops = dict(self._endpoint.drops) if self._endpoint is not None else {}

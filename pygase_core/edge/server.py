@@ -178,6 +178,14 @@ class Server:
         return None if driver is None else driver.sockname
 
     @property
+    def receive_buffer_drops(self) -> int | None:
+        """Datagrams the OS dropped because the socket's receive buffer was full.
+
+        Counted by the OS for the socket's life (Linux); None where the OS does not say.
+        """
+        return self._driver.kernel_drops() if self._driver is not None else None
+
+    @property
     def drops(self) -> dict[str, int]:
         """Datagrams dropped since the server started, by reason.
 
@@ -358,9 +366,8 @@ class Server:
         endpoint, driver = self._endpoint, self._driver
         if endpoint is None or driver is None:
             return
-        leaving = list(endpoint.sessions)
-        farewells = endpoint.disconnect_all(reason)
-        self._on_notices([ClientLeft(address, reason) for address in leaving])
+        farewells, notices = endpoint.shutdown(reason)
+        self._on_notices(notices)
         driver.close(farewells)
 
     # -- events --------------------------------------------------------------------------------

@@ -6,16 +6,25 @@ the event channel in both directions and, depending on its role, sends the game 
 reassembles it (client). It never touches a socket or a clock: the owner passes ``now`` and moves
 the bytes, asks :meth:`Connection.next_deadline` when to call :meth:`Connection.poll` again, and
 receives small frozen notices describing what happened.
+
+Event acknowledgements are timely: a connection that received a packet carrying event fragments
+sends its next packet (which carries the acks) within :data:`MAX_ACK_DELAY`, or at once after
+:data:`ACK_EVERY` such packets, so the peer's window keeps moving and no packet falls out of the
+32-packet ack field unacknowledged. What events a connection sent is remembered per packet for
+the last :data:`LATE_ACK_PACKETS` packets, so even a late ack completes its event.
 """
 
 from __future__ import annotations
 
+from collections import OrderedDict
+from collections.abc import Iterator
 from dataclasses import dataclass, field
 from enum import Enum
 from typing import Any
 
 from pygase_core.errors import PayloadTooLargeError, ProtocolError
 from pygase_core.protocol.acks import (
+    SEQUENCE_MODULO,
     CongestionControl,
     ConnectionStats,
     ReceiveWindow,
@@ -60,6 +69,23 @@ MAX_EVENT_FRAGMENT_DATA = (
 )
 DISCONNECT_REPEATS = 5
 """How many copies of a disconnect packet are sent, since nobody acknowledges it."""
+ACK_EVERY = 4
+"""After this many received packets with event fragments, the acks go out at once."""
+MAX_ACK_DELAY = 0.01
+"""Received event fragments are acknowledged at most this many seconds later."""
+LATE_ACK_PACKETS = 4096
+"""How many sent packets' event fragments are remembered for their acks, late ones included."""
+
+
+def _acked_sequences(ack: int, ack_bits: int) -> Iterator[int]:
+    """The sequences an ``ack``/``ack_bits`` pair acknowledges."""
+    yield ack
+    offset = 1
+    while ack_bits:
+        if ack_bits & 1:
+            yield (ack - offset) % SEQUENCE_MODULO
+        ack_bits >>= 1
+        offset += 1
 
 
 class Role(Enum):
@@ -125,7 +151,16 @@ class EventAcknowledged:
 
 @dataclass(frozen=True)
 class EventGivenUp:
-    """The sender stopped trying to deliver an event; ``token`` is what we queued with it."""
+    """The sender stopped trying to deliver an event we queued with ``token``.
+
+    Emitted by :meth:`Connection.poll` at most once per event, no sooner than
+    ``MIN_GIVE_UP_DELAY`` (1 s) after its first send and only once all its sends are spent
+    (the exact rule is in :mod:`pygase_core.protocol.reliable`), never for an event acknowledged
+    before; and by :meth:`Connection.abandon_events` for every event still pending when the
+    session ends. A late ack may still follow it with :class:`EventAcknowledged` (the peer did
+    get the event after all), so the edge can tell "gave up" from "was lost". Events queued with
+    the token None report neither notice.
+    """
 
     token: object
 
@@ -218,9 +253,15 @@ class Connection:
         self._sequence = 0
         self._window = ReceiveWindow()
         self._sent = SentBuffer()
-        self._events_out = EventSender(max_bytes_in_flight=2 * self.config.max_event_size)
+        self._events_out = EventSender(
+            max_bytes_in_flight=2 * self.config.max_event_size,
+            fragment_size=MAX_EVENT_FRAGMENT_DATA,
+        )
         self._events_in = EventReceiver(self.config.max_event_size, MAX_EVENT_FRAGMENT_DATA)
         self._peer_floor = 0
+        self._event_packets: OrderedDict[int, list[FragmentRef]] = OrderedDict()
+        self._acks_owed = 0
+        self._acks_owed_since: float | None = None
         self.state_out = StateSender() if role is Role.SERVER else None
         self.state_in = StateReceiver(self.config.max_state_size) if role is Role.CLIENT else None
         self._state_sent_for: int | None = None
@@ -251,30 +292,49 @@ class Connection:
         fragments = split_payload(payload, MAX_EVENT_FRAGMENT_DATA)
         return self._events_out.queue(fragments, retries, token)
 
-    def abandon_events(self) -> list[EventGivenUp]:
-        """The session ended: give up every event still in flight (notices for their tokens)."""
-        return []
-
     @property
     def events_in_flight(self) -> int:
-        """Events sent but not yet acknowledged or given up."""
+        """Events queued and not yet acknowledged or given up (sent or still waiting)."""
         return self._events_out.pending
 
+    @property
+    def event_window(self) -> int:
+        """The congestion window: how many event fragments may be in flight now."""
+        return self._events_out.window
+
+    @property
+    def event_fragments_in_flight(self) -> int:
+        """Event fragments sent and neither acknowledged nor spent (see reliable.py)."""
+        return self._events_out.fragments_in_flight
+
+    def abandon_events(self) -> list[EventGivenUp]:
+        """Give up every pending event, for when the session ended (closed, timed out, shut down).
+
+        Returns an :class:`EventGivenUp` for every event neither acknowledged nor given up yet
+        (and for those given up whose notice was not reported yet), except events queued with
+        the token None.
+        """
+        return [EventGivenUp(token) for token in self._events_out.abandon()]
+
+    def _given_up(self) -> list[ConnectionNotice]:
+        return [EventGivenUp(token) for token in self._events_out.take_given_up()]
+
     def flush(self, now: float, cache: PayloadCache | None = None) -> list[bytes]:
-        """Build the datagrams to send now: due events, state (server role), acks."""
-        prelude = encode_event_floor(self._events_out.floor)
+        """Build the datagrams to send now: due events (paced), state (server role), acks."""
+        fragments = [
+            (encode_event_fragment(ref.event.event_id, ref.index, len(ref.event.fragments), data),
+             ref)
+            for ref, data in self._events_out.due(now, self.stats.rtt)
+        ]
+        prelude = encode_event_floor(self._events_out.floor)  # after due(): it may have risen
         if self.role is Role.CLIENT:
             report = NO_STATE if self.applied_time_order is None else self.applied_time_order
             prelude = encode_state_report(report) + prelude
         outgoing = _Outgoing(DATA_PACKET_OVERHEAD + len(prelude))
         if self._host_role_news:
             outgoing.add(encode_host_role(self.is_host), HostRoleRef(self.is_host))
-        for ref, fragment in self._events_out.due(now, self.stats.rtt):
-            event = ref.event
-            outgoing.add(
-                encode_event_fragment(event.event_id, ref.index, len(event.fragments), fragment),
-                ref,
-            )
+        for message, ref in fragments:
+            outgoing.add(message, ref)
         if self.state_out is not None and cache is not None:
             self._state_sent_for = cache.time_order
             for transfer_ref, message in self.state_out.messages(cache, now, self.stats.rtt):
@@ -288,13 +348,28 @@ class Connection:
             self._sequence = (sequence + 1) & 0xFFFF
             header = encode_data_header(self.session_id, sequence, ack, ack_bits)
             datagram = b"".join((header, prelude, *parts))
-            for packet in self._sent.add(sequence, SentPacket(now, len(datagram), refs)):
+            events = [ref for ref in refs if isinstance(ref, FragmentRef)]
+            others = [ref for ref in refs if not isinstance(ref, FragmentRef)] if events else refs
+            self._remember_events(sequence, events)
+            for packet in self._sent.add(sequence, SentPacket(now, len(datagram), others)):
                 self.stats.add_delivery(lost=True)
                 del packet
             self.stats.count_out(len(datagram), now)
             datagrams.append(datagram)
         self.last_sent = now
+        self._acks_owed = 0
+        self._acks_owed_since = None
         return datagrams
+
+    def _remember_events(self, sequence: int, refs: list[FragmentRef]) -> None:
+        """Keep a packet's event fragments, apart from the loss statistics' record of it, so
+        that its ack counts however late it comes."""
+        packets = self._event_packets
+        packets.pop(sequence, None)  # a packet of 65536 sequences ago, long forgotten
+        if refs:
+            packets[sequence] = refs
+            while len(packets) > LATE_ACK_PACKETS:
+                packets.popitem(last=False)
 
     def close(self, reason: DisconnectReason) -> list[bytes]:
         """End the session from this side; returns the redundant disconnect datagrams."""
@@ -319,6 +394,11 @@ class Connection:
         event_due = self._events_out.next_deadline(self.stats.rtt)
         if event_due is not None:
             deadline = min(deadline, event_due)
+        if self._acks_owed_since is not None:
+            if self._acks_owed >= ACK_EVERY:
+                deadline = min(deadline, self.last_received)
+            else:
+                deadline = min(deadline, self._acks_owed_since + MAX_ACK_DELAY)
         if self.state_out is not None and cache is not None:
             current = cache.time_order
             if not self.state_out.up_to_date(current) and current != self._state_sent_for:
@@ -337,7 +417,8 @@ class Connection:
         for _lost in self._sent.expire(now):
             self.stats.add_delivery(lost=True)
         self.congestion.update(self.stats, now)
-        return self.flush(now, cache), []
+        datagrams = self.flush(now, cache)
+        return datagrams, self._given_up()
 
     # -- receiving -----------------------------------------------------------------------------
 
@@ -353,40 +434,53 @@ class Connection:
         if not self._window.is_new(packet.sequence):
             self.stats.packets_dropped += 1
             return []
-        notices: list[ConnectionNotice] = []
+        notices = self._given_up()
         try:
-            self._take_messages(packet, notices)
+            carries_events, acknowledgeable = self._take_messages(packet, notices)
         except ProtocolError as error:
             self.stats.packets_dropped += 1
             notices.append(PacketRefused(str(error)))
             return notices
-        self._window.record(packet.sequence)  # only now: this is what acknowledges it
+        if acknowledgeable:
+            self._window.record(packet.sequence)  # only now: this is what acknowledges it
+            if carries_events:
+                self._acks_owed += 1
+                if self._acks_owed_since is None:
+                    self._acks_owed_since = now
         self.stats.count_in(size, now)
         self.last_received = now
         for sent in self._sent.acknowledge(packet.ack, packet.ack_bits):
             self.stats.add_rtt_sample(now - sent.sent_at)
             self.stats.add_delivery(lost=False)
             for ref in sent.items:
-                if isinstance(ref, FragmentRef):
-                    token = self._events_out.acknowledge(ref)
-                    if token is not None:
-                        notices.append(EventAcknowledged(token))
-                elif isinstance(ref, TransferRef):
+                if isinstance(ref, TransferRef):
                     ref.acknowledge()
                 elif isinstance(ref, HostRoleRef) and ref.is_host == self.is_host:
                     self._host_role_news = False
+        for sequence in _acked_sequences(packet.ack, packet.ack_bits):
+            refs = self._event_packets.pop(sequence, None)
+            for fragment_ref in refs or ():
+                token = self._events_out.acknowledge(fragment_ref)
+                if token is not None:
+                    notices.append(EventAcknowledged(token))
         notices.extend(
             EventReceived(payload) for payload in self._events_in.deliverable(self._peer_floor)
         )
         self.congestion.update(self.stats, now)
         return notices
 
-    def _take_messages(self, packet: Data, notices: list[ConnectionNotice]) -> None:
+    def _take_messages(self, packet: Data, notices: list[ConnectionNotice]) -> tuple[bool, bool]:
+        """Take a packet's messages; returns whether it carried event fragments and whether it
+        may be acknowledged (not if it carried a fragment of an event this end skipped)."""
+        carries_events = False
+        acknowledgeable = True
         for message in packet.messages:
             if isinstance(message, EventFragment):
-                self._events_in.add_fragment(
+                carries_events = True
+                if not self._events_in.add_fragment(
                     message.event_id, message.index, message.count, message.data
-                )
+                ):
+                    acknowledgeable = False
             elif isinstance(message, EventFloor):
                 # Settle what lies below the floor before the fragments that follow it: the
                 # sender's window of ids in flight starts there.
@@ -410,6 +504,7 @@ class Connection:
             ):
                 self.is_host = message.is_host
                 notices.append(HostRoleChanged(message.is_host))
+        return carries_events, acknowledgeable
 
     def receive_disconnect(self, reason: DisconnectReason) -> list[ConnectionNotice]:
         """The peer ended the session (the caller checked session and address)."""

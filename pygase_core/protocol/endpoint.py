@@ -517,13 +517,24 @@ class ServerEndpoint:
             return [(datagram, address) for datagram in datagrams]
         return [(cipher.seal(datagram), address) for datagram in datagrams]
 
-    def _remove(self, address: Address, reason: DisconnectReason) -> list[ServerNotice]:
-        """Forget a session; returns its ClientLeft and, if it was the host, a HostChanged."""
+    def _remove(
+        self, address: Address, reason: DisconnectReason, succession: bool = True
+    ) -> list[ServerNotice]:
+        """Forget a session.
+
+        Returns a notice for each of its events that will now never be acknowledged, its
+        ClientLeft and, if it was the host, a HostChanged (unless ``succession`` is off).
+        """
         session = self.sessions.pop(address)
         connection = session.connection
         connection.closed = connection.closed or reason
-        notices: list[ServerNotice] = [ClientLeft(address, reason)]
-        if self.host == address:
+        notices: list[ServerNotice] = [
+            PeerNotice(address, given_up) for given_up in connection.abandon_events()
+        ]
+        notices.append(ClientLeft(address, reason))
+        if self.host == address and not succession:
+            self.host = None
+        elif self.host == address:
             self.host_is_first_client = False
             self.host = self._successor()
             if self.host is not None:
@@ -606,6 +617,15 @@ class ServerEndpoint:
         out = self._seal(address, session.connection.close(reason))
         self._remove(address, reason)
         return out
+
+    def shutdown(self, reason: DisconnectReason) -> tuple[Outgoing, list[ServerNotice]]:
+        """End every session (the server stops): the farewells to send and what ended."""
+        out: Outgoing = []
+        notices: list[ServerNotice] = []
+        for address, session in list(self.sessions.items()):
+            out.extend(self._seal(address, session.connection.close(reason)))
+            notices.extend(self._remove(address, reason, succession=False))
+        return out, notices
 
     def disconnect_all(self, reason: DisconnectReason) -> Outgoing:
         """End every session (server shutdown)."""

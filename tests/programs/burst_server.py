@@ -26,7 +26,12 @@ def main(report_path: str) -> None:
     def on_report(**_: Any) -> None:
         with open(report_path, "w", encoding="utf-8") as out:
             json.dump(
-                {"handled": handled, "bytes": sizes, "drops": backend.server.drops}, out
+                {
+                    "handled": handled,
+                    "bytes": sizes,
+                    "drops": backend.server.drops,
+                    "receive_buffer_drops": backend.server.receive_buffer_drops,
+                }, out
             )
 
     backend = Backend(
