@@ -12,6 +12,7 @@ from typing import Any
 
 import pytest
 
+from pygase_core.errors import UsageError
 from pygase_core.model.events import Event
 from pygase_core.model.gamestate import GameState, GameStatus
 from pygase_core.model.statemachine import GameStateMachine
@@ -158,13 +159,16 @@ def test_resynchronises_instead_of_bursting_after_a_slow_step(
     cleanup: list[GameStateMachine],
 ) -> None:
     interval = 0.01
-    machine, _store, watcher = make_machine(steps=0)
+    store = GameStateStore(GameState(steps=0))
+    watcher = Watcher(store)
+    skipped = [0.0]  # the machine's clock runs this far ahead of the real one
+    machine = GameStateMachine(store, clock=lambda: time.monotonic() + skipped[0])
     dts: list[float] = []
 
     def time_step(game_state: GameState, dt: float) -> dict[str, Any]:
         dts.append(dt)
         if game_state.steps == 5:
-            time.sleep(20 * interval)  # a step that overruns by many intervals
+            skipped[0] += 20 * interval  # as if this step overran by many intervals
         return {"steps": game_state.steps + 1}
 
     machine.time_step = time_step  # type: ignore[method-assign]
@@ -410,3 +414,32 @@ def test_stop_async_from_another_loop(cleanup: list[GameStateMachine]) -> None:
     assert asyncio.run(machine.stop_async(timeout=TIMEOUT)) is True
     thread.join(TIMEOUT)
     assert not thread.is_alive()
+
+
+# -- stepping by hand ------------------------------------------------------------------------------
+
+
+def test_step_runs_queued_events_then_the_time_step_without_a_loop() -> None:
+    store = GameStateStore(GameState(log=[], t=0.0))
+    machine = GameStateMachine(store, clock=lambda: 0.0)
+    machine.time_step = lambda game_state, dt: {"t": game_state.t + dt}  # type: ignore[method-assign]
+    machine.register_event_handler("ADD", lambda n, game_state: {"log": [*game_state.log, n]})
+    for n in range(3):
+        machine.push_event(Event("ADD", (n,)))
+    machine.step(0.5)
+    machine.step(0.25)
+    state = store.get_game_state()
+    assert state.log == [0, 1, 2] and state.t == 0.75 and machine.game_time == 0.75
+    with pytest.raises(ValueError, match="dt"):
+        machine.step(float("nan"))
+
+
+def test_step_refuses_to_run_inside_an_event_loop() -> None:
+    machine = GameStateMachine(GameStateStore(GameState()))
+    machine.time_step = lambda game_state, dt: {}  # type: ignore[method-assign]
+
+    async def inside() -> None:
+        machine.step(0.02)
+
+    with pytest.raises(UsageError, match="event loop"):
+        asyncio.run(inside())
