@@ -246,6 +246,8 @@ class Connection:
         self.stats = ConnectionStats()
         self.congestion = CongestionControl()
         self.closed: DisconnectReason | None = None
+        self.timeout = self.config.timeout
+        """Seconds of silence after which this session closes (a room may hold a seat longer)."""
         self.last_received = now
         self.last_sent = float("-inf")
         self.applied_time_order: int | None = None
@@ -386,7 +388,7 @@ class Connection:
         """When :meth:`poll` should run next (it may be in the past: then at once)."""
         deadline = min(
             self.last_sent + self.config.keepalive_interval,
-            self.last_received + self.config.timeout,
+            self.last_received + self.timeout,
         )
         interval_end = self.last_sent + self._send_interval()
         if self.role is Role.CLIENT:
@@ -411,7 +413,7 @@ class Connection:
         """Do what is due at ``now``: time out, count lost packets, send if it is time."""
         if self.closed is not None or now < self.next_deadline(cache):
             return [], []  # the common case on a busy server: not this connection's turn
-        if now - self.last_received >= self.config.timeout:
+        if now - self.last_received >= self.timeout:
             self.closed = DisconnectReason.TIMED_OUT
             return [], [ConnectionClosed(DisconnectReason.TIMED_OUT)]
         for _lost in self._sent.expire(now):

@@ -211,6 +211,8 @@ class Session:
     joined_at: float
     cipher: SessionCipher | None = None
     accept_key: bytes | None = None
+    cache: PayloadCache | None = None
+    """The state this session is sent (its room's); None: the endpoint's own."""
 
 
 class ServerEndpoint:
@@ -507,7 +509,7 @@ class ServerEndpoint:
                     notices.append(ShutdownRefused(address))
             return [], self._remove(address, packet.reason) + notices
         happened = _count_refusals(connection.receive(packet, size, now), self.drops)
-        self._due_by(connection.next_deadline(cache))
+        self._due_by(connection.next_deadline(session.cache or cache))
         return [], [PeerNotice(address, notice) for notice in happened]
 
     def _seal(self, address: Address, datagrams: list[bytes]) -> Outgoing:
@@ -595,9 +597,10 @@ class ServerEndpoint:
         earliest: float | None = None
         for address, session in list(self.sessions.items()):
             connection = session.connection
-            datagrams, happened = connection.poll(now, cache)
+            own = session.cache or cache
+            datagrams, happened = connection.poll(now, own)
             if connection.closed is None:
-                deadline = connection.next_deadline(cache)
+                deadline = connection.next_deadline(own)
                 if earliest is None or deadline < earliest:
                     earliest = deadline
             out.extend(self._seal(address, datagrams))
