@@ -35,10 +35,14 @@ _EXPORTS = {
     "Client": "pygase_core.edge.client",
     "ClientStatus": "pygase_core.edge.client",
     "Backend": "pygase_core.edge.backend",
+    "Room": "pygase_core.rooms.room",
+    "RoomClient": "pygase_core.rooms.room",
+    "RoomListing": "pygase_core.rooms.matchmaker",
     "get_plugin_manager": "pygase_core.plugins",
     "hookimpl": "pygase_core.plugins",
 }
 _ERRORS = (
+    "JoinRefusedError",
     "AddressResolutionError",
     "ServerUnreachableError",
     "ShutdownRefusedError",
@@ -133,6 +137,7 @@ if TYPE_CHECKING:
         AddressResolutionError,
         ConnectionFailed,
         ConnectTimeoutError,
+        JoinRefusedError,
         NotConnectedError,
         PayloadTooLargeError,
         ProtocolError,
@@ -151,6 +156,8 @@ if TYPE_CHECKING:
     from pygase_core.model.store import GameStateStore
     from pygase_core.plugins import get_plugin_manager, hookimpl
     from pygase_core.protocol.acks import ConnectionStats
+    from pygase_core.rooms.matchmaker import RoomListing
+    from pygase_core.rooms.room import Room, RoomClient
 
 __all__ = [
     "TO_DELETE",
@@ -167,10 +174,14 @@ __all__ = [
     "GameStateStore",
     "GameStateUpdate",
     "GameStatus",
+    "JoinRefusedError",
     "NotConnectedError",
     "PayloadTooLargeError",
     "ProtocolError",
     "PygaseError",
+    "Room",
+    "RoomClient",
+    "RoomListing",
     "Server",
     "ServerFullError",
     "ServerUnreachableError",

@@ -62,6 +62,17 @@ class ConnectTimeoutError(ConnectionFailed, TimeoutError):
     """The server did not answer the handshake in time."""
 
 
+class JoinRefusedError(ConnectionFailed):
+    """A room refused a client (raised by ``Room.on_auth``, and at ``Client.connect``).
+
+    ``reason`` is the room's reason, as given to the constructor.
+    """
+
+    def __init__(self, reason: str = "refused") -> None:
+        super().__init__(reason)
+        self.reason = reason
+
+
 class AddressResolutionError(ConnectionFailed):
     """The host name does not resolve to an address."""
 

@@ -34,7 +34,9 @@ from pygase_core.edge.worker import EventCallbacks, HandlerThread
 from pygase_core.errors import (
     ConnectionFailed,
     ConnectTimeoutError,
+    JoinRefusedError,
     NotConnectedError,
+    ProtocolError,
     ServerFullError,
     ServerUnreachableError,
     ShutdownRefusedError,
@@ -42,8 +44,11 @@ from pygase_core.errors import (
     UsageError,
     VersionMismatchError,
 )
+from pygase_core.model.codec import check_value
+from pygase_core.model.events import Event
 from pygase_core.model.gamestate import GameState
 from pygase_core.model.handlers import EventHandlerRegistry, dispatch_sync
+from pygase_core.protocol import control
 from pygase_core.protocol.acks import ConnectionStats
 from pygase_core.protocol.connection import (
     Connection,
@@ -60,6 +65,49 @@ from pygase_core.protocol.endpoint import ClientEndpoint, ClientNotice, Connecte
 from pygase_core.protocol.linksim import LinkConditioner, LinkConditions, resolve_link
 from pygase_core.protocol.packets import DisconnectReason, RejectReason
 from pygase_core.protocol.statesync import DEFAULT_MAX_STATE_SIZE
+from pygase_core.rooms.matchmaker import RoomListing
+
+SILENCE_MARGIN = 1.0
+"""Seconds a client waits beyond its room's reconnection window before it gives up."""
+
+
+def join_request(
+    room: object, room_id: object, create: object, options: object
+) -> control.JoinRequest:
+    """Check ``connect``'s room arguments where the caller passed them."""
+    if room is not None and not isinstance(room, str):
+        raise TypeError(f"room must be a room type's name (str) or None, not {room!r}")
+    if room_id is not None and not isinstance(room_id, str):
+        raise TypeError(f"room_id must be a str or None, not {room_id!r}")
+    if room is not None and room_id is not None:
+        raise ValueError("give room (a type to matchmake in) or room_id (one room), not both")
+    if not isinstance(create, bool):
+        raise TypeError("create must be True or False")
+    if create and room is None:
+        raise ValueError("create=True needs room=<the room type to create>")
+    if options is None:
+        options = {}
+    if not isinstance(options, dict) or not all(isinstance(key, str) for key in options):
+        raise TypeError("options must be a dict with str keys")
+    check_value(options, "the join options")
+    return control.JoinRequest(room, room_id, create, dict(options))
+
+
+def _listing(data: dict[str, Any]) -> RoomListing:
+    metadata = data.get("metadata")
+    return RoomListing(
+        str(data.get("room_id", "")), str(data.get("room", "")), int(data.get("clients", 0)),
+        int(data.get("max_clients", 0)), dict(metadata) if isinstance(metadata, dict) else {},
+    )
+
+
+def _quiet_plugins() -> pluggy.PluginManager:
+    """A plugin manager with no plugins, for the short sessions of room listings."""
+    from pygase_core.plugins import PROJECT_NAME, PygaseHookSpecs
+
+    manager = pluggy.PluginManager(PROJECT_NAME)
+    manager.add_hookspecs(PygaseHookSpecs)
+    return manager
 
 
 class ClientStatus(Enum):
@@ -121,6 +169,13 @@ class Client:
         self._worker = HandlerThread("pygase-client-handlers")
         self._use_worker = False
         self._target = ""
+        self._request: control.JoinRequest | control.ListRequest = control.JoinRequest()
+        self._listing: list[RoomListing] = []
+        self._early_state: StateReceived | None = None
+        self.room_id: str | None = None
+        """The id of the room this client is seated in (None: none, or the one world)."""
+        self.id: str | None = None
+        """This client's seat id, stable across reconnections (None before joining)."""
         self._done: asyncio.Event | None = None
         self._finished = threading.Event()
         self._finished.set()
@@ -187,6 +242,28 @@ class Client:
         """
         return self._driver.kernel_drops() if self._driver is not None else None
 
+    @staticmethod
+    def list_rooms(
+        port: int, hostname: str = "localhost", room: str | None = None, *,
+        timeout: float = 5.0,
+    ) -> list[RoomListing]:
+        """The open, public rooms of a server (of one type, or all), asked for just now.
+
+        Each :class:`~pygase_core.rooms.matchmaker.RoomListing` has ``room_id``, ``room``
+        (its type), ``clients`` (seats taken), ``max_clients`` and ``metadata``. Opens a short
+        session of its own; raises like :meth:`connect` if the server cannot be reached.
+        """
+        check_port(port, "Client.list_rooms")
+        check_hostname(hostname, "Client.list_rooms")
+        if room is not None and not isinstance(room, str):
+            raise TypeError("room must be a room type's name (str) or None")
+        asker = Client(connect_timeout=timeout, plugin_manager=_quiet_plugins())
+        asker._listing = []
+        asyncio.run(asker._serve(
+            port, hostname, None, None, own_loop=False, request=control.ListRequest(room)
+        ))
+        return list(asker._listing)
+
     @property
     def drops(self) -> dict[str, int]:
         """Datagrams this client dropped, by reason (``"receive buffer full (OS)"``: the OS's)."""
@@ -209,6 +286,10 @@ class Client:
         hostname: str = "localhost",
         *,
         connect_token: ConnectToken | bytes | None = None,
+        room: str | None = None,
+        room_id: str | None = None,
+        create: bool = False,
+        options: dict[str, Any] | None = None,
         ready: threading.Event | None = None,
     ) -> None:
         """Connect and serve the connection until it ends (coroutine form of :meth:`connect`).
@@ -223,7 +304,8 @@ class Client:
         ``ConnectTimeoutError``, ``ServerFullError``, ``TokenRejectedError`` or
         ``VersionMismatchError``.
         """
-        await self._serve(port, hostname, connect_token, ready, own_loop=False)
+        request = join_request(room, room_id, create, options)
+        await self._serve(port, hostname, connect_token, ready, own_loop=False, request=request)
 
     async def _serve(
         self,
@@ -232,6 +314,7 @@ class Client:
         connect_token: ConnectToken | bytes | None,
         ready: threading.Event | None,
         own_loop: bool,
+        request: control.JoinRequest | control.ListRequest,
     ) -> None:
         check_port(port, "Client.connect")
         check_hostname(hostname, "Client.connect")
@@ -253,6 +336,9 @@ class Client:
                 self._game_state = GameState()
             self._done = asyncio.Event()
             self._handshake_result: asyncio.Future[bool] = loop.create_future()
+            self._request = request
+            self.room_id = None
+            self.id = None
             family, address = resolve(hostname, port)[0]
             endpoint = self._endpoint = ClientEndpoint(
                 loop.time(),
@@ -288,15 +374,30 @@ class Client:
         hostname: str = "localhost",
         *,
         connect_token: ConnectToken | bytes | None = None,
+        room: str | None = None,
+        room_id: str | None = None,
+        create: bool = False,
+        options: dict[str, Any] | None = None,
     ) -> None:
         """Open a connection to a pygase server and serve it until it ends (blocking).
+
+        Without ``room`` or ``room_id`` the client joins the server's one world (a server
+        made with a GameStateStore). ``room="chase"`` joins the best open room of that type
+        whose ``filter_by`` options match ``options``, or creates one; ``create=True`` always
+        creates one (``options={"private": True}`` makes it private); ``room_id=...`` joins
+        that room, also a private or locked one. A room's refusal raises
+        :class:`~pygase_core.errors.JoinRefusedError`; no capacity left raises
+        :class:`~pygase_core.errors.ServerFullError`.
 
         Event handlers and ack/failure callbacks run on the client's handler thread (or, with
         a frame adapter, on the game's frame thread), never on the network loop.
         """
         check_port(port, "Client.connect")
         check_hostname(hostname, "Client.connect")
-        asyncio.run(self._serve(port, hostname, connect_token, None, own_loop=True))
+        request = join_request(room, room_id, create, options)
+        asyncio.run(
+            self._serve(port, hostname, connect_token, None, own_loop=True, request=request)
+        )
 
     def connect_in_thread(
         self,
@@ -304,6 +405,10 @@ class Client:
         hostname: str = "localhost",
         *,
         connect_token: ConnectToken | bytes | None = None,
+        room: str | None = None,
+        room_id: str | None = None,
+        create: bool = False,
+        options: dict[str, Any] | None = None,
     ) -> threading.Thread:
         """Connect from a background thread; returns the thread once the handshake succeeded.
 
@@ -312,8 +417,12 @@ class Client:
         check_port(port, "Client.connect_in_thread")
         check_hostname(hostname, "Client.connect_in_thread")
 
+        request = join_request(room, room_id, create, options)
+
         async def main(ready: threading.Event) -> None:
-            await self._serve(port, hostname, connect_token, ready, own_loop=True)
+            await self._serve(
+                port, hostname, connect_token, ready, own_loop=True, request=request
+            )
 
         thread, failure = run_in_thread("pygase-client", main, daemon=True)
         if failure:
@@ -431,18 +540,19 @@ class Client:
     def _on_notices(self, notices: Sequence[ClientNotice]) -> None:
         for notice in notices:
             if isinstance(notice, StateReceived):
-                self._apply_state(notice)
+                if self._status is ClientStatus.CONNECTING:
+                    self._early_state = notice  # applied once the join is answered
+                else:
+                    self._apply_state(notice)
             elif isinstance(notice, EventReceived):
                 self._server_event(notice.payload)
             elif isinstance(notice, EventAcknowledged | EventGivenUp):
                 self._settled(notice)
             elif isinstance(notice, Connected):
-                self._status = ClientStatus.CONNECTED
-                hook = self.plugin_manager.hook
-                self._event_dispatcher = hook.pygase_event_dispatcher(client=self)
-                if not self._handshake_result.done():
-                    self._handshake_result.set_result(True)
-                hook.pygase_client_connected(client=self)
+                # In session; the answer to the join request completes the connect.
+                endpoint = self._endpoint
+                if endpoint is not None:
+                    endpoint.queue_event(control.encode(self._request), control.CONTROL_RETRIES)
             elif isinstance(notice, Refused):
                 self._fail(self._refusal(notice))
             elif isinstance(notice, ConnectionClosed):
@@ -520,9 +630,56 @@ class Client:
                 client=self, game_state=state, time_order=state.time_order
             )
 
+    def _control(self, event: Event) -> None:
+        try:
+            message = control.parse(event)
+        except ProtocolError:
+            if self._endpoint is not None:
+                self._endpoint.drops["malformed control message"] += 1
+            return
+        if isinstance(message, control.Joined):
+            self.room_id = message.room_id or None
+            self.id = message.client_id
+            connection = self.connection
+            if connection is not None and message.reconnection_window > 0:
+                connection.timeout = max(
+                    connection.timeout, message.reconnection_window + 2 * SILENCE_MARGIN
+                )
+            self._status = ClientStatus.CONNECTED
+            hook = self.plugin_manager.hook
+            self._event_dispatcher = hook.pygase_event_dispatcher(client=self)
+            if not self._handshake_result.done():
+                self._handshake_result.set_result(True)
+            hook.pygase_client_connected(client=self)
+            early, self._early_state = self._early_state, None
+            if early is not None:
+                self._apply_state(early)
+        elif isinstance(message, control.JoinRefused):
+            error: ConnectionFailed = (
+                ServerFullError(message.reason) if message.kind == "full"
+                else JoinRefusedError(message.reason)
+            )
+            self._leave_quietly()
+            self._fail(error)
+        elif isinstance(message, control.RoomList):
+            self._listing = [_listing(room) for room in message.rooms]
+            self._leave_quietly()
+            if not self._handshake_result.done():
+                self._handshake_result.set_result(True)
+            if self._done is not None:
+                self._done.set()
+
+    def _leave_quietly(self) -> None:
+        endpoint, driver = self._endpoint, self._driver
+        if endpoint is not None and driver is not None:
+            driver.transmit(endpoint.close_session(DisconnectReason.CLIENT_LEFT))
+
     def _server_event(self, payload: bytes) -> None:
         event = self._endpoint.decode_event(payload) if self._endpoint is not None else None
         if event is None:
+            return
+        if control.is_control(event.event_type):
+            self._control(event)
             return
         self.plugin_manager.hook.pygase_event_received(
             client=self, event_type=event.event_type, args=event.args, kwargs=event.kwargs

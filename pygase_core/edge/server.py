@@ -14,10 +14,12 @@ network loop, so a slow handler cannot stall acks, keep-alives or state for anyb
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 import logging
 import threading
 import time
 from collections.abc import Callable, Sequence
+from dataclasses import dataclass
 from typing import Any, Protocol
 
 from pygase_core.edge.driver import (
@@ -30,16 +32,26 @@ from pygase_core.edge.driver import (
     run_in_thread,
 )
 from pygase_core.edge.worker import EventCallbacks, HandlerThread
-from pygase_core.errors import NotConnectedError, UsageError
+from pygase_core.errors import NotConnectedError, ProtocolError, UsageError
 from pygase_core.model.events import Event
 from pygase_core.model.handlers import EventHandlerRegistry, call_with_accepted_kwargs
 from pygase_core.model.store import GameStateStore
+from pygase_core.protocol import control
 from pygase_core.protocol.connection import (
     Connection,
     ConnectionConfig,
     EventAcknowledged,
     EventGivenUp,
     EventReceived,
+)
+from pygase_core.protocol.control import (
+    CONTROL_RETRIES,
+    Control,
+    Joined,
+    JoinRefused,
+    JoinRequest,
+    ListRequest,
+    RoomList,
 )
 from pygase_core.protocol.crypto import format_address
 from pygase_core.protocol.endpoint import (
@@ -57,6 +69,37 @@ from pygase_core.protocol.endpoint import (
 from pygase_core.protocol.linksim import LinkConditioner, LinkConditions, resolve_link
 from pygase_core.protocol.packets import DisconnectReason
 from pygase_core.protocol.statesync import DEFAULT_MAX_STATE_SIZE, PayloadCache
+from pygase_core.rooms.matchmaker import Matchmaker, RoomListing, RoomRecord, RoomType
+from pygase_core.rooms.room import Room, RoomClient, RoomRunner, new_client_id
+
+SILENCE_BEFORE_WINDOW = 1.0
+"""Seconds of silence after which a seated client counts as dropped; its room's reconnection
+window starts then, so a seat is held this long plus the window."""
+
+
+@dataclass(frozen=True)
+class _Seat:
+    """A session seated in a room."""
+
+    record: RoomRecord
+    client: RoomClient
+
+
+class _RoomLink:
+    """What one room's runner calls on its server, from the room's thread."""
+
+    def __init__(self, server: Server, room_id: str) -> None:
+        self._server = server
+        self._room_id = room_id
+
+    def send(
+        self, client_ids: list[str] | None, payload: bytes, retries: int, callbacks: object
+    ) -> None:
+        driver = self._server._driver
+        if driver is not None:
+            driver.call(
+                self._server._room_send, self._room_id, client_ids, payload, retries, callbacks
+            )
 
 
 class EventWire(Protocol):
@@ -72,7 +115,8 @@ class Server:
     """Listen to clients and orchestrate the flow of events and state updates.
 
     Arguments:
-        game_state_store: the store whose state is served.
+        game_state_store: the store of the server's one world (the original PyGaSe's form);
+            None for a server that hosts only rooms defined with :meth:`define`.
         max_clients: connections beyond this are refused (the client gets ``ServerFullError``).
         timeout: seconds of silence after which a client is dropped.
         max_state_size / max_event_size: largest encoded state or event in bytes.
@@ -96,9 +140,10 @@ class Server:
 
     def __init__(
         self,
-        game_state_store: GameStateStore,
+        game_state_store: GameStateStore | None = None,
         *,
         max_clients: int = 64,
+        max_rooms: int = 1000,
         timeout: float = 5.0,
         max_state_size: int = DEFAULT_MAX_STATE_SIZE,
         max_event_size: int = DEFAULT_MAX_STATE_SIZE,
@@ -109,8 +154,8 @@ class Server:
         public_address: str | None = None,
         handler_overrun: float = 0.1,
     ) -> None:
-        if not isinstance(game_state_store, GameStateStore):
-            raise TypeError("game_state_store must be a GameStateStore")
+        if game_state_store is not None and not isinstance(game_state_store, GameStateStore):
+            raise TypeError("game_state_store must be a GameStateStore or None")
         if secret_key is not None and (not isinstance(secret_key, bytes) or len(secret_key) != 32):
             raise ValueError(
                 "secret_key must be 32 bytes (see pygase_core.protocol.crypto.generate_key)"
@@ -123,10 +168,11 @@ class Server:
             raise ValueError("max_clients must be an int of at least 1")
         self._secret_key = secret_key
         self._public_address = public_address
-        limit = game_state_store.max_update_size
-        game_state_store.max_update_size = (
-            max_state_size if limit is None else min(limit, max_state_size)
-        )
+        if game_state_store is not None:
+            limit = game_state_store.max_update_size
+            game_state_store.max_update_size = (
+                max_state_size if limit is None else min(limit, max_state_size)
+            )
         self.game_state_store = game_state_store
         self.max_clients = max_clients
         self._config = ConnectionConfig(
@@ -137,7 +183,16 @@ class Server:
         self._handlers = EventHandlerRegistry()
         self._join_handlers: list[Callable[..., Any]] = []
         self._leave_handlers: list[Callable[..., Any]] = []
-        self._cache = PayloadCache(game_state_store, max_state_size)
+        self._cache = (
+            PayloadCache(game_state_store, max_state_size) if game_state_store is not None
+            else None
+        )
+        self._matchmaker = Matchmaker(max_rooms)
+        self._runners: dict[str, RoomRunner] = {}
+        self._seats: dict[Address, _Seat] = {}
+        self._joining: set[Address] = set()
+        self._world: set[Address] = set()
+        """Sessions in the server's one world (the game_state_store's)."""
         self._endpoint: ServerEndpoint | None = None
         self._driver: EdgeDriver | None = None
         self._worker = HandlerThread("pygase-server-handlers", overrun_after=handler_overrun)
@@ -257,7 +312,6 @@ class Server:
                 host_succession=self._host_succession,
                 secret_key=self._secret_key,
                 unix_offset=time.time() - loop.time(),
-                cache=self._cache,
             )
             driver = self._driver = EdgeDriver(endpoint, self._on_notices, self._link)
             await self._bind(driver, addresses, hostname, port)
@@ -265,7 +319,8 @@ class Server:
                 str(driver.sockname[0]), int(driver.sockname[1])
             )
             self._worker.start()
-            self.game_state_store.add_listener(self._on_state_pushed)
+            if self.game_state_store is not None:
+                self.game_state_store.add_listener(self._on_state_pushed)
             shown = f" ({self.hostname})" if self.hostname != hostname else ""
             logger.info("pygase server listening on %s port %s%s", hostname, self.port, shown)
             if ready is not None:
@@ -273,8 +328,10 @@ class Server:
             try:
                 await self._stop.wait()
             finally:
-                self.game_state_store.remove_listener(self._on_state_pushed)
+                if self.game_state_store is not None:
+                    self.game_state_store.remove_listener(self._on_state_pushed)
                 self._close_all(DisconnectReason.SERVER_SHUTDOWN)
+                await asyncio.to_thread(self._dispose_rooms)
                 await asyncio.to_thread(self._worker.stop)
         finally:
             self._driver = None
@@ -370,6 +427,202 @@ class Server:
         self._on_notices(notices)
         driver.close(farewells)
 
+    # -- rooms ---------------------------------------------------------------------------------
+
+    def define(
+        self,
+        name: str,
+        room_class: type[Room],
+        *,
+        filter_by: tuple[str, ...] | list[str] = (),
+        **default_options: Any,
+    ) -> None:
+        """Register a room type: clients join rooms of it with ``connect(room=name)``.
+
+        ``filter_by`` names the join options that must match for matchmaking to seat a
+        client in an existing room (``filter_by=("mode",)`` keeps modes apart);
+        ``default_options`` are the options a join without them gets. One UDP port serves
+        every room.
+        """
+        self._matchmaker.define(name, room_class, filter_by, default_options)
+
+    @property
+    def rooms(self) -> list[RoomListing]:
+        """Every room this server runs (private and locked ones included), oldest first."""
+        return [record.listing() for record in list(self._matchmaker.rooms.values())]
+
+    def _create_room(self, room_type: RoomType, options: dict[str, Any]) -> RoomRecord:
+        room = room_type.room_class()
+        record = self._matchmaker.add(room_type, options, room)
+        runner = RoomRunner(
+            room, room_type.name, record.room_id, options, _RoomLink(self, record.room_id),
+            self._config,
+        )
+        runner.store.add_listener(self._on_state_pushed)
+        self._runners[record.room_id] = runner
+        return record
+
+    def _join(self, address: Address, request: JoinRequest) -> None:
+        endpoint = self._endpoint
+        if endpoint is None or address not in endpoint.sessions:
+            return
+        if address in self._seats or address in self._world or address in self._joining:
+            return  # asked twice: the first answer stands
+        session = endpoint.sessions[address]
+        if request.room is None and request.room_id is None:
+            if self._cache is None:
+                self._answer(address, JoinRefused(
+                    "this server hosts rooms: connect with room=... or room_id=...", "missing"))
+                return
+            session.cache = self._cache
+            self._world.add(address)
+            self._answer(address, Joined("", None, new_client_id(), 0.0))
+            return
+        matchmaker = self._matchmaker
+        if request.room_id is not None:
+            record = matchmaker.rooms.get(request.room_id)
+            if record is None or record.disposing:
+                self._answer(address, JoinRefused(f"no room {request.room_id!r}", "missing"))
+                return
+            options = record.room_type.options_for(request.options)
+        else:
+            room_type = matchmaker.types.get(str(request.room))
+            if room_type is None:
+                self._answer(address, JoinRefused(f"no room type {request.room!r}", "missing"))
+                return
+            options = room_type.options_for(request.options)
+            record = None if request.create else matchmaker.find(room_type, options)
+            if record is None:
+                if matchmaker.at_capacity:
+                    self._answer(address, JoinRefused(
+                        f"no capacity left for rooms of type {room_type.name!r}", "full"))
+                    return
+                record = self._create_room(room_type, options)
+                if request.create and options.get("private"):
+                    record.room.private = True
+        if record.free <= 0:
+            self._answer(address, JoinRefused(f"room {record.room_id!r} is full", "full"))
+            return
+        record.pending += 1
+        self._joining.add(address)
+        client = RoomClient(new_client_id(), address, room_id=record.room_id)
+        driver = self._driver
+        assert driver is not None
+
+        def decided(seated: RoomClient | None, reason: str | None) -> None:
+            driver.call(self._join_decided, address, record, seated, reason, options)
+
+        self._runners[record.room_id].request_join(client, options, decided)
+
+    def _join_decided(
+        self,
+        address: Address,
+        record: RoomRecord,
+        client: RoomClient | None,
+        reason: str | None,
+        options: dict[str, Any],
+    ) -> None:
+        record.pending -= 1
+        self._joining.discard(address)
+        endpoint = self._endpoint
+        session = endpoint.sessions.get(address) if endpoint is not None else None
+        if session is None or client is None or record.disposing:
+            if session is not None:
+                self._answer(address, JoinRefused(reason or "the room closed", "refused"))
+            self._dispose_if_empty(record)
+            return
+        runner = self._runners[record.room_id]
+        record.seated += 1
+        self._seats[address] = _Seat(record, client)
+        session.cache = runner.cache
+        window = runner.reconnection_window
+        if window > 0:
+            connection = session.connection
+            connection.timeout = max(connection.timeout, SILENCE_BEFORE_WINDOW + window)
+        runner.seat(client, options)
+        self._answer(address, Joined(record.room_id, record.room_type.name, client.id, window))
+        assert endpoint is not None
+        endpoint.state_changed()
+
+    def _leave_room(self, address: Address, reason: DisconnectReason) -> None:
+        self._world.discard(address)
+        seat = self._seats.pop(address, None)
+        if seat is None:
+            return
+        record = seat.record
+        record.seated -= 1
+        consented = reason in (DisconnectReason.CLIENT_LEFT, DisconnectReason.SHUTDOWN_REQUEST)
+        runner = self._runners.get(record.room_id)
+        if runner is not None:
+            runner.unseat(seat.client, consented)
+        self._dispose_if_empty(record)
+
+    def _dispose_if_empty(self, record: RoomRecord) -> None:
+        if not record.empty or record.disposing or not record.room.auto_dispose:
+            return
+        record.disposing = True
+        self._matchmaker.remove(record.room_id)
+        runner = self._runners.pop(record.room_id, None)
+        if runner is not None:
+            runner.store.remove_listener(self._on_state_pushed)
+            runner.dispose()
+
+    def _dispose_rooms(self) -> None:
+        """The server stops: every room is disposed of (blocking; off the I/O loop)."""
+        for room_id, runner in list(self._runners.items()):
+            self._runners.pop(room_id, None)
+            self._matchmaker.remove(room_id)
+            runner.dispose(wait=True)
+        self._seats.clear()
+        self._world.clear()
+        self._joining.clear()
+
+    def _answer(self, address: Address, message: Control) -> None:
+        if self._endpoint is not None:
+            self._endpoint.queue_event(address, control.encode(message), CONTROL_RETRIES)
+
+    def _room_send(
+        self,
+        room_id: str,
+        client_ids: list[str] | None,
+        payload: bytes,
+        retries: int,
+        callbacks: object,
+    ) -> None:
+        endpoint = self._endpoint
+        if endpoint is None:
+            return
+        for address, seat in list(self._seats.items()):
+            if seat.record.room_id != room_id:
+                continue
+            if client_ids is not None and seat.client.id not in client_ids:
+                continue
+            token = callbacks
+            if isinstance(callbacks, EventCallbacks) and callbacks.on_ack is not None:
+                on_ack, client_id = callbacks.on_ack, seat.client.id
+                token = EventCallbacks(
+                    lambda connection, on_ack=on_ack, client_id=client_id: on_ack(
+                        connection, client_id
+                    ),
+                    None,
+                )
+            endpoint.queue_event(address, payload, retries, token)
+
+    def _control(self, address: Address, event: Event) -> None:
+        try:
+            message = control.parse(event)
+        except ProtocolError:
+            if self._endpoint is not None:
+                self._endpoint.drops["malformed control message"] += 1
+            return
+        if isinstance(message, JoinRequest):
+            self._join(address, message)
+        elif isinstance(message, ListRequest):
+            listings = self._matchmaker.listings(message.room)
+            self._answer(address, RoomList([dataclasses.asdict(item) for item in listings]))
+        elif self._endpoint is not None:
+            self._endpoint.drops["unexpected control message"] += 1
+
     # -- events --------------------------------------------------------------------------------
 
     def register_event_handler(
@@ -438,7 +691,10 @@ class Server:
         endpoint = self._endpoint
         if endpoint is None:
             return
-        targets = list(endpoint.sessions) if target == "all" else [target]
+        if target == "all":
+            targets = [address for address in endpoint.sessions if address in self._world]
+        else:
+            targets = [target]
         for address in targets:
             endpoint.queue_event(address, payload, retries, callbacks)
 
@@ -466,6 +722,7 @@ class Server:
             elif isinstance(notice, ClientLeft):
                 reason = notice.reason.name.lower().replace("_", " ")
                 logger.info("client %s left: %s", notice.address, reason)
+                self._leave_room(notice.address, notice.reason)
                 for handler in self._leave_handlers:
                     self._worker.submit(handler, notice.address, reason, what="leave handler")
             elif isinstance(notice, StateTooLarge):
@@ -496,6 +753,21 @@ class Server:
     def _client_event(self, address: Address, payload: bytes) -> None:
         decoded = self._endpoint.decode_event(payload) if self._endpoint is not None else None
         if decoded is None:
+            return
+        if control.is_control(decoded.event_type):
+            self._control(address, decoded)
+            return
+        seat = self._seats.get(address)
+        if seat is not None:
+            runner = self._runners.get(seat.record.room_id)
+            if runner is not None:
+                runner.push_event(
+                    Event(decoded.event_type, decoded.args, decoded.kwargs, address, seat.client)
+                )
+            return
+        if address not in self._world:
+            if self._endpoint is not None:
+                self._endpoint.drops["event from a client in no room"] += 1
             return
         event = Event(decoded.event_type, decoded.args, decoded.kwargs, address)
         handler = self._handlers.get(event.event_type)

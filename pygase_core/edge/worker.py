@@ -11,20 +11,22 @@ are logged without flooding (see :class:`~pygase_core.model.failurelog.FailureLo
 from __future__ import annotations
 
 import asyncio
+import concurrent.futures
 import contextlib
 import inspect
 import logging
 import threading
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Coroutine
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, TypeVar
 
 from pygase_core.model.failurelog import FailureLog
 
 __all__ = ["EventCallbacks", "HandlerThread"]
 
 logger = logging.getLogger("pygase")
+T = TypeVar("T")
 
 
 class HandlerThread:
@@ -82,6 +84,14 @@ class HandlerThread:
         except RuntimeError:  # stopping
             return False
         return True
+
+    def run_coroutine(self, coroutine: Coroutine[Any, Any, T]) -> concurrent.futures.Future[T]:
+        """Run a coroutine on the thread's loop; its future resolves in any thread."""
+        loop = self._loop
+        if loop is None:
+            coroutine.close()
+            raise RuntimeError(f"{self.name} is not running")
+        return asyncio.run_coroutine_threadsafe(coroutine, loop)
 
     def _run(self, fn: Callable[..., Any], args: tuple[Any, ...], what: str) -> None:
         started = time.monotonic()

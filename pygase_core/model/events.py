@@ -15,9 +15,14 @@ __all__ = ["Event"]
 
 @dataclass(frozen=True)
 class Event:
-    """One event: its type, its data, and the client it came from (None when local)."""
+    """One event: its type, its data, and the client it came from (None when local).
+
+    In a room, ``client`` is the seated :class:`~pygase_core.rooms.room.RoomClient` that sent
+    it (handlers that accept a ``client`` argument get it).
+    """
 
     event_type: str
     args: tuple[Any, ...] = ()
     kwargs: dict[str, Any] = field(default_factory=dict)
     client_address: tuple[Any, ...] | None = None
+    client: Any = field(default=None, compare=False)

@@ -198,6 +198,11 @@ class GameStateMachine:
             raise
         return thread
 
+    @property
+    def running(self) -> bool:
+        """Whether the game loop runs (from its start until it has stopped)."""
+        return not self._stopped.is_set()
+
     def stop(self, timeout: float = 1.0) -> bool:
         """Pause the simulation; return whether the loop had stopped within ``timeout`` seconds.
 
@@ -348,24 +353,38 @@ class GameStateMachine:
         self.game_time += dt
         asyncio.run(self._step(float(dt)))
 
+    async def step_async(self, dt: float) -> None:
+        """Coroutine form of :meth:`step`, for a loop that drives the machine itself."""
+        self.game_time += dt
+        await self._step(float(dt))
+
+    async def apply_events_async(self, dt: float = 0.0) -> None:
+        """Run the handlers of the events queued so far, without a time step.
+
+        Events arriving meanwhile wait for the next call. (A step does this first; a room
+        calls it alone to settle the last leave before it pauses.)
+        """
+        store = self.game_state_store
+        for _ in range(len(self._events)):
+            event = self._events.popleft()
+            extras = {
+                "game_state": store.get_game_state(),
+                "dt": dt,
+                "client_address": event.client_address,
+                "client": event.client,
+            }
+            source = f"the handler for {event.event_type!r}"
+            handled = await dispatch_async(
+                self._handlers, event, extras, on_error=self._failed(source)
+            )
+            self._push_changes(handled, source)
+
     async def _step(self, dt: float) -> None:
         self._in_step = True
         started = self._clock()
         try:
             store = self.game_state_store
-            # Only the events queued so far: events arriving meanwhile wait for the next step.
-            for _ in range(len(self._events)):
-                event = self._events.popleft()
-                extras = {
-                    "game_state": store.get_game_state(),
-                    "dt": dt,
-                    "client_address": event.client_address,
-                }
-                source = f"the handler for {event.event_type!r}"
-                handled = await dispatch_async(
-                    self._handlers, event, extras, on_error=self._failed(source)
-                )
-                self._push_changes(handled, source)
+            await self.apply_events_async(dt)
             try:
                 changes: object = self.time_step(store.get_game_state(), dt)
                 if inspect.isawaitable(changes):

@@ -124,6 +124,8 @@ class ConnectionConfig:
         Called by ``dispatch_event`` in the caller's thread, so the error names the caller's
         line rather than surfacing later in the I/O loop.
         """
+        if isinstance(event_type, str) and event_type.startswith("\x00"):
+            raise ValueError("event types starting with a NUL character are reserved for pygase")
         payload = encode_event(event_type, args, kwargs)
         if isinstance(retries, bool) or not isinstance(retries, int) or retries < 0:
             raise ValueError("retries must be a non-negative int")

@@ -582,10 +582,13 @@ class ServerEndpoint:
     def handle_timer(self, now: float) -> tuple[Outgoing, list[ServerNotice]]:
         """Run every session's due work (see :meth:`poll`) with the endpoint's own cache."""
         out, notices = self.poll(now, self.cache)
-        cache = self.cache
-        if cache is not None and cache.oversize is not None:
-            notices.append(StateTooLarge(str(cache.oversize)))
-            cache.oversize = None
+        caches = {id(s.cache): s.cache for s in self.sessions.values() if s.cache is not None}
+        if self.cache is not None:
+            caches[id(self.cache)] = self.cache
+        for cache in caches.values():
+            if cache.oversize is not None:
+                notices.append(StateTooLarge(str(cache.oversize)))
+                cache.oversize = None
         return out, notices
 
     def poll(

@@ -1,0 +1,1 @@
+"""Rooms: many game worlds in one server, matchmaking between them, and their runners."""

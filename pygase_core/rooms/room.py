@@ -1,0 +1,385 @@
+"""Rooms: many game worlds in one server, each with its own state, game loop and clients.
+
+Subclass :class:`Room` and register it with ``Server.define(name, RoomClass)``. Each room runs
+on a thread of its own (a :class:`~pygase_core.edge.worker.HandlerThread`), where its game loop
+(a :class:`~pygase_core.GameStateMachine`) steps and every hook runs, one at a time: a room whose
+handler raises or blocks stalls nobody else. Hooks that take ``game_state`` (``time_step``,
+``on_join``, ``on_leave`` and event handlers) run inside a step and return update dicts, as in
+the original PyGaSe, so what they return is in the very state the clients then see.
+
+The :class:`RoomRunner` is the server's side of a room: it creates it, asks it about joins,
+seats and unseats clients, pauses its loop while nobody is seated and disposes of it.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import concurrent.futures
+import contextlib
+import secrets
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from typing import Any, Protocol
+
+from pygase_core.edge.worker import EventCallbacks, HandlerThread
+from pygase_core.errors import JoinRefusedError, UsageError
+from pygase_core.model.events import Event
+from pygase_core.model.gamestate import GameState, GameStateUpdate
+from pygase_core.model.handlers import Handler
+from pygase_core.model.statemachine import GameStateMachine
+from pygase_core.model.store import GameStateStore
+from pygase_core.protocol.connection import ConnectionConfig
+from pygase_core.protocol.statesync import PayloadCache
+
+__all__ = ["Room", "RoomClient", "RoomRunner"]
+
+_JOIN = "\x00room join"
+_LEAVE = "\x00room leave"
+
+
+@dataclass(eq=False)
+class RoomClient:
+    """A seated client, as its room sees it.
+
+    ``id`` stays the same for the seat's whole life, also across a reconnection from a new
+    address (``address`` is where the client is now). ``auth`` is what ``on_auth`` returned.
+    """
+
+    id: str
+    address: Any
+    auth: Any = None
+    joined_at: float = field(default_factory=time.time)
+    room_id: str = ""
+
+    def __repr__(self) -> str:
+        return f"RoomClient(id={self.id!r}, address={self.address!r})"
+
+
+class Room:
+    """One game world: subclass it and override the hooks you need.
+
+    Class attributes (an instance may change them in :meth:`on_create`):
+
+    * ``max_clients``: seats (default 8);
+    * ``tick_interval``: seconds between game loop steps (default 0.02);
+    * ``reconnection_window``: seconds a dropped client's seat is held for it to come back
+      (default 10; 0 turns reconnection off);
+    * ``auto_dispose``: dispose of the room once its last seat is free (default True).
+    """
+
+    max_clients: int = 8
+    tick_interval: float = 0.02
+    reconnection_window: float = 10.0
+    auto_dispose: bool = True
+
+    def __init__(self) -> None:
+        self.room_id = ""
+        """This room's random, unguessable id (set before :meth:`on_create`)."""
+        self.name = ""
+        """The room type's name, as given to ``Server.define``."""
+        self.clients: list[RoomClient] = []
+        """The seated clients, in the order they joined (changed only on the room's thread)."""
+        self._metadata: dict[str, Any] = {}
+        self._locked = False
+        self.private = False
+        """A private room is never offered by matchmaking or listed; join it by its id."""
+        self._runner: RoomRunner | None = None
+
+    # -- hooks -----------------------------------------------------------------------------------
+
+    def on_create(self, options: dict[str, Any]) -> GameState | None:
+        """Called once, before the first client joins; returns the room's initial state."""
+        return GameState()
+
+    def time_step(self, game_state: GameState, dt: float) -> dict[str, Any] | None:
+        """One step of the room's simulation; returns a dict of changes (None: no change)."""
+        return None
+
+    def on_auth(self, client: RoomClient, options: dict[str, Any]) -> Any:
+        """Decide whether ``client`` may join; raise ``JoinRefusedError(reason)`` to refuse.
+
+        What it returns becomes ``client.auth``. Runs on the room's thread, before the seat is
+        taken, so ``client`` is not in :attr:`clients` yet.
+        """
+        return None
+
+    def on_join(
+        self, client: RoomClient, options: dict[str, Any], game_state: GameState
+    ) -> dict[str, Any] | None:
+        """A client took a seat (inside a step); returns a dict of changes or None."""
+        return None
+
+    def on_leave(
+        self, client: RoomClient, consented: bool, game_state: GameState
+    ) -> dict[str, Any] | None:
+        """A client left (``consented``) or its reconnection window ran out; returns changes."""
+        return None
+
+    def on_dispose(self) -> None:
+        """The room is going away (its last client left, or the server stops)."""
+
+    # -- the room's API --------------------------------------------------------------------------
+
+    @property
+    def metadata(self) -> dict[str, Any]:
+        """A dict shown in room listings (for example a map name or a mode)."""
+        return self._metadata
+
+    @metadata.setter
+    def metadata(self, value: dict[str, Any]) -> None:
+        if not isinstance(value, dict):
+            raise TypeError("metadata must be a dict")
+        self._metadata = value
+
+    @property
+    def locked(self) -> bool:
+        """Whether the room takes no new clients through matchmaking (a room id still works)."""
+        return self._locked
+
+    def lock(self) -> None:
+        """Stop offering this room to matchmaking and listings."""
+        self._locked = True
+
+    def unlock(self) -> None:
+        """Offer this room again (while it has a seat free)."""
+        self._locked = False
+
+    def register_event_handler(self, event_type: str, event_handler_function: Handler) -> None:
+        """Call ``fn`` for client events of this type, inside the room's game loop steps.
+
+        Handlers get the event's data plus those of ``game_state``, ``dt``, ``client`` (the
+        :class:`RoomClient`) and ``client_address`` their signature accepts, and return a dict
+        of changes (or None), as in the original PyGaSe.
+        """
+        self._require_runner().machine.register_event_handler(event_type, event_handler_function)
+
+    def dispatch_event(
+        self,
+        event_type: str,
+        *args: Any,
+        target_client: RoomClient | str = "all",
+        retries: int = 0,
+        ack_callback: Callable[..., Any] | None = None,
+        **kwargs: Any,
+    ) -> None:
+        """Send an event to every seated client (``"all"``) or to one (a RoomClient or its id).
+
+        ``ack_callback(client)`` runs on the room's thread once per client that acknowledged
+        it. Unsupported data raises ``TypeError`` here.
+        """
+        self._require_runner().dispatch(event_type, args, kwargs, target_client, retries,
+                                        ack_callback)
+
+    def _require_runner(self) -> RoomRunner:
+        if self._runner is None:
+            raise UsageError(
+                "this room is not running yet: use it from its hooks (on_create and later)"
+            )
+        return self._runner
+
+
+class RoomLink(Protocol):
+    """What a room needs from its server (called from the room's thread)."""
+
+    def send(
+        self, client_ids: list[str] | None, payload: bytes, retries: int, callbacks: object
+    ) -> None: ...
+
+
+JoinDone = Callable[[RoomClient | None, str | None], None]
+"""Called with the seated-to-be client, or None and the reason it was refused."""
+
+
+class RoomRunner:
+    """The server's handle on one room: its thread, game loop, store and shared payloads."""
+
+    def __init__(
+        self,
+        room: Room,
+        name: str,
+        room_id: str,
+        options: dict[str, Any],
+        link: RoomLink,
+        config: ConnectionConfig,
+    ) -> None:
+        self.room = room
+        self.name = name
+        self.room_id = room_id
+        self.options = options
+        self._link = link
+        self._config = config
+        room.room_id, room.name = room_id, name
+        room._runner = self
+        self.worker = HandlerThread(f"pygase-room-{name}-{room_id}")
+        self.store = GameStateStore(GameState())
+        self.store.max_update_size = config.max_state_size
+        self.cache = PayloadCache(self.store, config.max_state_size)
+        self.machine = GameStateMachine(self.store)
+        self.machine.time_step = room.time_step  # type: ignore[method-assign, assignment]
+        self.machine.register_event_handler(_JOIN, self._seat)
+        self.machine.register_event_handler(_LEAVE, self._unseat)
+        self._created: concurrent.futures.Future[None] | None = None
+        self._loop_task: asyncio.Future[None] | None = None
+        self.seated = 0
+        """Clients with a seat, as the server counts them (its I/O loop)."""
+
+    @property
+    def reconnection_window(self) -> float:
+        return float(self.room.reconnection_window)
+
+    # -- called on the server's I/O loop ---------------------------------------------------------
+
+    def request_join(self, client: RoomClient, options: dict[str, Any], done: JoinDone) -> None:
+        """Create the room if need be, then ask ``on_auth``; ``done`` runs on the room thread."""
+        self.worker.start()
+        if self._created is None:
+            self._created = self.worker.run_coroutine(self._create())
+        self.worker.run_coroutine(self._authorize(client, options, done))
+
+    def seat(self, client: RoomClient, options: dict[str, Any]) -> None:
+        """Give ``client`` its seat: ``on_join`` runs in the next step; the loop runs."""
+        self.seated += 1
+        self.machine.push_event(Event(_JOIN, (client, options), {}, client.address, client))
+        self.worker.start()
+        self.worker.run_coroutine(self._resume())
+
+    def unseat(self, client: RoomClient, consented: bool) -> None:
+        """Free ``client``'s seat: ``on_leave`` runs; with nobody left the loop pauses."""
+        self.seated -= 1
+        self.machine.push_event(Event(_LEAVE, (client, consented), {}, client.address, client))
+        if self.seated == 0:
+            self.worker.run_coroutine(self._pause())
+
+    def push_event(self, event: Event) -> None:
+        """A seated client's game event, for the next step."""
+        self.machine.push_event(event)
+
+    def dispose(self, wait: bool = False) -> None:
+        """Stop the loop, call ``on_dispose`` once and end the thread (``wait``: block)."""
+        if not self.worker.running:
+            self._call_dispose_here()
+            return
+        future = self.worker.run_coroutine(self._dispose())
+        if wait:
+            with contextlib.suppress(concurrent.futures.TimeoutError, Exception):
+                future.result(timeout=5.0)
+            self.worker.stop()
+        else:
+            future.add_done_callback(lambda _done: self.worker.stop())
+
+    # -- on the room's thread --------------------------------------------------------------------
+
+    async def _create(self) -> None:
+        try:
+            state = self.room.on_create(dict(self.options))
+        except Exception as error:
+            self.worker.failures.failed(f"{self.name}.on_create", error)
+            state = None
+        if state is None:
+            state = GameState()
+        if not isinstance(state, GameState):
+            self.worker.failures.failed(
+                f"{self.name}.on_create",
+                TypeError(f"on_create returned {type(state).__name__}, expected a GameState"),
+            )
+            state = GameState()
+        changes = {k: v for k, v in state.to_dict().items() if k not in ("time_order",)}
+        if changes:
+            self.store.push_update(GameStateUpdate.from_changes(self.store.time_order + 1, changes))
+
+    async def _authorize(
+        self, client: RoomClient, options: dict[str, Any], done: JoinDone
+    ) -> None:
+        if self._created is not None:
+            await asyncio.wrap_future(self._created)
+        try:
+            client.auth = self.room.on_auth(client, dict(options))
+            if asyncio.iscoroutine(client.auth):
+                client.auth = await client.auth
+        except JoinRefusedError as refusal:
+            done(None, refusal.reason)
+            return
+        except Exception as error:
+            self.worker.failures.failed(f"{self.name}.on_auth", error)
+            done(None, "the room could not decide on the join")
+            return
+        done(client, None)
+
+    async def _run_loop(self) -> None:
+        with contextlib.suppress(RuntimeError):  # already running
+            await self.machine.run_game_loop_async(float(self.room.tick_interval))
+
+    async def _resume(self) -> None:
+        """Run the game loop if anybody is seated and it is not running (room thread)."""
+        if self.seated > 0 and not self.machine.running:
+            self._loop_task = asyncio.ensure_future(self._run_loop())
+            await asyncio.sleep(0)  # let it claim the machine before anything checks again
+
+    async def _pause(self) -> None:
+        """Stop the game loop while nobody is seated: an idle room costs no CPU."""
+        if self.seated > 0:
+            return
+        await self.machine.stop_async()
+        await self.machine.apply_events_async()  # the last on_leave, before the pause
+        await self._resume()  # somebody may have taken a seat meanwhile
+
+    async def _dispose(self) -> None:
+        await self.machine.stop_async()
+        await self.machine.apply_events_async()
+        self._call_dispose_here()
+
+    def _call_dispose_here(self) -> None:
+        try:
+            self.room.on_dispose()
+        except Exception as error:
+            self.worker.failures.failed(f"{self.name}.on_dispose", error)
+
+    def _seat(self, client: RoomClient, options: dict[str, Any], game_state: GameState) -> Any:
+        self.room.clients.append(client)
+        return self.room.on_join(client, options, game_state)
+
+    def _unseat(self, client: RoomClient, consented: bool, game_state: GameState) -> Any:
+        try:
+            return self.room.on_leave(client, consented, game_state)
+        finally:
+            if client in self.room.clients:
+                self.room.clients.remove(client)
+
+    # -- the room's own calls --------------------------------------------------------------------
+
+    def dispatch(
+        self,
+        event_type: str,
+        args: tuple[Any, ...],
+        kwargs: dict[str, Any],
+        target: RoomClient | str,
+        retries: int,
+        ack_callback: Callable[..., Any] | None,
+    ) -> None:
+        payload = self._config.encode_event(event_type, args, kwargs, retries)
+        if ack_callback is not None and not callable(ack_callback):
+            raise TypeError("ack_callback must be callable or None")
+        if target == "all":
+            client_ids = None
+        elif isinstance(target, RoomClient):
+            client_ids = [target.id]
+        elif isinstance(target, str):
+            client_ids = [target]
+        else:
+            raise TypeError("target_client must be 'all', a RoomClient or a client id")
+        callbacks = None
+        if ack_callback is not None:
+            worker, seats = self.worker, self.room.clients
+
+            def acknowledged(connection: object, client_id: str) -> None:
+                client = next((c for c in list(seats) if c.id == client_id), None)
+                worker.submit(ack_callback, client, what="a room's ack_callback")
+
+            callbacks = EventCallbacks(acknowledged, None)
+        self._link.send(client_ids, payload, retries, callbacks)
+
+
+def new_client_id() -> str:
+    """A seat's stable id: random, URL-safe."""
+    return secrets.token_urlsafe(8)
