@@ -82,6 +82,9 @@ def test_demo_prints_live_state_and_stats() -> None:
     assert process.returncode == 0, output
     assert "bot 0: time_order" in output and "bot 1: time_order" in output
     assert "rtt" in output and "server: 2 clients" in output
+    # the columns that ``pygase demo --help`` explains
+    for column in ["speed", "boosts", "state age", "loss", " in ", " out ", "game time"]:
+        assert column in output, column
     assert output.rstrip().endswith("pygase demo: done")
 
 
