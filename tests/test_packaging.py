@@ -74,10 +74,20 @@ def run(*command: str | Path, cwd: Path | None = None, timeout: float = 600) -> 
 
 
 @pytest.fixture(scope="module")
-def built(tmp_path_factory: pytest.TempPathFactory) -> Built:
+def source(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """A copy of the checkout without the artefacts of earlier builds and runs.
+
+    A stale ``pygase.egg-info/SOURCES.txt`` in the checkout would otherwise add whatever an
+    earlier build had listed to the new sdist.
+    """
+    copy = tmp_path_factory.mktemp("source") / NAME
+    shutil.copytree(ROOT, copy, ignore=NOT_SOURCE)
+    return copy
+
+
+@pytest.fixture(scope="module")
+def built(source: Path, tmp_path_factory: pytest.TempPathFactory) -> Built:
     """``python -m build`` of a clean copy of the checkout, into a temporary directory."""
-    source = tmp_path_factory.mktemp("source") / NAME
-    shutil.copytree(ROOT, source, ignore=NOT_SOURCE)
     dist = tmp_path_factory.mktemp("dist")
     log = run(sys.executable, "-m", "build", "--outdir", dist, source)
     (sdist,) = dist.glob("*.tar.gz")
@@ -106,6 +116,32 @@ def test_the_build_is_clean_and_twine_check_passes(built: Built) -> None:
     assert warnings == [], built.log
     output = run(sys.executable, "-m", "twine", "check", "--strict", built.sdist, built.wheel)
     assert output.count("PASSED") == 2, output
+
+
+EDITABLE_BUILD = """if True:
+    import sys
+    from build import ProjectBuilder
+    from build.env import DefaultIsolatedEnv
+
+    source, outdir = sys.argv[1:]
+    with DefaultIsolatedEnv() as env:
+        builder = ProjectBuilder.from_isolated_env(env, source)
+        env.install(builder.build_system_requires)
+        env.install(builder.get_requires_for_build("editable"))
+        print(builder.build("editable", outdir))
+"""
+
+
+def test_an_editable_build_gives_no_warnings(source: Path, tmp_path: Path) -> None:
+    """What ``pip install -e .`` builds: setuptools warns about nothing in our configuration.
+
+    (With the packages found in a flat layout and no ``package-dir``, it installs an import
+    hook and warns about folders named like the packages.)
+    """
+    log = run(sys.executable, "-c", EDITABLE_BUILD, source, tmp_path)
+    assert log.rstrip().endswith(".whl"), log
+    warnings = [line for line in log.splitlines() if re.search(r"warn|deprecat", line, re.I)]
+    assert warnings == [], log
 
 
 def test_the_sdist_holds_the_sources_the_license_and_the_whole_test_suite(built: Built) -> None:
