@@ -20,6 +20,7 @@ import pytest
 
 from examples.chase import bot, common, rules
 from pygase_core import TO_DELETE, Backend, Client, GameState, GameStateUpdate
+from pygase_core.model.interpolation import Snapshot
 
 ROOT = Path(__file__).resolve().parent.parent
 ADDRESS_A = ("127.0.0.1", 5001)
@@ -218,10 +219,17 @@ def test_labels_stay_inside_the_arena_and_off_their_dot(
     assert top + height <= dot_top or top >= dot_bottom  # the dot does not hide its label
 
 
-def corner_game() -> GameState:
-    """Ann, the chaser, in the top left corner, and Bob in the top right one."""
+def corner_game() -> Snapshot:
+    """A frame to draw: Ann, the chaser, in the top left corner, and Bob in the top right one."""
     state = place(joined("Ann", "Bob"), "1", rules.PLAYER_RADIUS, rules.PLAYER_RADIUS)
-    return place(state, "2", rules.ARENA_WIDTH - rules.PLAYER_RADIUS, rules.PLAYER_RADIUS)
+    state = place(state, "2", rules.ARENA_WIDTH - rules.PLAYER_RADIUS, rules.PLAYER_RADIUS)
+    fields = ["players", "chaser", "protected_until", "clock", "next_id"]
+    return Snapshot(
+        {field: getattr(state, field) for field in fields},
+        time_order=state.time_order,
+        render_time=0.0,
+        received_at=0.0,
+    )
 
 
 def test_pygame_client_keeps_header_and_labels_clear_of_the_dots(
@@ -277,7 +285,7 @@ def test_arcade_client_keeps_header_and_labels_clear_of_the_dots(
         window = ChaseArcadeWindow("Ann", backend.server.port or 0)
         try:
             window.player_id = "1"
-            window.pygase.snapshot = corner_game()  # type: ignore[assignment]
+            window.pygase.snapshot = corner_game()
             window.on_draw()
             image = arcade.get_image(0, 0, *common.WINDOW_SIZE).convert("RGB")
         finally:
