@@ -19,7 +19,8 @@ from typing import Any
 import pytest
 
 from examples.chase import bot, common, rules
-from pygase_core import TO_DELETE, Client, GameState, GameStateUpdate
+from pygase_core import TO_DELETE, Backend, Client, GameState, GameStateUpdate
+from pygase_core.model.interpolation import Snapshot
 
 ROOT = Path(__file__).resolve().parent.parent
 ADDRESS_A = ("127.0.0.1", 5001)
@@ -180,6 +181,133 @@ def test_direction_from_keys() -> None:
     assert dx == pytest.approx(math.sqrt(0.5)) and dy == pytest.approx(math.sqrt(0.5))
 
 
+def test_bot_status_report_says_where_it_is_and_whom_it_sees() -> None:
+    state = place(joined("ann", "bob", "cyd"), "2", 123.4, 56.7)
+    assert bot.status_report(state, "2") == (
+        "at (123, 57), running, 0 tags, sees 2 other players (ann, cyd)"
+    )
+    assert "the chaser" in bot.status_report(state, "1")
+    assert bot.status_report(joined("ann"), "1").endswith("sees 0 other players")
+
+
+LABEL = (60.0, 14.0)
+
+
+def test_labels_go_above_the_dot_centred() -> None:
+    left, top = common.label_position(400.0, 300.0, *LABEL)
+    assert left == 400.0 - LABEL[0] / 2
+    assert top + LABEL[1] == 300.0 - rules.PLAYER_RADIUS - common.LABEL_GAP
+
+
+def test_labels_near_the_top_go_below_the_dot() -> None:
+    left, top = common.label_position(400.0, rules.PLAYER_RADIUS, *LABEL)
+    assert top == 2 * rules.PLAYER_RADIUS + common.LABEL_GAP
+    assert left == 400.0 - LABEL[0] / 2
+
+
+@pytest.mark.parametrize("x", [rules.PLAYER_RADIUS, 100.0, rules.ARENA_WIDTH - rules.PLAYER_RADIUS])
+@pytest.mark.parametrize("y", [rules.PLAYER_RADIUS, 40.0, 300.0, rules.ARENA_HEIGHT - 15.0])
+@pytest.mark.parametrize("size", [LABEL, (200.0, 20.0), (2000.0, 20.0)])
+def test_labels_stay_inside_the_arena_and_off_their_dot(
+    x: float, y: float, size: tuple[float, float]
+) -> None:
+    width, height = size
+    left, top = common.label_position(x, y, width, height)
+    assert top >= 0 and top + height <= rules.ARENA_HEIGHT
+    assert left >= 0 and (left + width <= rules.ARENA_WIDTH or width > rules.ARENA_WIDTH)
+    dot_top, dot_bottom = y - rules.PLAYER_RADIUS, y + rules.PLAYER_RADIUS
+    assert top + height <= dot_top or top >= dot_bottom  # the dot does not hide its label
+
+
+def corner_game() -> Snapshot:
+    """A frame to draw: Ann, the chaser, in the top left corner, and Bob in the top right one."""
+    state = place(joined("Ann", "Bob"), "1", rules.PLAYER_RADIUS, rules.PLAYER_RADIUS)
+    state = place(state, "2", rules.ARENA_WIDTH - rules.PLAYER_RADIUS, rules.PLAYER_RADIUS)
+    fields = ["players", "chaser", "protected_until", "clock", "next_id"]
+    return Snapshot(
+        {field: getattr(state, field) for field in fields},
+        time_order=state.time_order,
+        render_time=0.0,
+        received_at=0.0,
+    )
+
+
+def test_pygame_client_keeps_header_and_labels_clear_of_the_dots(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """Dots in the top corners: the header keeps its band and the labels stay in the window."""
+    pygame = pytest.importorskip("pygame")
+    monkeypatch.setenv("SDL_VIDEODRIVER", "dummy")
+    from examples.chase.pygame_client import ChasePygameClient
+
+    pygame.font.init()
+    try:
+        game = ChasePygameClient("Ann")
+        game.player_id = "1"
+        screen = pygame.Surface(common.WINDOW_SIZE)
+        game.draw(screen, pygame.font.Font(None, 22), corner_game())
+        width, _ = common.WINDOW_SIZE
+        header = {
+            tuple(screen.get_at((x, y)))[:3]
+            for x in range(width)
+            for y in range(common.HEADER_HEIGHT)
+        }
+        # Only the band's colour and the white text (with its anti-aliased greys) are there.
+        assert (255, 255, 255) in header
+        assert all(max(color) - min(color) <= 15 for color in header), header
+        arena_top = common.HEADER_HEIGHT
+        ann_x, ann_y = common.arena_to_window(rules.PLAYER_RADIUS, rules.PLAYER_RADIUS)
+        assert tuple(screen.get_at((int(ann_x), int(ann_y))))[:3] == common.CHASER_COLOR
+        # Both labels were drawn below their dots, inside the arena.
+        below = [
+            (x, y)
+            for x in range(width)
+            for y in range(arena_top + 2 * rules.PLAYER_RADIUS, arena_top + 60)
+            if tuple(screen.get_at((x, y)))[:3] == common.LABEL_COLOR
+        ]
+        assert any(x < width / 2 for x, _ in below) and any(x > width / 2 for x, _ in below)
+    finally:
+        pygame.font.quit()
+
+
+def test_arcade_client_keeps_header_and_labels_clear_of_the_dots(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """The same corner game in the arcade client, drawn into its offscreen window."""
+    if "ARCADE_HEADLESS" not in os.environ:
+        monkeypatch.setenv("ARCADE_HEADLESS", "1")
+    arcade = pytest.importorskip("arcade")
+    from examples.chase.arcade_client import ChaseArcadeWindow
+
+    backend = Backend(rules.initial_state(), lambda game_state, dt: {})
+    backend.run_in_thread(port=0)
+    try:
+        window = ChaseArcadeWindow("Ann", backend.server.port or 0)
+        try:
+            window.player_id = "1"
+            window.pygase.snapshot = corner_game()
+            window.on_draw()
+            image = arcade.get_image(0, 0, *common.WINDOW_SIZE).convert("RGB")
+        finally:
+            window.close()
+    finally:
+        backend.shutdown()
+    width, _ = common.WINDOW_SIZE
+    header = {image.getpixel((x, y)) for x in range(width) for y in range(common.HEADER_HEIGHT)}
+    assert any(min(color) > 200 for color in header)  # the white text
+    assert all(max(color) - min(color) <= 15 for color in header), header
+    ann_x, ann_y = common.arena_to_window(rules.PLAYER_RADIUS, rules.PLAYER_RADIUS)
+    assert image.getpixel((int(ann_x), int(ann_y))) == common.CHASER_COLOR
+    arena_top = common.HEADER_HEIGHT
+    below = [
+        (x, y)
+        for x in range(width)
+        for y in range(arena_top + 2 * rules.PLAYER_RADIUS, arena_top + 60)
+        if min(image.getpixel((x, y))) > 180
+    ]
+    assert any(x < width / 2 for x, _ in below) and any(x > width / 2 for x, _ in below)
+
+
 # -- a real game --------------------------------------------------------------------------------
 
 
@@ -239,6 +367,8 @@ def test_two_bots_play_and_the_chaser_changes(chase_server: int) -> None:
             str(seed),
             "--duration",
             "90",
+            "--status-every",
+            "0.5",
         )
         for seed, name in enumerate(["Robo", "Droid"])
     ]
@@ -260,10 +390,17 @@ def test_two_bots_play_and_the_chaser_changes(chase_server: int) -> None:
         assert {p["name"] for p in players.values()} == {"Robo", "Droid"}
         assert tags[0][0] == first_chaser and tags[0][1] == chaser
         assert players[first_chaser]["tags"] >= 1
+        time.sleep(1.0)  # long enough for a status line that sees the other bot
     finally:
         observer.disconnect()
-        outputs = [stop(b) for b in bots]
+        outputs = [stop(b) for b in bots]  # SIGTERM: the bots leave as on Ctrl-C
     assert all("Traceback" not in output for output in outputs), outputs
+    for name, other, output in [("Robo", "Droid", outputs[0]), ("Droid", "Robo", outputs[1])]:
+        lines = output.splitlines()
+        assert lines[0] == f"{name}: connected to localhost:{chase_server}", output
+        assert lines[1].startswith(f"{name}: joined the game as player "), output
+        assert any(line.endswith(f"sees 1 other player ({other})") for line in lines), output
+        assert lines[-1].startswith(f"{name}: disconnected from localhost:{chase_server} ("), output
 
 
 def test_pygame_arcade_and_bot_clients_play_in_one_game(
@@ -305,7 +442,8 @@ def test_pygame_arcade_and_bot_clients_play_in_one_game(
         assert snapshot.players[game.player_id]["name"] == "Ann"
         # The frame shows Ann (her own player, outlined in white) where the state has her.
         ann = snapshot.players[game.player_id]
-        edge = (round(ann["x"]) + rules.PLAYER_RADIUS - 1, round(ann["y"]))
+        x, y = common.arena_to_window(ann["x"], ann["y"])
+        edge = (round(x) + rules.PLAYER_RADIUS - 1, round(y))
         assert tuple(game.screen.get_at(edge))[:3] == common.OWN_OUTLINE_COLOR
     finally:
         game.stop()

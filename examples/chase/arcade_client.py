@@ -11,6 +11,7 @@ connection overlay is drawn for us after ``on_draw`` (``show_stats=True``).
 from __future__ import annotations
 
 import time
+from typing import Any
 
 import arcade
 
@@ -39,7 +40,7 @@ class ChaseArcadeWindow(PygaseWindow):
     """
 
     def __init__(self, name: str, port: int, hostname: str = "localhost") -> None:
-        width, height = common.ARENA_SIZE
+        width, height = common.WINDOW_SIZE
         super().__init__(
             width,
             height,
@@ -47,7 +48,7 @@ class ChaseArcadeWindow(PygaseWindow):
             interpolate=("players.*.x", "players.*.y"),
             show_stats=True,
         )
-        self.background_color = _rgb(common.BACKGROUND_COLOR)
+        self.background_color = _rgb(common.BAND_COLOR)
         self.name = name
         self.player_id: str | None = None
         self.pressed: set[int] = set()
@@ -55,7 +56,14 @@ class ChaseArcadeWindow(PygaseWindow):
         self._message_until = 0.0
         self._last_join = -JOIN_RETRY_SECONDS
         self._labels: dict[str, arcade.Text] = {}
-        self._header = arcade.Text("", 8, height - 8, arcade.color.WHITE, 12, anchor_y="top")
+        self._header = arcade.Text(
+            "",
+            8,
+            height - common.HEADER_HEIGHT / 2,
+            _rgb(common.HEADER_COLOR),
+            12,
+            anchor_y="center",
+        )
         self.pygase.register_event_handler("WELCOME", self._on_welcome)
         self.pygase.register_event_handler("TAG", self._on_tag)
         self.pygase.connect(port, hostname)
@@ -109,10 +117,24 @@ class ChaseArcadeWindow(PygaseWindow):
         )
 
     def on_draw(self) -> None:
-        """Draw the arena as this frame's snapshot has it; the own dot goes on top of all."""
+        """Draw the arena as this frame's snapshot has it, between the header and stats bands.
+
+        The own dot goes on top of all. The text lives in the bands above and below the arena,
+        where no player ever goes, so no dot covers it; the window draws the connection figures
+        into the lower band (``show_stats``).
+        """
         self.clear()
+        bottom = common.FOOTER_HEIGHT
+        arcade.draw_lrbt_rectangle_filled(
+            0, self.width, bottom, bottom + rules.ARENA_HEIGHT, _rgb(common.BACKGROUND_COLOR)
+        )
         snapshot = self.pygase.snapshot
         if snapshot is not None:
+            own_last = sorted(snapshot.players.items(), key=lambda item: item[0] == self.player_id)
+            for player_id, player in own_last:
+                self._draw_player(snapshot, player_id, player)
+            for gone in self._labels.keys() - snapshot.players.keys():
+                del self._labels[gone]
             header = common.status_line(self.player_id, snapshot)
         else:
             header = self.pygase.status_text()
@@ -120,27 +142,30 @@ class ChaseArcadeWindow(PygaseWindow):
             header = f"{header}   {self.message}"
         self._header.text = header
         self._header.draw()
-        if snapshot is None:
-            return
-        height = self.height
-        own_last = sorted(snapshot.players.items(), key=lambda item: item[0] == self.player_id)
-        for player_id, player in own_last:
-            x, y = player["x"], height - player["y"]
-            color = _rgb(common.player_color(snapshot, player_id))
-            arcade.draw_circle_filled(x, y, rules.PLAYER_RADIUS, color)
-            if player_id == self.player_id:
-                arcade.draw_circle_outline(
-                    x, y, rules.PLAYER_RADIUS, _rgb(common.OWN_OUTLINE_COLOR), 2
-                )
-            label = self._labels.get(player_id)
-            if label is None:
-                label = arcade.Text("", 0, 0, (230, 230, 230, 255), 11, anchor_x="center")
-                self._labels[player_id] = label
-            label.text = f"{player['name']} ({player['tags']})"
-            label.x, label.y = x, y + rules.PLAYER_RADIUS + 4
-            label.draw()
-        for gone in self._labels.keys() - snapshot.players.keys():
-            del self._labels[gone]
+
+    def _up(self, x: float, y: float) -> tuple[float, float]:
+        """Arena coordinates (y down) to arcade's window coordinates (y up)."""
+        window_x, window_y = common.arena_to_window(x, y)
+        return window_x, self.height - window_y
+
+    def _draw_player(self, snapshot: Any, player_id: str, player: dict[str, Any]) -> None:
+        x, y = self._up(player["x"], player["y"])
+        color = _rgb(common.player_color(snapshot, player_id))
+        arcade.draw_circle_filled(x, y, rules.PLAYER_RADIUS, color)
+        if player_id == self.player_id:
+            arcade.draw_circle_outline(x, y, rules.PLAYER_RADIUS, _rgb(common.OWN_OUTLINE_COLOR), 2)
+        label = self._labels.get(player_id)
+        if label is None:
+            label = arcade.Text(
+                "", 0, 0, _rgb(common.LABEL_COLOR), 11, anchor_x="left", anchor_y="top"
+            )
+            self._labels[player_id] = label
+        label.text = f"{player['name']} ({player['tags']})"
+        left, top = common.label_position(
+            player["x"], player["y"], label.content_width, label.content_height
+        )
+        label.x, label.y = self._up(left, top)
+        label.draw()
 
     def close(self) -> None:
         """Say goodbye to the server before leaving."""

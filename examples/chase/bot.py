@@ -4,6 +4,9 @@ It uses the plain pygase ``Client`` without any game framework: its event handle
 client's network thread, and it reads the state under the client's lock a few times per second.
 As the chaser it heads for the nearest player; as a runner it keeps away from the chaser and
 from walls, and wanders while the chaser is far away.
+
+It prints a line when it connects and joins, a status line every few seconds (``--status-every``)
+and one when its connection ends, with the reason.
 """
 
 from __future__ import annotations
@@ -12,19 +15,23 @@ import argparse
 import contextlib
 import math
 import random
+import signal
 import threading
 import time
+from collections.abc import Callable
 from typing import Any
 
 from examples.chase import rules
 from examples.chase.common import InputSender
-from pygase_core import Client, ClientStatus
+from pygase_core import Client, ClientStatus, PygaseError
 
 #: A runner starts fleeing once the chaser is this close, in pixels.
 FLEE_DISTANCE = 250.0
 #: Walls closer than this push a fleeing runner away, in pixels.
 WALL_MARGIN = 80.0
 THINK_SECONDS = 0.05
+#: Seconds between the bot's status lines.
+STATUS_SECONDS = 5.0
 
 
 def choose_direction(
@@ -69,33 +76,74 @@ def _unit(x: float, y: float) -> tuple[float, float]:
     return (x / length, y / length) if length else (0.0, 0.0)
 
 
-class ChaseBot:
-    """A chase player driven by :func:`choose_direction` on a plain :class:`Client`."""
+def status_report(game_state: Any, own_id: str) -> str:
+    """Describe in one line where the bot's player is and whom it sees, for its periodic print."""
+    players = game_state.players
+    me = players[own_id]
+    role = "the chaser" if own_id == game_state.chaser else "running"
+    others = sorted(str(p["name"]) for pid, p in players.items() if pid != own_id)
+    seen = f"{len(others)} other player{'' if len(others) == 1 else 's'}"
+    if others:
+        seen += f" ({', '.join(others)})"
+    return f"at ({me['x']:.0f}, {me['y']:.0f}), {role}, {me['tags']} tags, sees {seen}"
 
-    def __init__(self, name: str, seed: int | None = None) -> None:
+
+class ChaseBot:
+    """A chase player driven by :func:`choose_direction` on a plain :class:`Client`.
+
+    It reports what it does through ``out`` (``print`` by default): when it connected and
+    joined, every ``status_seconds`` where it is and whom it sees, and when and why its
+    connection ended.
+    """
+
+    def __init__(
+        self,
+        name: str,
+        seed: int | None = None,
+        *,
+        status_seconds: float = STATUS_SECONDS,
+        out: Callable[[str], None] = print,
+    ) -> None:
         self.name = name
         self.client = Client()
         self.player_id: str | None = None
         self.tags_seen = 0
+        self.status_seconds = status_seconds
+        self._out = out
         self._rng = random.Random(seed)
         self._welcomed = threading.Event()
         self.client.register_event_handler("WELCOME", self._on_welcome)
         self.client.register_event_handler("TAG", self._on_tag)
 
+    def _say(self, text: str) -> None:
+        self._out(f"{self.name}: {text}")
+
     def _on_welcome(self, player_id: str) -> None:
         self.player_id = player_id
+        if not self._welcomed.is_set():
+            self._say(f"joined the game as player {player_id}")
         self._welcomed.set()
 
     def _on_tag(self, tagger: str, tagged: str) -> None:
         self.tags_seen += 1
 
-    def run(self, port: int, hostname: str = "localhost", duration: float | None = None) -> None:
-        """Connect, join and play until ``duration`` seconds passed or the server went away."""
-        self.client.connect_in_thread(port, hostname)
+    def run(self, port: int, hostname: str = "localhost", duration: float | None = None) -> bool:
+        """Connect, join and play until ``duration`` seconds passed or the server went away.
+
+        Returns whether it connected at all.
+        """
+        address = f"{hostname}:{port}"
+        try:
+            self.client.connect_in_thread(port, hostname)
+        except (OSError, PygaseError) as error:
+            self._say(f"could not connect to {address}: {error}")
+            return False
+        self._say(f"connected to {address}")
         sender = InputSender(self.client.dispatch_event)
         deadline = math.inf if duration is None else time.monotonic() + duration
         wander = _unit(self._rng.uniform(-1, 1), self._rng.uniform(-1, 1))
         next_wander = time.monotonic() + 2.0
+        next_status = time.monotonic()
         try:
             while self.client.status is ClientStatus.CONNECTED and time.monotonic() < deadline:
                 if not self._welcomed.is_set():
@@ -103,36 +151,63 @@ class ChaseBot:
                     self.client.dispatch_event("JOIN", self.name)
                     self._welcomed.wait(0.5)
                     continue
-                if time.monotonic() > next_wander:
+                now = time.monotonic()
+                if now > next_wander:
                     wander = _unit(self._rng.uniform(-1, 1), self._rng.uniform(-1, 1))
-                    next_wander = time.monotonic() + 2.0
+                    next_wander = now + 2.0
+                report = None
                 with self.client.access_game_state() as game_state:
                     own_id = self.player_id
                     if own_id is not None and own_id in game_state.players:
                         direction = choose_direction(game_state, own_id, self._rng, wander)
+                        if self.status_seconds > 0 and now >= next_status:
+                            report = status_report(game_state, own_id)
                     else:
                         direction = (0.0, 0.0)
+                if report is not None:
+                    self._say(report)
+                    next_status = now + self.status_seconds
                 sender.update(direction)
                 time.sleep(THINK_SECONDS)
         finally:
             if self.client.status is ClientStatus.CONNECTED:
                 self.client.dispatch_event("LEAVE")
             self.client.disconnect()
+            self._say(f"disconnected from {address} ({self.client.disconnect_reason or 'left'})")
+        return True
 
 
 def main(argv: list[str] | None = None) -> None:
-    """Parse the command line and play."""
+    """Parse the command line and play; SIGTERM leaves the game as cleanly as Ctrl-C."""
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--host", default="localhost", help="server address")
     parser.add_argument("--port", type=int, default=8080, help="server port")
     parser.add_argument("--name", default="Robo", help="player name")
     parser.add_argument("--duration", type=float, default=None, help="seconds to play")
     parser.add_argument("--seed", type=int, default=None, help="seed for wandering")
+    parser.add_argument(
+        "--status-every",
+        type=float,
+        default=STATUS_SECONDS,
+        help=f"seconds between status lines; 0 prints none (default: {STATUS_SECONDS:g})",
+    )
     args = parser.parse_args(argv)
-    bot = ChaseBot(args.name, seed=args.seed)
+    bot = ChaseBot(
+        args.name,
+        seed=args.seed,
+        status_seconds=args.status_every,
+        out=lambda line: print(line, flush=True),
+    )
+    signal.signal(signal.SIGTERM, _interrupt)
+    connected = False
     with contextlib.suppress(KeyboardInterrupt):
-        bot.run(args.port, args.host, args.duration)
-    print(f"{args.name}: {bot.client.disconnect_reason or 'done'}", flush=True)
+        connected = bot.run(args.port, args.host, args.duration)
+    if not connected:
+        raise SystemExit(1)
+
+
+def _interrupt(signum: int, frame: object) -> None:
+    raise KeyboardInterrupt
 
 
 if __name__ == "__main__":

@@ -25,7 +25,20 @@ RUNNER_COLORS = [
     (200, 100, 40),
 ]
 BACKGROUND_COLOR = (20, 20, 28)
+#: The bands above and below the arena, which hold the header line and the connection figures.
+BAND_COLOR = (45, 45, 60)
 OWN_OUTLINE_COLOR = (255, 255, 255)
+HEADER_COLOR = (255, 255, 255)
+LABEL_COLOR = (230, 230, 230)
+
+#: The window has a band for the header line above the arena and one for the connection figures
+#: below it; players never enter either, so nothing covers the text.
+HEADER_HEIGHT = 30
+FOOTER_HEIGHT = 24
+WINDOW_SIZE = (rules.ARENA_WIDTH, HEADER_HEIGHT + rules.ARENA_HEIGHT + FOOTER_HEIGHT)
+#: Pixels between a dot's edge and its label, and at least between a label and the arena's edge.
+LABEL_GAP = 3
+LABEL_MARGIN = 2
 
 
 def client_arguments(
@@ -95,3 +108,27 @@ def status_line(own_id: str | None, game_state: Any) -> str:
 
 
 ARENA_SIZE = (rules.ARENA_WIDTH, rules.ARENA_HEIGHT)
+
+
+def arena_to_window(x: float, y: float) -> tuple[float, float]:
+    """Turn arena coordinates into window coordinates; both have y growing downwards."""
+    return x, y + HEADER_HEIGHT
+
+
+def label_position(x: float, y: float, width: float, height: float) -> tuple[float, float]:
+    """Place the ``width`` x ``height`` label of the dot at ``(x, y)``; return its top left.
+
+    The label is centred above the dot, or below it when the dot is too close to the arena's
+    top for the label to fit above, and it is shifted sideways as far as needed to stay inside
+    the arena, ``LABEL_MARGIN`` away from its edges. All in arena coordinates (y grows
+    downwards).
+    """
+    left = _clamp(x - width / 2, LABEL_MARGIN, rules.ARENA_WIDTH - LABEL_MARGIN - width)
+    top = y - rules.PLAYER_RADIUS - LABEL_GAP - height
+    if top < LABEL_MARGIN:
+        top = y + rules.PLAYER_RADIUS + LABEL_GAP
+    return left, _clamp(top, LABEL_MARGIN, rules.ARENA_HEIGHT - LABEL_MARGIN - height)
+
+
+def _clamp(value: float, low: float, high: float) -> float:
+    return max(low, min(value, high)) if low <= high else low

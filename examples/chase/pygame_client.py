@@ -10,6 +10,7 @@ handlers (``WELCOME``, ``TAG``) and pygame events of type ``PYGASE_STATUS``.
 from __future__ import annotations
 
 import time
+from typing import Any
 
 import pygame
 
@@ -64,7 +65,7 @@ class ChasePygameClient(PygaseClientMixin):
     def start(self, port: int, hostname: str = "localhost") -> None:
         """Open the window and connect."""
         pygame.init()
-        self.screen = pygame.display.set_mode(common.ARENA_SIZE)
+        self.screen = pygame.display.set_mode(common.WINDOW_SIZE)
         pygame.display.set_caption(f"chase - {self.name}")
         self.font = pygame.font.Font(None, 22)
         self.clock = pygame.time.Clock()
@@ -118,27 +119,51 @@ class ChasePygameClient(PygaseClientMixin):
     def draw(
         self, screen: pygame.Surface, font: pygame.font.Font, snapshot: Snapshot | None
     ) -> None:
-        """Draw the arena as the snapshot has it; the player's own dot goes on top of all."""
-        screen.fill(common.BACKGROUND_COLOR)
+        """Draw the arena as the snapshot has it, between the header and the connection band.
+
+        The player's own dot goes on top of all. The text lives in the bands above and below
+        the arena, where no player ever goes, so no dot covers it.
+        """
+        screen.fill(common.BAND_COLOR)
+        arena = pygame.Rect((0, common.HEADER_HEIGHT), common.ARENA_SIZE)
+        screen.fill(common.BACKGROUND_COLOR, arena)
         if snapshot is not None:
+            screen.set_clip(arena)
+            own_last = sorted(snapshot.players.items(), key=lambda item: item[0] == self.player_id)
+            for player_id, player in own_last:
+                self._draw_player(screen, font, snapshot, player_id, player)
+            screen.set_clip(None)
             header = common.status_line(self.player_id, snapshot)
         else:
             header = self.pygase.status_text()
         if time.monotonic() < self._message_until:
             header = f"{header}   {self.message}"
-        screen.blit(font.render(header, True, (255, 255, 255)), (8, 8))
-        self.pygase.draw_stats(screen, (8, common.ARENA_SIZE[1] - 22))
-        if snapshot is None:
-            return
-        own_last = sorted(snapshot.players.items(), key=lambda item: item[0] == self.player_id)
-        for player_id, player in own_last:
-            center = (round(player["x"]), round(player["y"]))
-            color = common.player_color(snapshot, player_id)
-            pygame.draw.circle(screen, color, center, rules.PLAYER_RADIUS)
-            if player_id == self.player_id:
-                pygame.draw.circle(screen, common.OWN_OUTLINE_COLOR, center, rules.PLAYER_RADIUS, 2)
-            label = font.render(f"{player['name']} ({player['tags']})", True, (230, 230, 230))
-            screen.blit(label, label.get_rect(midbottom=(center[0], center[1] - 18)))
+        text = font.render(header, True, common.HEADER_COLOR)
+        screen.blit(text, text.get_rect(midleft=(8, common.HEADER_HEIGHT // 2)))
+        footer_top = common.HEADER_HEIGHT + rules.ARENA_HEIGHT
+        self.pygase.draw_stats(screen, (8, footer_top + 6), background=None)
+
+    def _draw_player(
+        self,
+        screen: pygame.Surface,
+        font: pygame.font.Font,
+        snapshot: Snapshot,
+        player_id: str,
+        player: dict[str, Any],
+    ) -> None:
+        x, y = common.arena_to_window(player["x"], player["y"])
+        center = (round(x), round(y))
+        pygame.draw.circle(
+            screen, common.player_color(snapshot, player_id), center, rules.PLAYER_RADIUS
+        )
+        if player_id == self.player_id:
+            pygame.draw.circle(screen, common.OWN_OUTLINE_COLOR, center, rules.PLAYER_RADIUS, 2)
+        label = font.render(f"{player['name']} ({player['tags']})", True, common.LABEL_COLOR)
+        left, top = common.label_position(
+            player["x"], player["y"], label.get_width(), label.get_height()
+        )
+        left, top = common.arena_to_window(left, top)
+        screen.blit(label, (round(left), round(top)))
 
 
 def main(argv: list[str] | None = None) -> None:

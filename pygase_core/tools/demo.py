@@ -1,7 +1,8 @@
 """A self-contained demo: a Backend with moving entities and a few headless bot clients.
 
 It runs on a machine with no display and prints what every bot sees: the synchronized state's
-age and the connection figures. ``pygase demo --help`` lists the options.
+age and the connection figures. ``pygase demo --help`` lists the options and explains each
+figure it prints.
 """
 
 from __future__ import annotations
