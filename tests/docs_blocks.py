@@ -440,7 +440,7 @@ class GroupRun:
 
     def run_block(self, block: Block) -> None:
         if block.has("output"):
-            if not output_matches(block.code, self.last_output):
+            if not output_matches(self.substitute(block.code), self.last_output):
                 raise DocsError(
                     f"{block.where}: the output shown does not match what the block above"
                     f" printed:\n{self.last_output}"
