@@ -227,10 +227,10 @@ def free_udp_port() -> int:
     return port
 
 
-def udp_port_owners(port: int) -> set[int]:
-    """The ids of the processes with a UDP socket bound to ``port`` (Linux: read from /proc)."""
+def udp_port_owners(port: int, pids: set[int]) -> set[int]:
+    """Which of the processes ``pids`` have a UDP socket bound to ``port`` (read from /proc)."""
     suffix = f":{port:04X}"
-    inodes = set()
+    sockets = set()
     for table in ("/proc/net/udp", "/proc/net/udp6"):
         try:
             rows = Path(table).read_text().splitlines()[1:]
@@ -239,13 +239,12 @@ def udp_port_owners(port: int) -> set[int]:
         for row in rows:
             columns = row.split()
             if len(columns) > 9 and columns[1].endswith(suffix):
-                inodes.add(f"socket:[{columns[9]}]")
+                sockets.add(f"socket:[{columns[9]}]")
     owners = set()
-    if inodes:
-        for fd_dir in Path("/proc").glob("[0-9]*/fd"):
-            with contextlib.suppress(OSError):
-                if any(os.readlink(fd) in inodes for fd in fd_dir.iterdir()):
-                    owners.add(int(fd_dir.parent.name))
+    for pid in pids if sockets else ():
+        with contextlib.suppress(OSError):
+            if any(os.readlink(fd) in sockets for fd in Path(f"/proc/{pid}/fd").iterdir()):
+                owners.add(pid)
     return owners
 
 
@@ -486,7 +485,7 @@ class GroupRun:
                 servers = {p.popen.pid for p in self.background if p.popen.poll() is None}
                 servers.add(process.popen.pid)
                 process.wait_until(
-                    lambda: bool(udp_port_owners(self.port) & servers),
+                    lambda: bool(udp_port_owners(self.port, servers)),
                     f"server on UDP port {self.port}",
                 )
         return process
