@@ -37,7 +37,8 @@ GitHub or on the docs site. ``<!-- test: ... -->`` takes these words:
     Once the block is running, call the function of that name in :data:`CHECKS`.
 
 Ports: each group gets a free UDP port, and every ``8080`` in its blocks is replaced by that
-port before they run, so the blocks say 8080 as a reader would type it.
+port before they run (and in the ``ready``, ``expect`` and output texts), so the blocks say 8080
+as a reader would type it.
 
 Everything runs without a screen and without a simulated network: ``SDL_VIDEODRIVER=dummy`` for
 pygame, ``ARCADE_HEADLESS=1`` for arcade (EGL and Mesa, as in ``.ci/display.sh``), and no
@@ -479,6 +480,7 @@ class GroupRun:
             self.background.append(process)
             ready = block.option("ready")
             if ready is not None:
+                ready = self.substitute(ready)
                 process.wait_until(lambda: ready in process.output, f"{ready!r} in its output")
             else:
                 # A server binds the port itself; a client finds it bound by a server of the group.
