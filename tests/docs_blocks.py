@@ -266,7 +266,10 @@ def environment() -> dict[str, str]:
 
 def command(line: str, where: str) -> tuple[list[str], dict[str, str]] | None:
     """The argv and extra environment of one ``sh`` line (None for a blank or comment line)."""
-    words = shlex.split(line, comments=True)
+    try:
+        words = shlex.split(line, comments=True)
+    except ValueError as error:
+        raise DocsError(f"{where}: cannot read {line!r} as one command: {error}") from None
     if not words:
         return None
     env: dict[str, str] = {}

@@ -8,7 +8,7 @@ if [ -f .ci/display.sh ]; then
   # pygame on SDL's dummy driver; arcade headless through EGL and Mesa's software OpenGL.
   source .ci/display.sh
 fi
-.venv/bin/ruff check pygase_core pygase_pygame pygase_arcade examples tests
+.venv/bin/ruff check pygase_core pygase_pygame pygase_arcade examples tests docs
 .venv/bin/mypy
 # The docs site, built where it leaves nothing behind; --strict fails on any warning.
 docs_site="$(mktemp -d)"
