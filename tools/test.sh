@@ -1,13 +1,17 @@
 #!/usr/bin/env bash
-# Set everything up on a fresh machine and run the whole test suite with the linters.
+# Set everything up on a fresh machine and run the linters, the docs build and the whole test suite.
 # Usage: bash tools/test.sh [pytest options]
 set -euo pipefail
 cd "$(dirname "$0")/.."
-bash tools/setup.sh dev,pygame,arcade
+bash tools/setup.sh dev,pygame,arcade,docs
 if [ -f .ci/display.sh ]; then
   # pygame on SDL's dummy driver; arcade headless through EGL and Mesa's software OpenGL.
   source .ci/display.sh
 fi
-.venv/bin/ruff check pygase_core pygase_pygame pygase_arcade examples tests
+.venv/bin/ruff check pygase_core pygase_pygame pygase_arcade examples tests docs
 .venv/bin/mypy
+# The docs site, built where it leaves nothing behind; --strict fails on any warning.
+docs_site="$(mktemp -d)"
+NO_MKDOCS_2_WARNING=1 .venv/bin/mkdocs build --strict --site-dir "$docs_site"
+rm -rf "$docs_site"
 .venv/bin/python -m pytest "$@"
