@@ -40,6 +40,7 @@ class HandlerThread:
         self._thread: threading.Thread | None = None
         self._stop: asyncio.Future[None] | None = None
         self._lock = threading.Lock()
+        self._stopping = False
         self._tasks: set[asyncio.Task[Any]] = set()
 
     @property
@@ -50,13 +51,20 @@ class HandlerThread:
     def start(self) -> None:
         """Start the thread (again, after :meth:`stop`); returns once it can take callbacks."""
         with self._lock:
-            if self.running:
+            self._start_locked()
+
+    def _start_locked(self) -> None:
+        thread = self._thread
+        if thread is not None and thread.is_alive():
+            if not self._stopping:
                 return
-            ready = threading.Event()
-            self._thread = threading.Thread(
-                target=self._main, args=(ready,), name=self.name, daemon=True
-            )
-            self._thread.start()
+            thread.join()  # it is finishing what it had: let it end, then start afresh
+        self._stopping = False
+        ready = threading.Event()
+        self._thread = threading.Thread(
+            target=self._main, args=(ready,), name=self.name, daemon=True
+        )
+        self._thread.start()
         ready.wait()
 
     def _main(self, ready: threading.Event) -> None:
@@ -76,22 +84,45 @@ class HandlerThread:
 
     def submit(self, fn: Callable[..., Any], *args: Any, what: str = "") -> bool:
         """Run ``fn(*args)`` on the thread after everything submitted before; False if stopped."""
-        loop = self._loop
-        if loop is None:
-            return False
-        try:
-            loop.call_soon_threadsafe(self._run, fn, args, what or _describe(fn))
-        except RuntimeError:  # stopping
-            return False
+        with self._lock:
+            loop = self._loop
+            if loop is None or self._stopping:
+                return False
+            try:
+                loop.call_soon_threadsafe(self._run, fn, args, what or _describe(fn))
+            except RuntimeError:  # the loop closed meanwhile
+                return False
         return True
 
-    def run_coroutine(self, coroutine: Coroutine[Any, Any, T]) -> concurrent.futures.Future[T]:
-        """Run a coroutine on the thread's loop; its future resolves in any thread."""
-        loop = self._loop
-        if loop is None:
-            coroutine.close()
-            raise RuntimeError(f"{self.name} is not running")
-        return asyncio.run_coroutine_threadsafe(coroutine, loop)
+    def run_coroutine(
+        self, coroutine: Coroutine[Any, Any, T], *, start: bool = False
+    ) -> concurrent.futures.Future[T]:
+        """Run a coroutine on the thread's loop; its future resolves in any thread.
+
+        With ``start`` the thread is started (again) if it is not running or is stopping.
+        """
+        with self._lock:
+            if start and (self._loop is None or self._stopping):
+                self._start_locked()
+            loop = self._loop
+            if loop is None or self._stopping:
+                coroutine.close()
+                raise RuntimeError(f"{self.name} is not running")
+            return asyncio.run_coroutine_threadsafe(coroutine, loop)
+
+    def stop_if(self, idle: Callable[[], bool]) -> bool:
+        """End the thread if ``idle()`` holds, decided atomically with anything submitted.
+
+        For a thread that stops itself when it has nothing to do (a room nobody is in):
+        whoever submits work first and then calls :meth:`run_coroutine` with ``start`` either
+        sees the thread stopping and starts a new one, or made ``idle()`` false in time.
+        """
+        with self._lock:
+            if not idle() or self._loop is None or self._stopping:
+                return False
+            self._stopping = True
+            self._loop.call_soon_threadsafe(self._finish)
+            return True
 
     def _run(self, fn: Callable[..., Any], args: tuple[Any, ...], what: str) -> None:
         started = time.monotonic()
@@ -116,10 +147,12 @@ class HandlerThread:
 
     def stop(self, timeout: float = 5.0) -> None:
         """Run what was submitted so far, then end the thread; waits up to ``timeout``."""
-        loop, thread = self._loop, self._thread
-        if loop is not None:
-            with contextlib.suppress(RuntimeError):
-                loop.call_soon_threadsafe(self._finish)
+        with self._lock:
+            loop, thread = self._loop, self._thread
+            if loop is not None:
+                self._stopping = True
+                with contextlib.suppress(RuntimeError):
+                    loop.call_soon_threadsafe(self._finish)
         if thread is not None and thread is not threading.current_thread():
             thread.join(timeout)
         self.failures.flush()

@@ -17,6 +17,7 @@ import asyncio
 import concurrent.futures
 import contextlib
 import secrets
+import threading
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -223,6 +224,9 @@ class RoomRunner:
         self._loop_task: asyncio.Future[None] | None = None
         self.seated = 0
         """Clients with a seat, as the server counts them (its I/O loop)."""
+        self._deciding = 0
+        """Joins asked for and not decided yet."""
+        self._counting = threading.Lock()
 
     @property
     def reconnection_window(self) -> float:
@@ -232,24 +236,24 @@ class RoomRunner:
 
     def request_join(self, client: RoomClient, options: dict[str, Any], done: JoinDone) -> None:
         """Create the room if need be, then ask ``on_auth``; ``done`` runs on the room thread."""
-        self.worker.start()
+        with self._counting:
+            self._deciding += 1
         if self._created is None:
-            self._created = self.worker.run_coroutine(self._create())
-        self.worker.run_coroutine(self._authorize(client, options, done))
+            self._created = self.worker.run_coroutine(self._create(), start=True)
+        self.worker.run_coroutine(self._authorize(client, options, done), start=True)
 
     def seat(self, client: RoomClient, options: dict[str, Any]) -> None:
         """Give ``client`` its seat: ``on_join`` runs in the next step; the loop runs."""
         self.seated += 1
         self.machine.push_event(Event(_JOIN, (client, options), {}, client.address, client))
-        self.worker.start()
-        self.worker.run_coroutine(self._resume())
+        self.worker.run_coroutine(self._resume(), start=True)
 
     def unseat(self, client: RoomClient, consented: bool) -> None:
         """Free ``client``'s seat: ``on_leave`` runs; with nobody left the loop pauses."""
         self.seated -= 1
         self.machine.push_event(Event(_LEAVE, (client, consented), {}, client.address, client))
         if self.seated == 0:
-            self.worker.run_coroutine(self._pause())
+            self.worker.run_coroutine(self._pause(), start=True)
 
     def push_event(self, event: Event) -> None:
         """A seated client's game event, for the next step."""
@@ -257,10 +261,7 @@ class RoomRunner:
 
     def dispose(self, wait: bool = False) -> None:
         """Stop the loop, call ``on_dispose`` once and end the thread (``wait``: block)."""
-        if not self.worker.running:
-            self._call_dispose_here()
-            return
-        future = self.worker.run_coroutine(self._dispose())
+        future = self.worker.run_coroutine(self._dispose(), start=True)
         if wait:
             with contextlib.suppress(concurrent.futures.TimeoutError, Exception):
                 future.result(timeout=5.0)
@@ -289,6 +290,17 @@ class RoomRunner:
             self.store.push_update(GameStateUpdate.from_changes(self.store.time_order + 1, changes))
 
     async def _authorize(
+        self, client: RoomClient, options: dict[str, Any], done: JoinDone
+    ) -> None:
+        try:
+            await self._authorize_once(client, options, done)
+        finally:
+            with self._counting:
+                self._deciding -= 1
+            if self.seated == 0 and self._deciding == 0:
+                await self._pause()
+
+    async def _authorize_once(
         self, client: RoomClient, options: dict[str, Any], done: JoinDone
     ) -> None:
         if self._created is not None:
@@ -323,6 +335,9 @@ class RoomRunner:
         await self.machine.stop_async()
         await self.machine.apply_events_async()  # the last on_leave, before the pause
         await self._resume()  # somebody may have taken a seat meanwhile
+        # Nobody seated, no join being decided: the thread ends until the next join, so an
+        # idle room holds no thread, no event loop and no CPU.
+        self.worker.stop_if(lambda: self.seated == 0 and self._deciding == 0)
 
     async def _dispose(self) -> None:
         await self.machine.stop_async()
