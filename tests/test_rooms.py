@@ -367,3 +367,36 @@ def test_a_server_can_host_its_one_world_and_rooms_together(clients: list[Client
         assert read(roomer, "world") is None and legacy.room_id is None
     finally:
         server.shutdown()
+
+
+class Lasting(Chase):
+    auto_dispose = False
+
+
+def test_idle_rooms_hold_no_thread_and_wake_on_the_next_join(
+    server: Server, clients: list[Client]
+) -> None:
+    server.shutdown()  # this test runs its own (the fixture only resets the counters)
+    server = Server()
+    server.define("lasting", Lasting)
+    server.run_in_thread()
+    try:
+        made = [server.create_room("lasting") for _ in range(20)]
+        assert len(set(made)) == 20 and len(server.rooms) == 20
+        visitor = join(clients, server, room_id=made[3])
+        wait_for(lambda: read(visitor, "ticks", 0) > 3)
+        visitor.disconnect()
+
+        def room_threads() -> list[str]:
+            return [t.name for t in threading.enumerate() if t.name.startswith("pygase-room-")]
+
+        wait_for(lambda: not room_threads(), message=f"still running: {room_threads()}")
+        assert len(server.rooms) == 20  # kept: auto_dispose is off
+        again = join(clients, server, room_id=made[3])
+        wait_for(lambda: read(again, "ticks", 0) > 3)
+        assert not set(made) & set(Chase.disposed)
+        with pytest.raises(ValueError, match="no room type"):
+            server.create_room("nothing")
+    finally:
+        server.shutdown()
+    assert all(Chase.disposed[room_id] == 1 for room_id in made)  # the server's end did

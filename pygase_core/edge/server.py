@@ -14,6 +14,7 @@ network loop, so a slow handler cannot stall acks, keep-alives or state for anyb
 from __future__ import annotations
 
 import asyncio
+import concurrent.futures
 import dataclasses
 import logging
 import threading
@@ -32,7 +33,8 @@ from pygase_core.edge.driver import (
     run_in_thread,
 )
 from pygase_core.edge.worker import EventCallbacks, HandlerThread
-from pygase_core.errors import NotConnectedError, ProtocolError, UsageError
+from pygase_core.errors import NotConnectedError, ProtocolError, ServerFullError, UsageError
+from pygase_core.model.codec import check_value
 from pygase_core.model.events import Event
 from pygase_core.model.handlers import EventHandlerRegistry, call_with_accepted_kwargs
 from pygase_core.model.store import GameStateStore
@@ -450,6 +452,39 @@ class Server:
     def rooms(self) -> list[RoomListing]:
         """Every room this server runs (private and locked ones included), oldest first."""
         return [record.listing() for record in list(self._matchmaker.rooms.values())]
+
+    def create_room(self, name: str, **options: Any) -> str:
+        """Create a room of a defined type now, with no client in it; returns its id.
+
+        ``on_create`` runs before this returns. The room is offered to matchmaking like any
+        other (unless ``options`` say ``private=True``); with ``auto_dispose`` it goes away
+        again once a client has joined and left. Safe to call from any thread while the server
+        runs.
+        """
+        room_type = self._matchmaker.types.get(name) if isinstance(name, str) else None
+        if room_type is None:
+            raise ValueError(f"no room type {name!r} is defined (see Server.define)")
+        check_value(options, "the room's options")
+        driver = self._driver
+        if driver is None or driver.loop is None:
+            raise NotConnectedError("the server is not running")
+        made: concurrent.futures.Future[RoomRecord] = concurrent.futures.Future()
+
+        def create() -> None:
+            if self._matchmaker.at_capacity:
+                made.set_exception(ServerFullError("no capacity left for another room"))
+                return
+            record = self._create_room(room_type, room_type.options_for(options))
+            record.room.private = bool(record.options.get("private", False))
+            made.set_result(record)
+
+        if on_loop_thread(driver.loop):
+            create()
+        else:
+            driver.call(create)
+        record = made.result(timeout=10.0)
+        self._runners[record.room_id].create().result(timeout=10.0)
+        return record.room_id
 
     def _create_room(self, room_type: RoomType, options: dict[str, Any]) -> RoomRecord:
         room = room_type.room_class()

@@ -242,6 +242,13 @@ class RoomRunner:
             self._created = self.worker.run_coroutine(self._create(), start=True)
         self.worker.run_coroutine(self._authorize(client, options, done), start=True)
 
+    def create(self) -> concurrent.futures.Future[None]:
+        """Run ``on_create`` now (not at the first join); the thread ends again when idle."""
+        if self._created is None:
+            self._created = self.worker.run_coroutine(self._create(), start=True)
+            self.worker.run_coroutine(self._pause(), start=True)
+        return self._created
+
     def seat(self, client: RoomClient, options: dict[str, Any]) -> None:
         """Give ``client`` its seat: ``on_join`` runs in the next step; the loop runs."""
         self.seated += 1
