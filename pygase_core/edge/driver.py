@@ -241,7 +241,8 @@ def call_on_loop(loop: asyncio.AbstractEventLoop, fn: Callable[..., None], *args
 def check_port(port: object, call: str) -> int:
     """``port`` if it is a UDP port number (0 to 65535); else the error for ``call`` to raise."""
     if isinstance(port, bool) or not isinstance(port, int):
-        raise TypeError(f"{call}: port must be an int from 0 to 65535, not {port!r}")
+        hint = " (it takes the port first, then the hostname)" if isinstance(port, str) else ""
+        raise TypeError(f"{call}: port must be an int from 0 to 65535, not {port!r}{hint}")
     if not 0 <= port <= 65535:
         raise ValueError(f"{call}: port must be from 0 to 65535, not {port}")
     return port

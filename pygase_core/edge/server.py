@@ -510,6 +510,7 @@ class Server:
                     "this server hosts rooms: connect with room=... or room_id=...", "missing"))
                 return
             session.cache = self._cache
+            endpoint.room_caches.add(self._cache)
             self._world.add(address)
             self._answer(address, Joined("", None, new_client_id(), 0.0))
             return
@@ -570,6 +571,8 @@ class Server:
         record.seated += 1
         self._seats[address] = _Seat(record, client)
         session.cache = runner.cache
+        assert endpoint is not None
+        endpoint.room_caches.add(runner.cache)
         window = runner.reconnection_window
         if window > 0:
             connection = session.connection
@@ -600,6 +603,8 @@ class Server:
         runner = self._runners.pop(record.room_id, None)
         if runner is not None:
             runner.store.remove_listener(self._on_state_pushed)
+            if self._endpoint is not None:
+                self._endpoint.room_caches.discard(runner.cache)
             runner.dispose()
 
     def _dispose_rooms(self) -> None:

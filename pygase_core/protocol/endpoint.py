@@ -243,6 +243,9 @@ class ServerEndpoint:
         """Each connected client's address, leading to its session record."""
         self.cache = cache
         """The shared state payloads the sessions send from (None: this endpoint sends none)."""
+        self.room_caches: set[PayloadCache] = set()
+        """The payloads of every world whose sessions say so in :attr:`Session.cache`, checked
+        after each poll for a state too large to send."""
         self.drops: Counter[str] = Counter()
         self.bytes_in_unverified = 0
         self.bytes_out_unverified = 0
@@ -582,10 +585,10 @@ class ServerEndpoint:
     def handle_timer(self, now: float) -> tuple[Outgoing, list[ServerNotice]]:
         """Run every session's due work (see :meth:`poll`) with the endpoint's own cache."""
         out, notices = self.poll(now, self.cache)
-        caches = {id(s.cache): s.cache for s in self.sessions.values() if s.cache is not None}
+        caches = list(self.room_caches)
         if self.cache is not None:
-            caches[id(self.cache)] = self.cache
-        for cache in caches.values():
+            caches.append(self.cache)
+        for cache in caches:
             if cache.oversize is not None:
                 notices.append(StateTooLarge(str(cache.oversize)))
                 cache.oversize = None
