@@ -193,6 +193,8 @@ class Server:
         self._runners: dict[str, RoomRunner] = {}
         self._seats: dict[Address, _Seat] = {}
         self._joining: set[Address] = set()
+        self._wake_lock = threading.Lock()
+        self._wake_pending = False
         self._world: set[Address] = set()
         """Sessions in the server's one world (the game_state_store's)."""
         self._endpoint: ServerEndpoint | None = None
@@ -306,6 +308,7 @@ class Server:
             loop = asyncio.get_running_loop()
             self._event_wire = wire
             self._stop = asyncio.Event()
+            self._wake_pending = False
             endpoint = self._endpoint = ServerEndpoint(
                 loop.time(),
                 max_clients=self.max_clients,
@@ -741,9 +744,25 @@ class Server:
     # -- notices from the protocol -------------------------------------------------------------
 
     def _on_state_pushed(self, time_order: int) -> None:
+        """A world's state changed (any thread): wake the I/O loop, once for many pushes.
+
+        Pushes from many rooms' threads between two turns of the I/O loop share one wakeup
+        (one write to the loop's self-pipe), since one pass over the sessions serves them all.
+        """
         driver, endpoint = self._driver, self._endpoint
-        if driver is not None and endpoint is not None:
-            driver.call(endpoint.state_changed)
+        if driver is None or endpoint is None:
+            return
+        with self._wake_lock:
+            if self._wake_pending:
+                return
+            self._wake_pending = True
+        driver.call(self._state_changed)
+
+    def _state_changed(self) -> None:
+        with self._wake_lock:
+            self._wake_pending = False
+        if self._endpoint is not None:
+            self._endpoint.state_changed()
 
     def _on_notices(self, notices: Sequence[Any]) -> None:
         for notice in notices:
