@@ -506,13 +506,12 @@ class Server:
             return
         if address in self._seats or address in self._world or address in self._joining:
             return  # asked twice: the first answer stands
-        session = endpoint.sessions[address]
         if request.room is None and request.room_id is None:
             if self._cache is None:
                 self._answer(address, JoinRefused(
                     "this server hosts rooms: connect with room=... or room_id=...", "missing"))
                 return
-            session.cache = self._cache
+            endpoint.assign_cache(address, self._cache)
             endpoint.room_caches.add(self._cache)
             self._world.add(address)
             self._answer(address, Joined("", None, new_client_id(), 0.0))
@@ -573,8 +572,8 @@ class Server:
         runner = self._runners[record.room_id]
         record.seated += 1
         self._seats[address] = _Seat(record, client)
-        session.cache = runner.cache
         assert endpoint is not None
+        endpoint.assign_cache(address, runner.cache)
         endpoint.room_caches.add(runner.cache)
         window = runner.reconnection_window
         if window > 0:

@@ -16,7 +16,9 @@ the connect timeout passes.
 from __future__ import annotations
 
 import hashlib
+import heapq
 import hmac
+import itertools
 import secrets
 import struct
 from collections import Counter
@@ -212,7 +214,11 @@ class Session:
     cipher: SessionCipher | None = None
     accept_key: bytes | None = None
     cache: PayloadCache | None = None
-    """The state this session is sent (its room's); None: the endpoint's own."""
+    """The state this session is sent (its room's); None: the endpoint's own.
+
+    Set it with :meth:`ServerEndpoint.assign_cache`, which keeps the endpoint's index."""
+    due: float = float("inf")
+    """When this session's next poll is scheduled (see ``ServerEndpoint._schedule``)."""
 
 
 class ServerEndpoint:
@@ -258,12 +264,14 @@ class ServerEndpoint:
         self.host_is_first_client = host_is_first_client
         """Whether the first client to complete the handshake becomes the host."""
         self.host_succession = host_succession
-        self.earliest_deadline: float | None = None
-        """No session needs :meth:`poll` before this (None: none needs it at all).
-
-        Kept as a lower bound: every input that can make a session due sooner lowers it, and
-        each poll sets it exactly, so finding the next wake-up never walks all sessions.
-        """
+        self._schedule_heap: list[tuple[float, int, Address]] = []
+        self._scheduled = itertools.count()
+        self._members: dict[int, set[Address]] = {}
+        """Sessions by the id of the cache they are sent from (0: the endpoint's own)."""
+        self._caches: dict[int, PayloadCache] = {}
+        self._seen: dict[int, int] = {}
+        """The time_order each cache had when its sessions were last scheduled for it."""
+        self._check_states = False
         self._secret_key = secret_key
         self.address_text = address_text
         """This server's address as connect tokens name it (``host:port``)."""
@@ -285,9 +293,53 @@ class ServerEndpoint:
         """The game event in a received payload; None, counted as a drop, if it is malformed."""
         return _decode_event(payload, self.drops)
 
-    def _due_by(self, when: float) -> None:
-        if self.earliest_deadline is None or when < self.earliest_deadline:
-            self.earliest_deadline = when
+    # -- scheduling ----------------------------------------------------------------------------
+    # Each session's next poll sits in a heap, moved only earlier by inputs (a datagram, an
+    # event to send, a newer state of its world) and set exactly after each poll, so a timer
+    # polls just the sessions that are due, however many others there are.
+
+    @property
+    def earliest_deadline(self) -> float | None:
+        """When the earliest session is due (None: no session)."""
+        heap = self._schedule_heap
+        while heap:
+            due, _, address = heap[0]
+            session = self.sessions.get(address)
+            if session is not None and session.due == due:
+                return due
+            heapq.heappop(heap)  # stale: the session left or was rescheduled earlier
+        return None
+
+    def _schedule(self, address: Address, when: float) -> None:
+        session = self.sessions.get(address)
+        if session is not None and when < session.due:
+            session.due = when
+            heapq.heappush(self._schedule_heap, (when, next(self._scheduled), address))
+
+    def assign_cache(self, address: Address, cache: PayloadCache | None) -> None:
+        """Send this session the state of ``cache`` (its room's) from now on."""
+        session = self.sessions.get(address)
+        if session is None:
+            return
+        self._members.get(id(session.cache) if session.cache else 0, set()).discard(address)
+        session.cache = cache
+        key = id(cache) if cache is not None else 0
+        if cache is not None:
+            self._caches[key] = cache
+        self._members.setdefault(key, set()).add(address)
+        self._schedule(address, float("-inf"))
+
+    def _states_changed(self, fallback: PayloadCache | None) -> None:
+        """Schedule the sessions of every world whose state moved on since last time."""
+        for key, members in self._members.items():
+            cache = self._caches.get(key) if key else fallback
+            if cache is None or not members:
+                continue
+            order = cache.time_order
+            if self._seen.get(key) != order:
+                self._seen[key] = order
+                for address in members:
+                    self._schedule(address, float("-inf"))
 
     # -- cookies -------------------------------------------------------------------------------
 
@@ -473,7 +525,8 @@ class ServerEndpoint:
         is_host = self.host == address
         connection.is_host = is_host  # the accept says so
         notices.append(ClientJoined(address, connection, is_host))
-        self._due_by(now)  # its first state goes out at once
+        self._members.setdefault(0, set()).add(address)
+        self._schedule(address, now)  # its first state goes out at once
         out, _ = self._answer(self._accept(packet.nonce, session, is_host), address)
         return out, notices
 
@@ -512,7 +565,7 @@ class ServerEndpoint:
                     notices.append(ShutdownRefused(address))
             return [], self._remove(address, packet.reason) + notices
         happened = _count_refusals(connection.receive(packet, size, now), self.drops)
-        self._due_by(connection.next_deadline(session.cache or cache))
+        self._schedule(address, connection.next_deadline(session.cache or cache))
         return [], [PeerNotice(address, notice) for notice in happened]
 
     def _seal(self, address: Address, datagrams: list[bytes]) -> Outgoing:
@@ -531,6 +584,7 @@ class ServerEndpoint:
         ClientLeft and, if it was the host, a HostChanged (unless ``succession`` is off).
         """
         session = self.sessions.pop(address)
+        self._members.get(id(session.cache) if session.cache else 0, set()).discard(address)
         connection = session.connection
         connection.closed = connection.closed or reason
         notices: list[ServerNotice] = [
@@ -544,7 +598,7 @@ class ServerEndpoint:
             self.host = self._successor()
             if self.host is not None:
                 self.sessions[self.host].connection.set_host_role(True)
-                self._due_by(float("-inf"))  # tell the new host at once
+                self._schedule(self.host, float("-inf"))  # tell the new host at once
             notices.append(HostChanged(self.host))
         return notices
 
@@ -563,18 +617,20 @@ class ServerEndpoint:
         if session is None:
             return False
         session.connection.queue_event(payload, retries, token)
-        self._due_by(float("-inf"))
+        self._schedule(address, float("-inf"))
         return True
 
     def state_changed(self) -> None:
-        """The cache holds a newer state: every session that lacks it is due at once."""
-        if self.sessions:
-            self._due_by(float("-inf"))
+        """A world's state moved on: the next :meth:`handle_timer` runs at once and finds out
+        which sessions lack it (those of the worlds whose time_order changed)."""
+        self._check_states = True
 
     # -- timers --------------------------------------------------------------------------------
 
     def get_timer(self) -> float | None:
         """When :meth:`handle_timer` should run next (None: nothing is due, ever)."""
+        if self._check_states and self.sessions:
+            return float("-inf")
         return self.earliest_deadline
 
     def next_deadline(self, cache: PayloadCache | None = None) -> float | None:
@@ -597,25 +653,34 @@ class ServerEndpoint:
     def poll(
         self, now: float, cache: PayloadCache | None = None
     ) -> tuple[Outgoing, list[ServerNotice]]:
-        """Run every session's due work: sends, resends, timeouts."""
+        """Run the due sessions' work: sends, resends, timeouts.
+
+        ``cache`` is what sessions without a world of their own are sent (the endpoint's own
+        cache if None). Sessions of a world whose state moved on since the last poll are due.
+        """
+        fallback = cache if cache is not None else self.cache
+        self._check_states = False
+        self._states_changed(fallback)
         out: Outgoing = []
         notices: list[ServerNotice] = []
-        earliest: float | None = None
-        for address, session in list(self.sessions.items()):
+        heap = self._schedule_heap
+        while heap and heap[0][0] <= now:
+            due, _, address = heapq.heappop(heap)
+            session = self.sessions.get(address)
+            if session is None or session.due != due:
+                continue  # stale entry
+            session.due = float("inf")
             connection = session.connection
-            own = session.cache or cache
+            own = session.cache or fallback
             datagrams, happened = connection.poll(now, own)
             if connection.closed is None:
-                deadline = connection.next_deadline(own)
-                if earliest is None or deadline < earliest:
-                    earliest = deadline
+                self._schedule(address, connection.next_deadline(own))
             out.extend(self._seal(address, datagrams))
             for notice in happened:
                 if isinstance(notice, ConnectionClosed):
                     notices.extend(self._remove(address, notice.reason))
                 else:
                     notices.append(PeerNotice(address, notice))
-        self.earliest_deadline = earliest
         return out, notices
 
     def disconnect(self, address: Address, reason: DisconnectReason) -> Outgoing:
