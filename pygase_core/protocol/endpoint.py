@@ -37,6 +37,8 @@ from pygase_core.protocol.connection import (
     EventReceived,
     HostRoleChanged,
     PacketRefused,
+    PeerBack,
+    PeerSilent,
     Role,
     StateReceived,
 )
@@ -98,7 +100,7 @@ def _count_refusals(
     notices: list[ConnectionNotice], drops: Counter[str]
 ) -> list[
     EventReceived | EventAcknowledged | EventGivenUp | StateReceived | ConnectionClosed
-    | HostRoleChanged
+    | HostRoleChanged | PeerSilent | PeerBack
 ]:
     """Count a refused packet as a protocol violation; pass the others on."""
     kept = [notice for notice in notices if not isinstance(notice, PacketRefused)]
@@ -659,7 +661,7 @@ class Refused:
 
 ClientNotice = (
     Connected | Refused | EventReceived | EventAcknowledged | EventGivenUp | StateReceived
-    | ConnectionClosed | PacketRefused | HostRoleChanged
+    | ConnectionClosed | PacketRefused | HostRoleChanged | PeerSilent | PeerBack
 )
 
 
