@@ -322,7 +322,7 @@ def template(
         encode_request(nonce),
         encode_response(nonce, cookie),
         encode_challenge(nonce, cookie),
-        encode_accept(nonce, session, False),
+        encode_accept(nonce, session, False, bytes(16)),
         encode_reject(nonce, RejectReason.SERVER_FULL),
         encode_disconnect(session, DisconnectReason.SHUTDOWN_REQUEST),
         encode_disconnect(session, DisconnectReason.CLIENT_LEFT),

@@ -285,6 +285,9 @@ class Connection:
         """Whether nothing arrived for ``config.silent_after`` seconds (see :class:`PeerSilent`)."""
         self.last_outage: float | None = None
         """How long the peer was silent before the last :class:`PeerBack` (None: never)."""
+        self.held = False
+        """While set, :meth:`poll` sends nothing (it still times out and notices silence): the
+        server holds a session whose client moved to an address it has not proven yet."""
         self._flush_requested = False
         self.applied_time_order: int | None = None
         """Client role: the newest state time_order applied, reported to the server."""
@@ -430,6 +433,10 @@ class Connection:
 
     def next_deadline(self, cache: PayloadCache | None = None) -> float:
         """When :meth:`poll` should run next (it may be in the past: then at once)."""
+        if self.held:
+            if self.silent:
+                return self.last_received + self.timeout
+            return self.last_received + min(self.timeout, self.config.silent_after)
         if self._flush_requested:
             return float("-inf")
         if self.silent:
@@ -473,6 +480,8 @@ class Connection:
             self.silent = True
             self._events_out.peer_silent()
             notices.append(PeerSilent())
+        if self.held:
+            return [], notices + self._given_up()
         for _lost in self._sent.expire(now):
             self.stats.add_delivery(lost=True)
         self.congestion.update(self.stats, now)
