@@ -115,7 +115,8 @@ class Relay:
 
     The server sees the relay's back socket as the client's address, so datagrams sent with
     :meth:`send_up` carry the client's genuine source address: an attacker who can spoof it.
-    ``corrupt_down``, if set, may change what goes to the client.
+    ``corrupt_down``, if set, may change what goes to the client. :meth:`rebind` makes it a NAT
+    that rebinds: the client's datagrams leave from a new port from then on.
     """
 
     def __init__(self, server_port: int) -> None:
@@ -126,6 +127,8 @@ class Relay:
         self.up: list[bytes] = []
         self.down: list[bytes] = []
         self.corrupt_down: Callable[[bytes], bytes | None] | None = None
+        self._new_back: socket.socket | None = None
+        self._rebound = threading.Event()
         self._stop = threading.Event()
         self._thread = threading.Thread(target=self._run, name="relay", daemon=True)
         self._thread.start()
@@ -146,11 +149,25 @@ class Relay:
         assert self.client is not None
         self.front.sendto(data, self.client)
 
+    def rebind(self) -> Any:
+        """Forward through a new back socket from now on (the old one closes); returns the
+        client's new address as the server sees it."""
+        self._rebound.clear()
+        self._new_back = udp_socket()
+        self._rebound.wait(2)
+        return self.address
+
     def _run(self) -> None:
         with selectors.DefaultSelector() as selector:
             selector.register(self.front, selectors.EVENT_READ)
             selector.register(self.back, selectors.EVENT_READ)
             while not self._stop.is_set():
+                if self._new_back is not None:
+                    selector.unregister(self.back)
+                    self.back.close()
+                    self.back, self._new_back = self._new_back, None
+                    selector.register(self.back, selectors.EVENT_READ)
+                    self._rebound.set()
                 for key, _ in selector.select(0.05):
                     sock: socket.socket = key.fileobj  # type: ignore[assignment]
                     try:

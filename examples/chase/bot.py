@@ -25,6 +25,8 @@ FLEE_DISTANCE = 250.0
 #: Walls closer than this push a fleeing runner away, in pixels.
 WALL_MARGIN = 80.0
 THINK_SECONDS = 0.05
+#: While the session lives (through an outage, too), the bot plays on.
+ALIVE = (ClientStatus.CONNECTED, ClientStatus.RECONNECTING)
 
 
 def choose_direction(
@@ -97,7 +99,7 @@ class ChaseBot:
         wander = _unit(self._rng.uniform(-1, 1), self._rng.uniform(-1, 1))
         next_wander = time.monotonic() + 2.0
         try:
-            while self.client.status is ClientStatus.CONNECTED and time.monotonic() < deadline:
+            while self.client.status in ALIVE and time.monotonic() < deadline:
                 if not self._welcomed.is_set():
                     # JOIN is resent until the server welcomes us: events may get lost.
                     self.client.dispatch_event("JOIN", self.name)
