@@ -57,6 +57,7 @@ from pygase_core.protocol.packets import (
     encode_reject,
     encode_request,
     encode_response,
+    encode_resume,
     encode_state_fragment,
     encode_state_report,
 )
@@ -591,7 +592,8 @@ def test_spoofed_replayed_and_forged_datagrams_change_nothing(clients: list[Clie
 def test_no_amplification_the_server_never_sends_an_unverified_address_more_than_it_got(
     clients: list[Client],
 ) -> None:
-    """Every handshake-stage datagram an attacker can send from a spoofable address."""
+    """Every handshake-stage datagram an attacker can send from a spoofable address, and a live
+    session's data and resumes from an address the session does not have."""
     store = GameStateStore(GameState(big=b"x" * 50_000))
     open_server, full_server = Server(store), Server(store, max_clients=1)
     open_server.run_in_thread()
@@ -599,6 +601,7 @@ def test_no_amplification_the_server_never_sends_an_unverified_address_more_than
     try:
         assert full_server.port and open_server.port
         connect(clients, full_server.port)
+        live = wait_for(lambda: next(iter(full_server.connections.values()), None)).session_id
         rng = random.Random(9)
         other_version = bytearray(encode_request(1))
         other_version[2] = PROTOCOL_VERSION + 1
@@ -610,6 +613,13 @@ def test_no_amplification_the_server_never_sends_an_unverified_address_more_than
             ),
             "data with a guessed session": lambda n: (
                 encode_data_header(n, 0, 0, 0) + encode_state_report(0xFFFFFFFFFFFFFFFF)
+            ),
+            "data of a live session from elsewhere": lambda n: (
+                encode_data_header(live, n & 0xFFFF, 0, 0) + encode_state_report(n)
+                + encode_event_floor(0)
+            ),
+            "resume of a live session with a guessed secret": lambda n: encode_resume(
+                live, n, bytes(8), rng.randbytes(16)
             ),
             "disconnect with a guessed session": lambda n: encode_disconnect(
                 n, DisconnectReason.CLIENT_LEFT
