@@ -123,10 +123,12 @@ def test_a_blackout_both_ways_is_survived_and_events_queued_during_it_arrive_onc
     network.run(1.0)  # room for any duplicate
     assert [p for _, p in network.server_payloads] == expected_up  # once each, in order
     assert alice.received_payloads == expected_down
-    assert sorted(alice.acked_tokens) == [("up", n) for n in range(15)]
+    assert sorted(alice.acked_tokens) == [("up", n) for n in range(15)]  # type: ignore[type-var]
     assert sorted(network.server_acks) == [("down", n) for n in range(15)]  # type: ignore[type-var]
     assert not alice.given_up_tokens and not network.server_given_up
     assert alice.events.count(PeerSilent()) == alice.events.count(PeerBack()) == 1
+    assert not network.server.drops and not alice.endpoint.drops  # resumes from home: harmless
+    assert alice.endpoint.resumes_sent > 0
     server_side = server_notices(network, ALICE)
     assert server_side.count(PeerSilent()) == server_side.count(PeerBack()) == 1
     connection = alice.endpoint.connection
@@ -292,7 +294,8 @@ def test_forged_replayed_and_misdirected_resumes_change_nothing_and_are_counted(
     alice = network.add_client(ALICE)
     bob = network.add_client(BOB)
     connected(network, ALICE, BOB)
-    network.up[ALICE].log = captured = []
+    captured: list[tuple[float, bytes, Any]] = []
+    network.up[ALICE].log = captured
     network.run(0.3)
     network.move_client(ALICE, MOVED)
     network.run_until(lambda: moved(network), timeout=1)
@@ -367,7 +370,8 @@ def test_forged_and_replayed_sealed_packets_from_a_new_address_change_nothing() 
     network = Network(seed=16, secret_key=SECRET_KEY)
     alice = network.add_client(ALICE)
     connected(network, ALICE)
-    network.up[ALICE].log = captured = []
+    captured: list[tuple[float, bytes, Any]] = []
+    network.up[ALICE].log = captured
     network.run(0.3)
     sessions = dict(network.server.sessions)
     alice_id = sessions[ALICE].connection.session_id

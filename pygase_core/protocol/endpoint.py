@@ -611,6 +611,9 @@ class ServerEndpoint:
         cache: PayloadCache | None,
     ) -> tuple[Outgoing, list[ServerNotice]]:
         """A sealed packet of a known session from a new address: genuine and newest, it moves."""
+        if len(data) > MAX_DATAGRAM_SIZE:
+            self.drops["malformed"] += 1
+            return [], []
         before = cipher.highest
         opened = _open_sealed(cipher, data, self.drops)
         if opened is None:
