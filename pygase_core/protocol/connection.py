@@ -169,10 +169,11 @@ class EventGivenUp:
     Emitted by :meth:`Connection.poll` at most once per event, no sooner than
     ``MIN_GIVE_UP_DELAY`` (1 s) after its first send and only once all its sends are spent
     (the exact rule is in :mod:`pygase_core.protocol.reliable`), never for an event acknowledged
-    before; and by :meth:`Connection.abandon_events` for every event still pending when the
-    session ends. A late ack may still follow it with :class:`EventAcknowledged` (the peer did
-    get the event after all), so the edge can tell "gave up" from "was lost". Events queued with
-    the token None report neither notice.
+    before and never while the peer is silent (an outage spends nothing: a give-up falling due
+    then waits for :class:`PeerBack`); and by :meth:`Connection.abandon_events` for every event
+    still pending when the session ends. A late ack may still follow it with
+    :class:`EventAcknowledged` (the peer did get the event after all), so the edge can tell
+    "gave up" from "was lost". Events queued with the token None report neither notice.
     """
 
     token: object
