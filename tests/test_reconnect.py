@@ -120,6 +120,7 @@ def test_a_blackout_of_three_seconds_reconnects_and_runs_every_event_once(
         start = time.monotonic()
         wait_for(lambda: client.status is ClientStatus.RECONNECTING, timeout=3)
         silent_after = time.monotonic() - start
+        wait_for(lambda: server.connections[address].silent)  # both ends see the outage
         # Events both ways during the outage, with and without retries.
         for n in range(2, 8):
             client.dispatch_event("ADD", n, retries=0 if n % 2 else 3)
@@ -173,6 +174,7 @@ def test_dispatch_event_refuses_more_than_max_pending_events_and_drops_nothing(
         away_address, here_address = address_of(server, away), address_of(server, here)
         away.link = BLACKOUT
         wait_for(lambda: away.status is ClientStatus.RECONNECTING, timeout=3)
+        wait_for(lambda: server.connections[away_address].silent)
         for n in range(4):
             away.dispatch_event("ADD", n, retries=1)
         with pytest.raises(EventQueueFullError):
