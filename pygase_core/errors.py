@@ -34,6 +34,14 @@ class NotConnectedError(UsageError):
     """An operation needs a live connection, and there is none."""
 
 
+class EventQueueFullError(UsageError):
+    """Too many events are unsettled (neither acknowledged nor given up) to queue another.
+
+    Raised by ``dispatch_event`` instead of dropping the event, typically while a connection is
+    reconnecting and its events wait for the link to return; see ``max_pending_events``.
+    """
+
+
 class ShutdownRefusedError(UsageError):
     """A client that is not the host asked the server to shut down; the server keeps running."""
 

@@ -1,7 +1,9 @@
 """In-memory wiring of a sans-IO server endpoint and client endpoints, with a fake clock.
 
 Datagrams travel through :class:`Link` objects that can drop, duplicate, delay (with jitter) and
-reorder them, driven by a seeded random generator so every run is the same.
+reorder them, driven by a seeded random generator so every run is the same. A client can move to
+another address mid-session (:meth:`Network.move_client`), as behind a NAT that rebinds; with a
+``secret_key`` the server is an encrypted one and clients connect with tokens.
 """
 
 from __future__ import annotations
@@ -20,6 +22,7 @@ from pygase_core.protocol.connection import (
     EventReceived,
     StateReceived,
 )
+from pygase_core.protocol.crypto import ConnectToken, make_connect_token
 from pygase_core.protocol.endpoint import (
     ClientEndpoint,
     ClientJoined,
@@ -32,6 +35,9 @@ from pygase_core.protocol.endpoint import (
 from pygase_core.protocol.statesync import PayloadCache
 
 SERVER_ADDRESS = ("10.0.0.1", 4000)
+SERVER_TEXT = "10.0.0.1:4000"
+UNIX_OFFSET = 1_000_000.0
+"""What the fake clock adds up to Unix time, for connect tokens."""
 
 
 @dataclass
@@ -47,9 +53,13 @@ class Link:
     _counter: int = 0
     sent: int = 0
     delivered: int = 0
+    log: list[tuple[float, bytes, Any]] | None = None
+    """If a list, every datagram sent is recorded in it (time, data, address)."""
 
     def send(self, data: bytes, address: Any, now: float) -> None:
         self.sent += 1
+        if self.log is not None:
+            self.log.append((now, data, address))
         if self.rng.random() < self.loss:
             return
         copies = 2 if self.rng.random() < self.duplicate else 1
@@ -70,9 +80,16 @@ class Link:
 class ClientSide:
     """A client endpoint plus the game state it keeps, as a real client would."""
 
-    def __init__(self, address: Any, now: float, config: ConnectionConfig, rng: random.Random):
+    def __init__(
+        self,
+        address: Any,
+        now: float,
+        config: ConnectionConfig,
+        rng: random.Random,
+        token: ConnectToken | None = None,
+    ):
         self.address = address
-        self.endpoint = ClientEndpoint(now, config=config, nonce=rng.getrandbits(64))
+        self.endpoint = ClientEndpoint(now, config=config, nonce=rng.getrandbits(64), token=token)
         self.state = GameState()
         self.events: list[ClientNotice] = []
         self.received_payloads: list[bytes] = []
@@ -105,17 +122,22 @@ class Network:
         seed: int = 1,
         config: ConnectionConfig | None = None,
         max_clients: int = 64,
+        secret_key: bytes | None = None,
     ) -> None:
         self.rng = random.Random(seed)
         self.now = 100.0
         self.config = config or ConnectionConfig()
         self.store = store or GameStateStore(GameState())
         self.cache = PayloadCache(self.store, self.config.max_state_size)
+        self.secret_key = secret_key
         self.server = ServerEndpoint(
             self.now,
             max_clients=max_clients,
             config=self.config,
             random_bits=self.rng.getrandbits,
+            secret_key=secret_key,
+            address_text=SERVER_TEXT,
+            unix_offset=UNIX_OFFSET,
         )
         self.clients: dict[Any, ClientSide] = {}
         self.up: dict[Any, Link] = {}
@@ -124,15 +146,31 @@ class Network:
         self.server_payloads: list[tuple[Any, bytes]] = []
         self.server_acks: list[object] = []
         self.server_given_up: list[object] = []
+        self.server_out: list[tuple[bytes, Any]] = []
+        """Every datagram the server sent, with its address (reachable or not)."""
 
     def add_client(self, address: Any, **link: Any) -> ClientSide:
-        client = ClientSide(address, self.now, self.config, self.rng)
+        token = None
+        if self.secret_key is not None:
+            token = make_connect_token(
+                self.secret_key, SERVER_TEXT, len(self.clients) + 1, now=self.now + UNIX_OFFSET
+            )
+        client = ClientSide(address, self.now, self.config, self.rng, token)
         self.clients[address] = client
         self.up[address] = Link(self.rng, **link)
         self.down[address] = Link(self.rng, **link)
         for datagram in client.endpoint.start(self.now):
             self.up[address].send(datagram, address, self.now)
         return client
+
+    def move_client(self, old: Any, new: Any) -> None:
+        """From now on the client's datagrams come from ``new``, and only what the server sends
+        to ``new`` reaches it (datagrams already on their way still arrive)."""
+        client = self.clients.pop(old)
+        client.address = new
+        self.clients[new] = client
+        self.up[new] = self.up.pop(old)
+        self.down[new] = self.down.pop(old)
 
     def inject(self, data: bytes, address: Any) -> None:
         """A datagram from anywhere straight to the server (a stranger or an attacker)."""
@@ -142,6 +180,7 @@ class Network:
 
     def _server_out(self, out: list[tuple[bytes, Any]]) -> None:
         for datagram, address in out:
+            self.server_out.append((datagram, address))
             if address in self.down:
                 self.down[address].send(datagram, address, self.now)
 

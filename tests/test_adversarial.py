@@ -57,6 +57,7 @@ from pygase_core.protocol.packets import (
     encode_reject,
     encode_request,
     encode_response,
+    encode_resume,
     encode_state_fragment,
     encode_state_report,
 )
@@ -115,7 +116,8 @@ class Relay:
 
     The server sees the relay's back socket as the client's address, so datagrams sent with
     :meth:`send_up` carry the client's genuine source address: an attacker who can spoof it.
-    ``corrupt_down``, if set, may change what goes to the client.
+    ``corrupt_down``, if set, may change what goes to the client. :meth:`rebind` makes it a NAT
+    that rebinds: the client's datagrams leave from a new port from then on.
     """
 
     def __init__(self, server_port: int) -> None:
@@ -126,6 +128,8 @@ class Relay:
         self.up: list[bytes] = []
         self.down: list[bytes] = []
         self.corrupt_down: Callable[[bytes], bytes | None] | None = None
+        self._new_back: socket.socket | None = None
+        self._rebound = threading.Event()
         self._stop = threading.Event()
         self._thread = threading.Thread(target=self._run, name="relay", daemon=True)
         self._thread.start()
@@ -146,11 +150,25 @@ class Relay:
         assert self.client is not None
         self.front.sendto(data, self.client)
 
+    def rebind(self) -> Any:
+        """Forward through a new back socket from now on (the old one closes); returns the
+        client's new address as the server sees it."""
+        self._rebound.clear()
+        self._new_back = udp_socket()
+        self._rebound.wait(2)
+        return self.address
+
     def _run(self) -> None:
         with selectors.DefaultSelector() as selector:
             selector.register(self.front, selectors.EVENT_READ)
             selector.register(self.back, selectors.EVENT_READ)
             while not self._stop.is_set():
+                if self._new_back is not None:
+                    selector.unregister(self.back)
+                    self.back.close()
+                    self.back, self._new_back = self._new_back, None
+                    selector.register(self.back, selectors.EVENT_READ)
+                    self._rebound.set()
                 for key, _ in selector.select(0.05):
                     sock: socket.socket = key.fileobj  # type: ignore[assignment]
                     try:
@@ -322,7 +340,7 @@ def template(
         encode_request(nonce),
         encode_response(nonce, cookie),
         encode_challenge(nonce, cookie),
-        encode_accept(nonce, session, False),
+        encode_accept(nonce, session, False, bytes(16)),
         encode_reject(nonce, RejectReason.SERVER_FULL),
         encode_disconnect(session, DisconnectReason.SHUTDOWN_REQUEST),
         encode_disconnect(session, DisconnectReason.CLIENT_LEFT),
@@ -574,7 +592,8 @@ def test_spoofed_replayed_and_forged_datagrams_change_nothing(clients: list[Clie
 def test_no_amplification_the_server_never_sends_an_unverified_address_more_than_it_got(
     clients: list[Client],
 ) -> None:
-    """Every handshake-stage datagram an attacker can send from a spoofable address."""
+    """Every handshake-stage datagram an attacker can send from a spoofable address, and a live
+    session's data and resumes from an address the session does not have."""
     store = GameStateStore(GameState(big=b"x" * 50_000))
     open_server, full_server = Server(store), Server(store, max_clients=1)
     open_server.run_in_thread()
@@ -582,6 +601,7 @@ def test_no_amplification_the_server_never_sends_an_unverified_address_more_than
     try:
         assert full_server.port and open_server.port
         connect(clients, full_server.port)
+        live = wait_for(lambda: list(full_server.connections.values()))[0].session_id
         rng = random.Random(9)
         other_version = bytearray(encode_request(1))
         other_version[2] = PROTOCOL_VERSION + 1
@@ -593,6 +613,13 @@ def test_no_amplification_the_server_never_sends_an_unverified_address_more_than
             ),
             "data with a guessed session": lambda n: (
                 encode_data_header(n, 0, 0, 0) + encode_state_report(0xFFFFFFFFFFFFFFFF)
+            ),
+            "data of a live session from elsewhere": lambda n: (
+                encode_data_header(live, n & 0xFFFF, 0, 0) + encode_state_report(n)
+                + encode_event_floor(0)
+            ),
+            "resume of a live session with a guessed secret": lambda n: encode_resume(
+                live, n, bytes(8), rng.randbytes(16)
             ),
             "disconnect with a guessed session": lambda n: encode_disconnect(
                 n, DisconnectReason.CLIENT_LEFT

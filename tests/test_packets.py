@@ -24,12 +24,16 @@ from pygase_core.protocol.packets import (
     RejectReason,
     Request,
     Response,
+    Resume,
+    ResumePrompt,
     StateFragment,
     StateReport,
     decode,
 )
 
 COOKIE = bytes(range(24))
+SECRET = bytes(range(100, 116))
+CHALLENGE = bytes(range(8))
 
 
 def valid_datagrams() -> list[bytes]:
@@ -38,7 +42,7 @@ def valid_datagrams() -> list[bytes]:
         packets.encode_request(42),
         packets.encode_challenge(42, COOKIE),
         packets.encode_response(42, COOKIE),
-        packets.encode_accept(42, 99, True),
+        packets.encode_accept(42, 99, True, SECRET),
         packets.encode_reject(42, RejectReason.SERVER_FULL),
         packets.encode_disconnect(99, DisconnectReason.SHUTDOWN_REQUEST),
         header
@@ -46,6 +50,9 @@ def valid_datagrams() -> list[bytes]:
         + packets.encode_event_floor(3)
         + packets.encode_state_fragment(packets.FULL_STATE, 12, 1, 3, b"abc")
         + packets.encode_event_fragment(5, 0, 1, b"xyz"),
+        packets.encode_resume(99, 7, CHALLENGE, SECRET),
+        packets.encode_resume_prompt(99, CHALLENGE),
+        packets.encode_accept(42, 99, False, None) + bytes(16),
     ]
 
 
@@ -54,7 +61,7 @@ def test_round_trip_of_every_packet_type() -> None:
     assert decoded[0] == Request(42)
     assert decoded[1] == Challenge(42, COOKIE)
     assert decoded[2] == Response(42, COOKIE)
-    assert decoded[3] == Accept(42, 99, True)
+    assert decoded[3] == Accept(42, 99, True, resume_secret=SECRET)
     assert decoded[4] == Reject(42, RejectReason.SERVER_FULL)
     assert decoded[5] == Disconnect(99, DisconnectReason.SHUTDOWN_REQUEST)
     assert decoded[6] == Data(
@@ -66,6 +73,12 @@ def test_round_trip_of_every_packet_type() -> None:
             EventFragment(5, 0, 1, b"xyz"),
         ),
     )
+    mac = packets.resume_mac(SECRET, 99, 7, CHALLENGE)
+    assert decoded[7] == Resume(99, 7, CHALLENGE, mac)
+    assert decoded[8] == ResumePrompt(99, CHALLENGE)
+    assert decoded[9] == Accept(42, 99, False, tag=bytes(16))
+    assert packets.resume_mac(SECRET, 99, 8, CHALLENGE) != mac
+    assert packets.resume_mac(bytes(16), 99, 7, CHALLENGE) != mac
 
 
 def test_handshake_requests_are_padded_and_answers_are_smaller() -> None:
@@ -74,7 +87,7 @@ def test_handshake_requests_are_padded_and_answers_are_smaller() -> None:
     assert len(request) == len(response) == HANDSHAKE_SIZE <= MAX_DATAGRAM_SIZE
     answers = [
         packets.encode_challenge(1, COOKIE),
-        packets.encode_accept(1, 2, False),
+        packets.encode_accept(1, 2, False, SECRET),
         packets.encode_reject(1, RejectReason.VERSION_MISMATCH),
     ]
     assert all(len(answer) < HANDSHAKE_SIZE for answer in answers)
@@ -103,6 +116,13 @@ def test_foreign_magic_version_and_oversize_are_refused() -> None:
         decode(bytes(request))
     with pytest.raises(ProtocolError):
         decode(bytes(MAX_DATAGRAM_SIZE + 1))
+
+
+def test_a_resume_prompt_is_smaller_than_any_client_data_packet() -> None:
+    smallest = packets.encode_data_header(1, 0, 0, 0) + packets.encode_state_report(0) + (
+        packets.encode_event_floor(0)
+    )
+    assert len(packets.encode_resume_prompt(1, CHALLENGE)) < len(smallest)
 
 
 def test_fragment_index_must_be_below_count() -> None:

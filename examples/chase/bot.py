@@ -32,6 +32,8 @@ WALL_MARGIN = 80.0
 THINK_SECONDS = 0.05
 #: Seconds between the bot's status lines.
 STATUS_SECONDS = 5.0
+#: While the session lives (through an outage, too), the bot plays on.
+ALIVE = (ClientStatus.CONNECTED, ClientStatus.RECONNECTING)
 
 
 def choose_direction(
@@ -145,7 +147,7 @@ class ChaseBot:
         next_wander = time.monotonic() + 2.0
         next_status = time.monotonic()
         try:
-            while self.client.status is ClientStatus.CONNECTED and time.monotonic() < deadline:
+            while self.client.status in ALIVE and time.monotonic() < deadline:
                 if not self._welcomed.is_set():
                     # JOIN is resent until the server welcomes us: events may get lost.
                     self.client.dispatch_event("JOIN", self.name)

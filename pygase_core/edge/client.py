@@ -30,10 +30,12 @@ from pygase_core.edge.driver import (
     resolve,
     run_in_thread,
 )
+from pygase_core.edge.pending import DEFAULT_MAX_PENDING_EVENTS, pending_for
 from pygase_core.edge.worker import EventCallbacks, HandlerThread
 from pygase_core.errors import (
     ConnectionFailed,
     ConnectTimeoutError,
+    EventQueueFullError,
     JoinRefusedError,
     NotConnectedError,
     ProtocolError,
@@ -54,10 +56,13 @@ from pygase_core.protocol.connection import (
     Connection,
     ConnectionClosed,
     ConnectionConfig,
+    ControlToken,
     EventAcknowledged,
     EventGivenUp,
     EventReceived,
     HostRoleChanged,
+    PeerBack,
+    PeerSilent,
     StateReceived,
 )
 from pygase_core.protocol.crypto import ConnectToken
@@ -111,11 +116,17 @@ def _quiet_plugins() -> pluggy.PluginManager:
 
 
 class ClientStatus(Enum):
-    """Where a client is in its life."""
+    """Where a client is in its life.
+
+    ``RECONNECTING``: connected, but nothing has come from the server for a while (an outage,
+    perhaps a new network); the session lives on, events queue, and it is ``CONNECTED`` again
+    as soon as the server is heard, or ``DISCONNECTED`` after ``timeout`` seconds of silence.
+    """
 
     DISCONNECTED = "disconnected"
     CONNECTING = "connecting"
     CONNECTED = "connected"
+    RECONNECTING = "reconnecting"
 
 
 _REASONS = {
@@ -202,8 +213,17 @@ class Client:
 
     @property
     def status(self) -> ClientStatus:
-        """Disconnected, connecting or connected."""
+        """Disconnected, connecting, connected or reconnecting (see :class:`ClientStatus`)."""
         return self._status
+
+    @property
+    def pending_events(self) -> int:
+        """Events dispatched in this session and neither acknowledged nor given up yet."""
+        endpoint = self._endpoint
+        connection = endpoint.connection if endpoint is not None else None
+        if endpoint is None or connection is None:
+            return 0
+        return pending_for(endpoint).unsettled(None, lambda: connection.game_events_in_flight)
 
     @property
     def stats(self) -> ConnectionStats | None:
@@ -506,6 +526,10 @@ class Client:
         """Call ``event_handler_function(*data, **data)`` for server events of this type."""
         self._handlers.register(event_type, event_handler_function)
 
+    max_pending_events: int = DEFAULT_MAX_PENDING_EVENTS
+    """How many events may be unsettled (neither acknowledged nor given up) at once; one more
+    makes :meth:`dispatch_event` raise :class:`~pygase_core.errors.EventQueueFullError`."""
+
     def dispatch_event(
         self,
         event_type: str,
@@ -523,13 +547,39 @@ class Client:
         that ack arrives while the connection lives; ``failure_callback()`` runs once if
         pygase gives the event up (retries spent and at least about a second without an ack,
         or the connection ended first).
+
+        While the client is reconnecting the event waits and goes out when the server is heard
+        again (sends to a silent server spend no retries). With :attr:`max_pending_events`
+        events unsettled, raises :class:`~pygase_core.errors.EventQueueFullError` instead.
         """
         payload = self._config.encode_event(event_type, args, kwargs, retries)
         callbacks = EventCallbacks.of(ack_callback, failure_callback)
         driver, endpoint = self._driver, self._endpoint
-        if driver is None or endpoint is None or self._status is not ClientStatus.CONNECTED:
+        connection = endpoint.connection if endpoint is not None else None
+        if (
+            driver is None
+            or endpoint is None
+            or connection is None
+            or self._status not in (ClientStatus.CONNECTED, ClientStatus.RECONNECTING)
+        ):
             raise NotConnectedError("the client is not connected")
-        driver.call(endpoint.queue_event, payload, retries, callbacks)
+        pending = pending_for(endpoint)
+        limit = self.max_pending_events
+        if pending.reserve([(None, lambda: connection.game_events_in_flight)], limit):
+            raise EventQueueFullError(
+                f"{limit} events to the server are unsettled (neither acknowledged nor given"
+                f" up), the limit (Client.max_pending_events)"
+                + (": the client is reconnecting" if self._status is ClientStatus.RECONNECTING
+                   else "")
+            )
+
+        def queue() -> None:
+            try:
+                endpoint.queue_event(payload, retries, callbacks)
+            finally:
+                pending.release([None])
+
+        driver.call(queue)
 
     # -- notices from the protocol -------------------------------------------------------------
 
@@ -552,7 +602,9 @@ class Client:
                 # In session; the answer to the join request completes the connect.
                 endpoint = self._endpoint
                 if endpoint is not None:
-                    endpoint.queue_event(control.encode(self._request), control.CONTROL_RETRIES)
+                    endpoint.queue_event(
+                        control.encode(self._request), control.CONTROL_RETRIES, ControlToken()
+                    )
             elif isinstance(notice, Refused):
                 self._fail(self._refusal(notice))
             elif isinstance(notice, ConnectionClosed):
@@ -561,6 +613,17 @@ class Client:
                 logger.info(
                     "this client %s the host", "is now" if notice.is_host else "is no longer"
                 )
+            elif isinstance(notice, PeerSilent) and self._status is ClientStatus.CONNECTED:
+                self._status = ClientStatus.RECONNECTING
+                logger.info(
+                    "pygase client reconnecting: nothing from %s for %.1f s",
+                    self._target, self._config.silent_after,
+                )
+            elif isinstance(notice, PeerBack) and self._status is ClientStatus.RECONNECTING:
+                self._status = ClientStatus.CONNECTED
+                connection = self.connection
+                outage = connection.last_outage if connection is not None else None
+                logger.info("pygase client resumed after %.1f s", outage or 0.0)
 
     def _refusal(self, notice: Refused) -> ConnectionFailed:
         target = self._target

@@ -177,7 +177,11 @@ class FrameSession:
 
     @property
     def status(self) -> ClientStatus:
-        """Whether the client is disconnected, connecting or connected, right now."""
+        """Whether the client is disconnected, connecting, connected or reconnecting, right now.
+
+        Reconnecting (an outage) is not announced through :meth:`on_status_changed`: the
+        session lives on, so the game sees only its end if it ends.
+        """
         return self.client.status
 
     @property

@@ -32,8 +32,15 @@ from pygase_core.edge.driver import (
     resolve,
     run_in_thread,
 )
+from pygase_core.edge.pending import DEFAULT_MAX_PENDING_EVENTS, pending_for
 from pygase_core.edge.worker import EventCallbacks, HandlerThread
-from pygase_core.errors import NotConnectedError, ProtocolError, ServerFullError, UsageError
+from pygase_core.errors import (
+    EventQueueFullError,
+    NotConnectedError,
+    ProtocolError,
+    ServerFullError,
+    UsageError,
+)
 from pygase_core.model.codec import check_value
 from pygase_core.model.events import Event
 from pygase_core.model.handlers import EventHandlerRegistry, call_with_accepted_kwargs
@@ -42,9 +49,12 @@ from pygase_core.protocol import control
 from pygase_core.protocol.connection import (
     Connection,
     ConnectionConfig,
+    ControlToken,
     EventAcknowledged,
     EventGivenUp,
     EventReceived,
+    PeerBack,
+    PeerSilent,
 )
 from pygase_core.protocol.control import (
     CONTROL_RETRIES,
@@ -61,6 +71,7 @@ from pygase_core.protocol.endpoint import (
     Address,
     ClientJoined,
     ClientLeft,
+    ClientMoved,
     HostChanged,
     PeerNotice,
     ServerEndpoint,
@@ -584,6 +595,17 @@ class Server:
         assert endpoint is not None
         endpoint.state_changed()
 
+    def _follow(self, old: Address, new: Address) -> None:
+        """A client's session moved to a new address: its seat and memberships follow."""
+        seat = self._seats.pop(old, None)
+        if seat is not None:
+            seat.client.address = new
+            self._seats[new] = seat
+        for members in (self._world, self._joining):
+            if old in members:
+                members.discard(old)
+                members.add(new)
+
     def _leave_room(self, address: Address, reason: DisconnectReason) -> None:
         self._world.discard(address)
         seat = self._seats.pop(address, None)
@@ -621,7 +643,9 @@ class Server:
 
     def _answer(self, address: Address, message: Control) -> None:
         if self._endpoint is not None:
-            self._endpoint.queue_event(address, control.encode(message), CONTROL_RETRIES)
+            self._endpoint.queue_event(
+                address, control.encode(message), CONTROL_RETRIES, ControlToken()
+            )
 
     def _room_send(
         self,
@@ -700,6 +724,10 @@ class Server:
         self._leave_handlers.append(handler)
         return handler
 
+    max_pending_events: int = DEFAULT_MAX_PENDING_EVENTS
+    """How many events may be unsettled (neither acknowledged nor given up) per client; one
+    more makes :meth:`dispatch_event` raise :class:`~pygase_core.errors.EventQueueFullError`."""
+
     def dispatch_event(
         self,
         event_type: str,
@@ -717,6 +745,10 @@ class Server:
         runs once per client that acknowledged it, whenever that ack arrives while the
         connection lives; ``failure_callback(connection)`` runs once per client for which
         pygase gave the event up (see the event channel's rules in the docs).
+
+        A client whose session is silent (an outage) gets the event when it is heard again.
+        If a target has :attr:`max_pending_events` events unsettled, raises
+        :class:`~pygase_core.errors.EventQueueFullError` and queues the event to nobody.
         """
         payload = self._config.encode_event(event_type, args, kwargs, retries)
         callbacks = EventCallbacks.of(ack_callback, failure_callback)
@@ -725,7 +757,31 @@ class Server:
             raise NotConnectedError("the server is not running")
         if target_client != "all" and target_client not in endpoint.sessions:
             raise NotConnectedError(f"no client is connected from {target_client!r}")
-        driver.call(self._queue_event, payload, target_client, retries, callbacks)
+        targets = list(endpoint.sessions.copy()) if target_client == "all" else [target_client]
+        sessions = endpoint.sessions
+
+        def queued(address: Address) -> Callable[[], int]:
+            def count() -> int:
+                session = sessions.get(address)
+                return 0 if session is None else session.connection.game_events_in_flight
+            return count
+
+        pending = pending_for(endpoint)
+        limit = self.max_pending_events
+        full = pending.reserve([(address, queued(address)) for address in targets], limit)
+        if full:
+            raise EventQueueFullError(
+                f"{limit} events to client {full[0]!r} are unsettled (neither acknowledged nor"
+                " given up), the limit (Server.max_pending_events); queued to nobody"
+            )
+
+        def queue() -> None:
+            try:
+                self._queue_event(payload, target_client, retries, callbacks)
+            finally:
+                pending.release(targets)
+
+        driver.call(queue)
 
     def _queue_event(
         self, payload: bytes, target: Address | str, retries: int, callbacks: object
@@ -771,6 +827,10 @@ class Server:
                     self._client_event(notice.address, inner.payload)
                 elif isinstance(inner, EventAcknowledged | EventGivenUp):
                     self._settled(notice.address, inner)
+                elif isinstance(inner, PeerSilent):
+                    logger.debug("client %s is silent", notice.address)
+                elif isinstance(inner, PeerBack):
+                    logger.debug("client %s is back", notice.address)
             elif isinstance(notice, ClientJoined):
                 logger.info(
                     "client %s joined%s", notice.address, " (host)" if notice.is_host else ""
@@ -783,6 +843,12 @@ class Server:
                 self._leave_room(notice.address, notice.reason)
                 for handler in self._leave_handlers:
                     self._worker.submit(handler, notice.address, reason, what="leave handler")
+            elif isinstance(notice, ClientMoved):
+                logger.info(
+                    "client %s moved to %s (session %016x)",
+                    notice.old_address, notice.new_address, notice.session_id,
+                )
+                self._follow(notice.old_address, notice.new_address)
             elif isinstance(notice, StateTooLarge):
                 logger.error("cannot send the game state: %s", notice.reason)
             elif isinstance(notice, HostChanged):

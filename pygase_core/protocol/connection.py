@@ -12,6 +12,13 @@ sends its next packet (which carries the acks) within :data:`MAX_ACK_DELAY`, or 
 :data:`ACK_EVERY` such packets, so the peer's window keeps moving and no packet falls out of the
 32-packet ack field unacknowledged. What events a connection sent is remembered per packet for
 the last :data:`LATE_ACK_PACKETS` packets, so even a late ack completes its event.
+
+An outage is not the end of a session. When nothing has arrived for ``silent_after`` seconds the
+connection says :class:`PeerSilent` (once) and treats the peer as silent: it keeps probing, at
+most every :data:`SILENT_PROBE_INTERVAL` seconds and without state, and its event channel spends
+no retries and gives nothing up (see :mod:`pygase_core.protocol.reliable`). The next packet from
+the peer says :class:`PeerBack` and makes every unacknowledged event fragment due at once. Only
+``timeout`` seconds of silence end the session.
 """
 
 from __future__ import annotations
@@ -75,6 +82,9 @@ MAX_ACK_DELAY = 0.01
 """Received event fragments are acknowledged at most this many seconds later."""
 LATE_ACK_PACKETS = 4096
 """How many sent packets' event fragments are remembered for their acks, late ones included."""
+SILENT_PROBE_INTERVAL = 0.25
+"""While the peer is silent, a connection sends this often (or at its keep-alive interval, if
+that is longer): a probe with acks and whatever events are due, but no state."""
 
 
 def _acked_sequences(ack: int, ack_bits: int) -> Iterator[int]:
@@ -100,7 +110,10 @@ class ConnectionConfig:
     """Tunables of a session; the defaults suit a 50 Hz game on the internet."""
 
     timeout: float = 5.0
-    """A connection that receives nothing for this long is closed."""
+    """A connection that receives nothing for this long is closed (see ``Connection.timeout``)."""
+    silent_after: float = 1.0
+    """After this long without a packet the peer counts as silent (an outage, see the module
+    docstring); the session lives on until ``timeout``."""
     keepalive_interval: float = 0.1
     """At least one packet goes out this often, so acks flow and the peer knows we are here."""
     client_send_interval: float = 1 / 30
@@ -109,7 +122,7 @@ class ConnectionConfig:
     max_event_size: int = DEFAULT_MAX_STATE_SIZE
 
     def __post_init__(self) -> None:
-        for name in ("timeout", "keepalive_interval", "client_send_interval"):
+        for name in ("timeout", "silent_after", "keepalive_interval", "client_send_interval"):
             if not getattr(self, name) > 0:
                 raise ValueError(f"{name} must be positive")
         for name in ("max_state_size", "max_event_size"):
@@ -151,6 +164,12 @@ class EventAcknowledged:
     token: object
 
 
+class ControlToken:
+    """The token of a control message: what it settles to concerns pygase, not the game."""
+
+    __slots__ = ()
+
+
 @dataclass(frozen=True)
 class EventGivenUp:
     """The sender stopped trying to deliver an event we queued with ``token``.
@@ -158,10 +177,11 @@ class EventGivenUp:
     Emitted by :meth:`Connection.poll` at most once per event, no sooner than
     ``MIN_GIVE_UP_DELAY`` (1 s) after its first send and only once all its sends are spent
     (the exact rule is in :mod:`pygase_core.protocol.reliable`), never for an event acknowledged
-    before; and by :meth:`Connection.abandon_events` for every event still pending when the
-    session ends. A late ack may still follow it with :class:`EventAcknowledged` (the peer did
-    get the event after all), so the edge can tell "gave up" from "was lost". Events queued with
-    the token None report neither notice.
+    before and never while the peer is silent (an outage spends nothing: a give-up falling due
+    then waits for :class:`PeerBack`); and by :meth:`Connection.abandon_events` for every event
+    still pending when the session ends. A late ack may still follow it with
+    :class:`EventAcknowledged` (the peer did get the event after all), so the edge can tell
+    "gave up" from "was lost". Events queued with the token None report neither notice.
     """
 
     token: object
@@ -194,6 +214,24 @@ class PacketRefused:
 
 
 @dataclass(frozen=True)
+class PeerSilent:
+    """Nothing arrived from the peer for ``silent_after`` seconds: an outage, perhaps a new address.
+
+    Said once per silence, by :meth:`Connection.poll`. The session goes on (probing at a
+    backed-off rate, spending no event retries) until :class:`PeerBack` or, after ``timeout``,
+    :class:`ConnectionClosed`.
+    """
+
+
+@dataclass(frozen=True)
+class PeerBack:
+    """A packet arrived from a silent peer: the session continues where it was.
+
+    ``Connection.last_outage`` says how long the peer was silent.
+    """
+
+
+@dataclass(frozen=True)
 class ConnectionClosed:
     """The session ended: the peer said so, or it went silent for too long."""
 
@@ -202,7 +240,7 @@ class ConnectionClosed:
 
 ConnectionNotice = (
     EventReceived | EventAcknowledged | EventGivenUp | StateReceived | ConnectionClosed
-    | PacketRefused | HostRoleChanged
+    | PacketRefused | HostRoleChanged | PeerSilent | PeerBack
 )
 
 
@@ -252,6 +290,14 @@ class Connection:
         """Seconds of silence after which this session closes (a room may hold a seat longer)."""
         self.last_received = now
         self.last_sent = float("-inf")
+        self.silent = False
+        """Whether nothing arrived for ``config.silent_after`` seconds (see :class:`PeerSilent`)."""
+        self.last_outage: float | None = None
+        """How long the peer was silent before the last :class:`PeerBack` (None: never)."""
+        self.held = False
+        """While set, :meth:`poll` sends nothing (it still times out and notices silence): the
+        server holds a session whose client moved to an address it has not proven yet."""
+        self._flush_requested = False
         self.applied_time_order: int | None = None
         """Client role: the newest state time_order applied, reported to the server."""
         self._sequence = 0
@@ -271,6 +317,7 @@ class Connection:
         self._state_sent_for: int | None = None
         self.is_host = False
         """Whether the client of this session holds the host role (as the server last said)."""
+        self._control_in_flight: set[ControlToken] = set()
         self._host_role_news = False
 
     # -- sending -------------------------------------------------------------------------------
@@ -294,12 +341,23 @@ class Connection:
                 f" {self.config.max_event_size}"
             )
         fragments = split_payload(payload, MAX_EVENT_FRAGMENT_DATA)
+        if isinstance(token, ControlToken):
+            self._control_in_flight.add(token)
         return self._events_out.queue(fragments, retries, token)
 
     @property
     def events_in_flight(self) -> int:
         """Events queued and not yet acknowledged or given up (sent or still waiting)."""
         return self._events_out.pending
+
+    @property
+    def game_events_in_flight(self) -> int:
+        """:attr:`events_in_flight` without pygase's own control messages (room joins)."""
+        return self._events_out.pending - len(self._control_in_flight)
+
+    def _settle(self, token: object) -> None:
+        if isinstance(token, ControlToken):
+            self._control_in_flight.discard(token)
 
     @property
     def event_window(self) -> int:
@@ -318,10 +376,20 @@ class Connection:
         (and for those given up whose notice was not reported yet), except events queued with
         the token None.
         """
-        return [EventGivenUp(token) for token in self._events_out.abandon()]
+        tokens = self._events_out.abandon()
+        for token in tokens:
+            self._settle(token)
+        return [EventGivenUp(token) for token in tokens]
 
     def _given_up(self) -> list[ConnectionNotice]:
-        return [EventGivenUp(token) for token in self._events_out.take_given_up()]
+        tokens = self._events_out.take_given_up()
+        for token in tokens:
+            self._settle(token)
+        return [EventGivenUp(token) for token in tokens]
+
+    def request_flush(self) -> None:
+        """Make the next :meth:`poll` send at once (the owner knows the peer waits for news)."""
+        self._flush_requested = True
 
     def flush(self, now: float, cache: PayloadCache | None = None) -> list[bytes]:
         """Build the datagrams to send now: due events (paced), state (server role), acks."""
@@ -363,6 +431,7 @@ class Connection:
         self.last_sent = now
         self._acks_owed = 0
         self._acks_owed_since = None
+        self._flush_requested = False
         return datagrams
 
     def _remember_events(self, sequence: int, refs: list[FragmentRef]) -> None:
@@ -386,11 +455,26 @@ class Connection:
         normal = self.config.client_send_interval if self.role is Role.CLIENT else 0.0
         return self.congestion.send_interval(normal)
 
+    def _probe_interval(self) -> float:
+        return max(self.config.keepalive_interval, SILENT_PROBE_INTERVAL)
+
     def next_deadline(self, cache: PayloadCache | None = None) -> float:
         """When :meth:`poll` should run next (it may be in the past: then at once)."""
+        if self.held:
+            if self.silent:
+                return self.last_received + self.timeout
+            return self.last_received + min(self.timeout, self.config.silent_after)
+        if self._flush_requested:
+            return float("-inf")
+        if self.silent:
+            # Probes only, at a backed-off rate, until the peer is back or the session times out.
+            return min(
+                self.last_sent + self._probe_interval(), self.last_received + self.timeout
+            )
         deadline = min(
             self.last_sent + self.config.keepalive_interval,
             self.last_received + self.timeout,
+            self.last_received + self.config.silent_after,
         )
         interval_end = self.last_sent + self._send_interval()
         if self.role is Role.CLIENT:
@@ -418,11 +502,22 @@ class Connection:
         if now - self.last_received >= self.timeout:
             self.closed = DisconnectReason.TIMED_OUT
             return [], [ConnectionClosed(DisconnectReason.TIMED_OUT)]
+        notices: list[ConnectionNotice] = []
+        if not self.silent and now - self.last_received >= self.config.silent_after:
+            self.silent = True
+            self._events_out.peer_silent()
+            notices.append(PeerSilent())
+        if self.held:
+            return [], notices + self._given_up()
         for _lost in self._sent.expire(now):
             self.stats.add_delivery(lost=True)
         self.congestion.update(self.stats, now)
+        if self.silent:
+            if now < self.last_sent + self._probe_interval() and not self._flush_requested:
+                return [], notices + self._given_up()
+            cache = None  # a probe: no state for a peer that may not be there
         datagrams = self.flush(now, cache)
-        return datagrams, self._given_up()
+        return datagrams, notices + self._given_up()
 
     # -- receiving -----------------------------------------------------------------------------
 
@@ -439,6 +534,7 @@ class Connection:
             self.stats.packets_dropped += 1
             return []
         notices = self._given_up()
+        heard_at = len(notices)
         try:
             carries_events, acknowledgeable = self._take_messages(packet, notices)
         except ProtocolError as error:
@@ -452,7 +548,7 @@ class Connection:
                 if self._acks_owed_since is None:
                     self._acks_owed_since = now
         self.stats.count_in(size, now)
-        self.last_received = now
+        notices[heard_at:heard_at] = self.heard(now)
         for sent in self._sent.acknowledge(packet.ack, packet.ack_bits):
             self.stats.add_rtt_sample(now - sent.sent_at)
             self.stats.add_delivery(lost=False)
@@ -466,12 +562,30 @@ class Connection:
             for fragment_ref in refs or ():
                 token = self._events_out.acknowledge(fragment_ref)
                 if token is not None:
+                    self._settle(token)
                     notices.append(EventAcknowledged(token))
         notices.extend(
             EventReceived(payload) for payload in self._events_in.deliverable(self._peer_floor)
         )
         self.congestion.update(self.stats, now)
         return notices
+
+    def heard(self, now: float) -> list[ConnectionNotice]:
+        """Something genuine arrived from the peer (a data packet, or a proven resume).
+
+        Returns ``[PeerBack()]`` if that ends a silence: then every unacknowledged event
+        fragment is due at once (its backoff reset), so the session catches up within about a
+        round trip, as the pacing allows.
+        """
+        was = self.last_received
+        self.last_received = max(was, now)
+        if not self.silent:
+            return []
+        self.silent = False
+        self.last_outage = now - was
+        self._events_out.peer_back(now)
+        self._flush_requested = True  # the peer may be silent to us: tell it we are here
+        return [PeerBack()]
 
     def _take_messages(self, packet: Data, notices: list[ConnectionNotice]) -> tuple[bool, bool]:
         """Take a packet's messages; returns whether it carried event fragments and whether it

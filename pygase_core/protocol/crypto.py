@@ -15,6 +15,10 @@ The flow follows the ideas of the netcode.io standard:
    creates the session. From then on every packet is sealed with ChaCha20-Poly1305 under the
    sender's direction key, with a 64-bit packet number as nonce, and the receiver drops any
    number it has already seen or that is older than its replay window.
+4. A session whose client turns up at a new address (NAT rebinding, a new network) moves there
+   with the first genuine packet from it, sealed under the session's keys; its ``RESUME``
+   packets are keyed with a secret derived from them (:attr:`SessionCipher.resume_secret`),
+   which never travels.
 
 Needs the ``cryptography`` package (``pip install "pygase[crypto]"``); nothing here is imported
 unless a secret key or a token is used.
@@ -211,7 +215,10 @@ def session_cipher(
 
     c2s = derive(contents_or_token.client_to_server_key, b"pygase c2s")
     s2c = derive(contents_or_token.server_to_client_key, b"pygase s2c")
-    return SessionCipher(s2c, c2s) if server else SessionCipher(c2s, s2c)
+    resume = derive(contents_or_token.client_to_server_key, b"pygase resume")
+    if server:
+        return SessionCipher(s2c, c2s, resume_secret=resume)
+    return SessionCipher(c2s, s2c, resume_secret=resume)
 
 
 def _accept_nonce(accept: bytes) -> bytes:
@@ -241,12 +248,19 @@ class SessionCipher:
     id and packet number authenticated as associated data.
     """
 
-    def __init__(self, send_key: bytes, receive_key: bytes) -> None:
+    def __init__(self, send_key: bytes, receive_key: bytes, resume_secret: bytes = b"") -> None:
         self._send = _aead(send_key)
         self._receive = _aead(receive_key)
+        self.resume_secret = resume_secret
+        """The key of the session's ``RESUME`` MACs, derived from the session's keys."""
         self._next_number = 0
         self._highest: int | None = None
         self._seen: set[int] = set()
+
+    @property
+    def highest(self) -> int | None:
+        """The highest packet number opened so far (None: none yet)."""
+        return self._highest
 
     @staticmethod
     def _nonce(number: int) -> bytes:

@@ -9,8 +9,32 @@ small, so no stranger can make the server send more bytes to an unverified addre
 received. After the handshake a datagram is accepted only with its session's id from its session's
 address; everything else is dropped and counted in :attr:`ServerEndpoint.drops`.
 
+A session can move to a new address (NAT rebinding, a phone changing networks), but only with
+proof, and it sends nothing but small prompts to an address until the client proved it receives
+there:
+
+* A session's packet from an address the server does not know gets a ``RESUME_PROMPT`` (smaller
+  than what arrived, at most one per session every :data:`PROMPT_INTERVAL`) carrying a challenge,
+  a keyed MAC of the session id and that address. An unencrypted packet moves nothing.
+* A ``RESUME`` whose MAC is valid (under the session's resume secret: the accept's, or for an
+  encrypted session one derived from its keys) and whose counter is newer than the last accepted
+  one moves the session to its source address (:class:`ClientMoved`). If it echoes that address's
+  challenge (or the address is the one last proven), the address is proven and the server answers
+  at once with a data packet; otherwise the session is *held* (it sends nothing) and gets a
+  prompt, which the client answers with another ``RESUME``.
+* A sealed packet of an encrypted session from a new address moves the session the same way if it
+  opens under the session's keys and is the newest the session has seen (the replay window
+  applies): the resume is sealed under the session's keys. The session is held until a ``RESUME``
+  echoes the challenge the server then sends.
+
+Forged, replayed or misdirected resumes change nothing and are counted: ``"forged resume"``,
+``"replayed resume"``, ``"resume of an unknown session"``, ``"resume to an occupied address"``,
+``"failed authentication"`` and ``"stale packet from a new address"`` (sealed ones).
+
 Client side, :class:`ClientEndpoint` repeats its request and response until answered or until
-the connect timeout passes.
+the connect timeout passes. Once connected, it sends a ``RESUME`` with every probe while the
+server is silent to it, and in answer to every prompt (at most one every
+:data:`RESUME_INTERVAL`).
 """
 
 from __future__ import annotations
@@ -39,6 +63,8 @@ from pygase_core.protocol.connection import (
     EventReceived,
     HostRoleChanged,
     PacketRefused,
+    PeerBack,
+    PeerSilent,
     Role,
     StateReceived,
 )
@@ -54,10 +80,12 @@ from pygase_core.protocol.crypto import (
 )
 from pygase_core.protocol.eventwire import decode_event
 from pygase_core.protocol.packets import (
+    CHALLENGE_SIZE,
     COOKIE_SIZE,
     HANDSHAKE_SIZE,
     MAX_DATAGRAM_SIZE,
     PROTOCOL_VERSION,
+    RESUME_SECRET_SIZE,
     SECURE_COOKIE_SIZE,
     Accept,
     Challenge,
@@ -69,6 +97,8 @@ from pygase_core.protocol.packets import (
     RejectReason,
     Request,
     Response,
+    Resume,
+    ResumePrompt,
     TokenRequest,
     decode,
     encode_accept,
@@ -76,8 +106,11 @@ from pygase_core.protocol.packets import (
     encode_reject,
     encode_request,
     encode_response,
+    encode_resume,
+    encode_resume_prompt,
     encode_token_request,
     peek_version,
+    resume_mac,
 )
 from pygase_core.protocol.statesync import PayloadCache, decode_state_payload
 
@@ -87,20 +120,33 @@ COOKIE_LIFETIME = 10.0
 HANDSHAKE_RESEND_INTERVAL = 0.1
 UNREACHABLE_GRACE = 0.5
 """Seconds a handshake still waits for an answer after the OS reported the port unreachable."""
+PROMPT_INTERVAL = 0.1
+"""A session's packets from unproven addresses get at most one ``RESUME_PROMPT`` this often."""
+RESUME_INTERVAL = 0.05
+"""A client answers prompts with at most one ``RESUME`` this often."""
 _TIMESTAMP = struct.Struct("!Q")
 _MAX_USED_COOKIES = 65536
 _SESSION_TYPES = (PacketType.DATA, PacketType.DISCONNECT)
+_U64 = struct.Struct("!Q")
 
 
 def _is_session_packet(data: bytes) -> bool:
     return len(data) > 3 and data[3] in _SESSION_TYPES
 
 
+def _session_id_of(data: bytes) -> int | None:
+    """The session id of a (plain or sealed) session packet, if it is long enough to hold one."""
+    if len(data) < 12:
+        return None
+    session_id: int = _U64.unpack_from(data, 4)[0]
+    return session_id
+
+
 def _count_refusals(
     notices: list[ConnectionNotice], drops: Counter[str]
 ) -> list[
     EventReceived | EventAcknowledged | EventGivenUp | StateReceived | ConnectionClosed
-    | HostRoleChanged
+    | HostRoleChanged | PeerSilent | PeerBack
 ]:
     """Count a refused packet as a protocol violation; pass the others on."""
     kept = [notice for notice in notices if not isinstance(notice, PacketRefused)]
@@ -151,6 +197,20 @@ class ClientJoined:
 
 
 @dataclass(frozen=True)
+class ClientMoved:
+    """A client's session moved to a new address (NAT rebinding, a phone changing networks).
+
+    It is the same session (same connection, same event channel); everything the server keys
+    by address follows it (:attr:`ServerEndpoint.sessions`, ``connections``, ``host``), and
+    notices about it name ``new_address`` from now on.
+    """
+
+    old_address: Address
+    new_address: Address
+    session_id: int
+
+
+@dataclass(frozen=True)
 class ClientLeft:
     """A client's session ended (it left, timed out, or was replaced by a new session)."""
 
@@ -196,7 +256,7 @@ class PeerNotice:
 
 ServerNotice = (
     ClientJoined | ClientLeft | ShutdownRequested | ShutdownRefused | HostChanged | PeerNotice
-    | StateTooLarge
+    | StateTooLarge | ClientMoved
 )
 Outgoing = list[tuple[bytes, Address]]
 HOST_SUCCESSION = ("longest-connected", None)
@@ -219,6 +279,15 @@ class Session:
     Set it with :meth:`ServerEndpoint.assign_cache`, which keeps the endpoint's index."""
     due: float = float("inf")
     """When this session's next poll is scheduled (see ``ServerEndpoint._schedule``)."""
+    address: Address = None
+    """Where the client is now: the key of :attr:`ServerEndpoint.sessions`."""
+    proven: Address = None
+    """The last address the client proved it receives at (by its handshake or a challenge)."""
+    resume_secret: bytes | None = None
+    """The key of the client's ``RESUME`` MACs."""
+    resume_counter: int = 0
+    """The counter of the last ``RESUME`` accepted; one no newer is a replay."""
+    prompted_at: float = float("-inf")
 
 
 class ServerEndpoint:
@@ -247,6 +316,7 @@ class ServerEndpoint:
         self.config = config or ConnectionConfig()
         self.sessions: dict[Address, Session] = {}
         """Each connected client's address, leading to its session record."""
+        self._by_id: dict[int, Session] = {}
         self.cache = cache
         """The shared state payloads the sessions send from (None: this endpoint sends none)."""
         self.room_caches: set[PayloadCache] = set()
@@ -341,6 +411,10 @@ class ServerEndpoint:
                 for address in members:
                     self._schedule(address, float("-inf"))
 
+    def session_by_id(self, session_id: int) -> Session | None:
+        """The session record with this id, wherever its client is now."""
+        return self._by_id.get(session_id)
+
     # -- cookies -------------------------------------------------------------------------------
 
     def _mac(self, address: Address, nonce: int, stamp: bytes) -> bytes:
@@ -365,6 +439,13 @@ class ServerEndpoint:
 
     def _stamp(self, now: float) -> bytes:
         return _TIMESTAMP.pack(int((now - self._epoch) * 1000) & 0xFFFFFFFFFFFFFFFF)
+
+    def _challenge(self, session_id: int, address: Address) -> bytes:
+        """What a client must echo to prove it receives at ``address``: a keyed MAC of both."""
+        message = b"pygase challenge" + _U64.pack(session_id) + repr(
+            (address[0], address[1])
+        ).encode()
+        return hmac.new(self._secret, message, hashlib.sha256).digest()[:CHALLENGE_SIZE]
 
     def _stamp_fresh(self, stamp: bytes, now: float) -> bool:
         millis: int = _TIMESTAMP.unpack(stamp)[0]
@@ -438,6 +519,8 @@ class ServerEndpoint:
     ) -> tuple[Outgoing, list[ServerNotice]]:
         """Handle one datagram; never raises for anything a peer sends."""
         session = self.sessions.get(address)
+        if session is None and _is_session_packet(data):
+            return self._from_elsewhere(data, address, now, cache)
         cipher = session.cipher if session is not None else None
         if cipher is not None and _is_session_packet(data):
             opened = _open_sealed(cipher, data, self.drops)
@@ -450,6 +533,8 @@ class ServerEndpoint:
             return self._undecodable(data, address), []
         if isinstance(packet, Data | Disconnect):
             return self._session_packet(packet, len(data), address, now, cache)
+        if isinstance(packet, Resume):
+            return self._resume(packet, len(data), address, now, cache)
         self.bytes_in_unverified += len(data)
         if isinstance(packet, TokenRequest):
             return self._token_request(packet, address, now)
@@ -513,13 +598,24 @@ class ServerEndpoint:
             notices.extend(self._remove(address, DisconnectReason.CLIENT_LEFT))
         if len(self.sessions) >= self.max_clients:
             return self._answer(encode_reject(packet.nonce, RejectReason.SERVER_FULL), address)
-        connection = Connection(self._random_bits(64), Role.SERVER, now, self.config)
-        session = self.sessions[address] = Session(connection, packet.nonce, now)
+        session_id = self._random_bits(64)
+        while session_id in self._by_id:
+            session_id = self._random_bits(64)
+        connection = Connection(session_id, Role.SERVER, now, self.config)
+        session = self.sessions[address] = Session(
+            connection, packet.nonce, now, address=address, proven=address
+        )
+        self._by_id[session_id] = session
         if contents is not None:
             session.cipher = session_cipher(
                 contents, connection.session_id, packet.nonce, server=True
             )
             session.accept_key = contents.server_to_client_key
+            session.resume_secret = session.cipher.resume_secret
+        else:
+            session.resume_secret = self._random_bits(8 * RESUME_SECRET_SIZE).to_bytes(
+                RESUME_SECRET_SIZE, "big"
+            )
         if self.host is None and self.host_is_first_client:
             self.host = address
         is_host = self.host == address
@@ -532,11 +628,139 @@ class ServerEndpoint:
 
     @staticmethod
     def _accept(nonce: int, session: Session, is_host: bool) -> bytes:
-        accept = encode_accept(nonce, session.connection.session_id, is_host)
         key = session.accept_key
         if key is None:
-            return accept
+            return encode_accept(
+                nonce, session.connection.session_id, is_host, session.resume_secret
+            )
+        accept = encode_accept(nonce, session.connection.session_id, is_host, None)
         return accept + accept_tag(key, accept)
+
+    # -- sessions that move ----------------------------------------------------------------------
+
+    def _from_elsewhere(
+        self, data: bytes, address: Address, now: float, cache: PayloadCache | None
+    ) -> tuple[Outgoing, list[ServerNotice]]:
+        """A session packet from an address without a session: a moved client, or a stranger."""
+        session_id = _session_id_of(data)
+        session = None if session_id is None else self._by_id.get(session_id)
+        cipher = session.cipher if session is not None else None
+        if cipher is not None:
+            assert session is not None
+            return self._sealed_from_elsewhere(session, cipher, data, address, now, cache)
+        try:
+            packet = decode(data)
+        except ProtocolError:
+            return self._undecodable(data, address), []
+        self.drops["unknown address"] += 1
+        if session is None or not isinstance(packet, Data):
+            return [], []
+        return self._prompt(session, address, len(data), now), []
+
+    def _sealed_from_elsewhere(
+        self,
+        session: Session,
+        cipher: SessionCipher,
+        data: bytes,
+        address: Address,
+        now: float,
+        cache: PayloadCache | None,
+    ) -> tuple[Outgoing, list[ServerNotice]]:
+        """A sealed packet of a known session from a new address: genuine and newest, it moves."""
+        if len(data) > MAX_DATAGRAM_SIZE:
+            self.drops["malformed"] += 1
+            return [], []
+        before = cipher.highest
+        opened = _open_sealed(cipher, data, self.drops)
+        if opened is None:
+            return [], []
+        if before is not None and cipher.highest == before:
+            self.drops["stale packet from a new address"] += 1
+            return [], []
+        try:
+            packet = decode(opened)
+        except ProtocolError:
+            self.drops["malformed"] += 1
+            return [], []
+        if not isinstance(packet, Data | Disconnect):
+            self.drops["unexpected packet type"] += 1
+            return [], []
+        notices = self._move(session, address)
+        out, more = self._session_packet(packet, len(opened), address, now, cache)
+        return out, notices + more
+
+    def _move(self, session: Session, address: Address) -> list[ServerNotice]:
+        """Move a session to ``address`` (which has none); held unless the address is proven."""
+        old = session.address
+        del self.sessions[old]
+        self.sessions[address] = session
+        session.address = address
+        session.connection.held = address != session.proven
+        if self.host == old:
+            self.host = address
+        members = self._members.get(id(session.cache) if session.cache else 0)
+        if members is not None:
+            members.discard(old)
+            members.add(address)
+        session.due = float("inf")  # its heap entry names the old address: schedule anew
+        self._schedule(address, float("-inf"))
+        return [ClientMoved(old, address, session.connection.session_id)]
+
+    def _prompt(
+        self, session: Session, address: Address, size: int, now: float, limited: bool = True
+    ) -> Outgoing:
+        """Ask the client at an unproven address for a ``RESUME``, in fewer bytes than came."""
+        self.bytes_in_unverified += size
+        if limited and now < session.prompted_at + PROMPT_INTERVAL:
+            return []
+        prompt = encode_resume_prompt(
+            session.connection.session_id,
+            self._challenge(session.connection.session_id, address),
+        )
+        if len(prompt) >= size:
+            return []
+        session.prompted_at = now
+        self.bytes_out_unverified += len(prompt)
+        return [(prompt, address)]
+
+    def _resume(
+        self, packet: Resume, size: int, address: Address, now: float, cache: PayloadCache | None
+    ) -> tuple[Outgoing, list[ServerNotice]]:
+        session = self._by_id.get(packet.session_id)
+        if session is None:
+            self.drops["resume of an unknown session"] += 1
+            return [], []
+        secret = session.resume_secret
+        if secret is None or not hmac.compare_digest(
+            packet.mac, resume_mac(secret, packet.session_id, packet.counter, packet.challenge)
+        ):
+            self.drops["forged resume"] += 1
+            return [], []
+        here = address == session.address
+        if packet.counter <= session.resume_counter:
+            if not here:
+                self.drops["replayed resume"] += 1
+            return [], []  # from where the session is: a duplicate, harmless
+        if not here and address in self.sessions:
+            self.drops["resume to an occupied address"] += 1
+            return [], []
+        session.resume_counter = packet.counter
+        connection = session.connection
+        was_held = connection.held
+        if hmac.compare_digest(packet.challenge, self._challenge(packet.session_id, address)):
+            session.proven = address
+        notices = [] if here else self._move(session, address)
+        connection.held = session.address != session.proven
+        back = connection.heard(now)
+        notices.extend(PeerNotice(address, notice) for notice in back)
+        if connection.held:
+            return self._prompt(session, address, size, now, limited=False), notices
+        if here and not was_held and not back:
+            return [], notices  # a refresh: nothing changes
+        own = session.cache or cache
+        out = self._seal(address, connection.flush(now, own))
+        self._schedule(address, connection.next_deadline(own))
+        return out, notices
 
     def _session_packet(
         self,
@@ -566,7 +790,8 @@ class ServerEndpoint:
             return [], self._remove(address, packet.reason) + notices
         happened = _count_refusals(connection.receive(packet, size, now), self.drops)
         self._schedule(address, connection.next_deadline(session.cache or cache))
-        return [], [PeerNotice(address, notice) for notice in happened]
+        out = self._prompt(session, address, size, now) if connection.held else []
+        return out, [PeerNotice(address, notice) for notice in happened]
 
     def _seal(self, address: Address, datagrams: list[bytes]) -> Outgoing:
         session = self.sessions.get(address)
@@ -585,6 +810,7 @@ class ServerEndpoint:
         """
         session = self.sessions.pop(address)
         self._members.get(id(session.cache) if session.cache else 0, set()).discard(address)
+        self._by_id.pop(session.connection.session_id, None)
         connection = session.connection
         connection.closed = connection.closed or reason
         notices: list[ServerNotice] = [
@@ -730,7 +956,7 @@ class Refused:
 
 ClientNotice = (
     Connected | Refused | EventReceived | EventAcknowledged | EventGivenUp | StateReceived
-    | ConnectionClosed | PacketRefused | HostRoleChanged
+    | ConnectionClosed | PacketRefused | HostRoleChanged | PeerSilent | PeerBack
 )
 
 
@@ -758,6 +984,12 @@ class ClientEndpoint:
         self.is_host = False
         self.failed = False
         self.drops: Counter[str] = Counter()
+        self.resume_secret: bytes | None = None
+        """The key of this session's ``RESUME`` MACs (the accept's, or derived from the keys)."""
+        self.resumes_sent = 0
+        """The counter of the last ``RESUME`` sent (each one's is higher)."""
+        self._challenge = bytes(CHALLENGE_SIZE)
+        self._resumed_at = float("-inf")
         self._deadline = now + connect_timeout
         self._full_deadline = self._deadline
         self._unreachable = False
@@ -879,12 +1111,22 @@ class ClientEndpoint:
             return [], []
         connection = self.connection
         if connection is not None:
-            if not isinstance(packet, Data | Disconnect):
+            if not isinstance(packet, Data | Disconnect | ResumePrompt):
                 self.drops["unexpected packet type"] += 1
                 return [], []
             if packet.session_id != connection.session_id:
                 self.drops["wrong session"] += 1
                 return [], []
+            if isinstance(packet, ResumePrompt):
+                # The server sees our packets come from an address it does not know (a new
+                # challenge: a new address) and wants us to prove we are there.
+                fresh = packet.challenge != self._challenge
+                self._challenge = packet.challenge
+                if connection.closed is not None or (
+                    not fresh and now < self._resumed_at + RESUME_INTERVAL
+                ):
+                    return [], []
+                return [self._resume_datagram(now)], []
             if isinstance(packet, Disconnect):
                 return [], list(connection.receive_disconnect(packet.reason))
             notices = _count_refusals(connection.receive(packet, len(data), now), self.drops)
@@ -905,10 +1147,18 @@ class ClientEndpoint:
         if isinstance(packet, Accept):
             token = self.token
             if token is not None:
-                if not accept_genuine(token.server_to_client_key, data[:-16], packet.tag):
+                if not packet.tag or not accept_genuine(
+                    token.server_to_client_key, data[:-16], packet.tag
+                ):
                     self.drops["forged accept"] += 1
                     return [], []
                 self.cipher = session_cipher(token, packet.session_id, self.nonce, server=False)
+                self.resume_secret = self.cipher.resume_secret
+            elif not packet.resume_secret:
+                self.drops["forged accept"] += 1  # an encrypted server's accept, unasked for
+                return [], []
+            else:
+                self.resume_secret = packet.resume_secret
             self.connection = Connection(packet.session_id, Role.CLIENT, now, self.config)
             self.is_host = self.connection.is_host = packet.is_host
             return self._seal(self.connection.flush(now)), [Connected(packet.is_host)]
@@ -923,6 +1173,14 @@ class ClientEndpoint:
         if cipher is None:
             return datagrams
         return [cipher.seal(datagram) for datagram in datagrams]
+
+    def _resume_datagram(self, now: float) -> bytes:
+        """A ``RESUME`` proving we hold the session, wherever our packets now come from."""
+        connection, secret = self.connection, self.resume_secret
+        assert connection is not None and secret is not None
+        self.resumes_sent += 1
+        self._resumed_at = now
+        return encode_resume(connection.session_id, self.resumes_sent, self._challenge, secret)
 
     def close(self, reason: DisconnectReason) -> list[bytes]:
         """End the session from this side: the disconnect datagrams to send."""
@@ -942,9 +1200,14 @@ class ClientEndpoint:
 
     def poll(self, now: float) -> tuple[list[bytes], list[ClientNotice]]:
         """Resend the handshake, time out, or run the session's due work."""
-        if self.connection is not None:
-            datagrams, notices = self.connection.poll(now)
-            return self._seal(datagrams), list(notices)
+        connection = self.connection
+        if connection is not None:
+            datagrams, notices = connection.poll(now)
+            out = self._seal(datagrams)
+            if out and connection.silent:
+                # Perhaps our address changed: every probe says who we are.
+                out.insert(0, self._resume_datagram(now))
+            return out, list(notices)
         if self.failed:
             return [], []
         if now >= self._deadline:

@@ -8,6 +8,14 @@ Requests the server answers before the client's address is verified (``REQUEST``
 ``RESPONSE``) are padded to :data:`HANDSHAKE_SIZE` bytes, and every answer to them is smaller, so
 pygase can never be used to amplify traffic towards a spoofed address.
 
+The ``ACCEPT`` of an unencrypted server carries a random 16-byte *resume secret* for the session
+(an encrypted server's carries its tag instead, flag :data:`ACCEPT_SEALED`). A client whose
+address changed (NAT rebinding, a phone changing networks) proves it holds the session with a
+``RESUME``: the session id, a strictly increasing 64-bit counter, the last challenge the server
+sent it and a MAC of these under the secret (:func:`resume_mac`). The server asks for one with a
+``RESUME_PROMPT`` (session id and an 8-byte challenge) when a session's packet comes from an
+address it does not know; echoing the challenge proves the client receives at that address.
+
 Data packets carry ack information (the newest sequence seen and a 32-bit bitfield of the 32
 before it) and a list of messages, each a one-byte tag and fixed fields:
 
@@ -25,6 +33,8 @@ Decoding is defensive: any truncated, oversized or inconsistent input raises
 
 from __future__ import annotations
 
+import hashlib
+import hmac
 import struct
 from dataclasses import dataclass
 from enum import IntEnum
@@ -32,7 +42,8 @@ from enum import IntEnum
 from pygase_core.errors import ProtocolError
 
 MAGIC = b"PG"
-PROTOCOL_VERSION = 1
+PROTOCOL_VERSION = 2
+"""Version 2: resume secret in ``ACCEPT``; ``RESUME`` and ``RESUME_PROMPT`` packets."""
 MAX_DATAGRAM_SIZE = 1200
 """Payload budget of one datagram; fits the path MTU of practically every internet route."""
 SESSION_SEAL_OVERHEAD = 24
@@ -58,6 +69,8 @@ class PacketType(IntEnum):
     DATA = 6
     DISCONNECT = 7
     TOKEN_REQUEST = 8
+    RESUME = 9
+    RESUME_PROMPT = 10
 
 
 class RejectReason(IntEnum):
@@ -98,6 +111,15 @@ _COOKIE_SIZES = (COOKIE_SIZE, SECURE_COOKIE_SIZE)
 PRIVATE_TOKEN_SIZE = 100
 """The sealed part of a connect token (see :mod:`pygase_core.protocol.crypto`)."""
 _ACCEPT = struct.Struct("!QQB")
+ACCEPT_HOST = 1
+"""``ACCEPT`` flag: the client holds the host role."""
+ACCEPT_SEALED = 2
+"""``ACCEPT`` flag: an encrypted server's accept, ending with its tag instead of a resume secret."""
+RESUME_SECRET_SIZE = 16
+CHALLENGE_SIZE = 8
+RESUME_MAC_SIZE = 16
+_RESUME = struct.Struct(f"!QQ{CHALLENGE_SIZE}s{RESUME_MAC_SIZE}s")
+_RESUME_PROMPT = struct.Struct(f"!Q{CHALLENGE_SIZE}s")
 _REJECT = struct.Struct("!QB")
 DATA_HEADER = struct.Struct("!QHHI")
 _DISCONNECT = struct.Struct("!QB")
@@ -154,12 +176,39 @@ class Response:
 
 @dataclass(frozen=True)
 class Accept:
-    """The server created a session for the client."""
+    """The server created a session for the client.
+
+    An unencrypted server's accept carries the session's ``resume_secret``, an encrypted one's
+    the ``tag`` that authenticates it (the other is empty).
+    """
 
     nonce: int
     session_id: int
     is_host: bool
     tag: bytes = b""
+    resume_secret: bytes = b""
+
+
+@dataclass(frozen=True)
+class Resume:
+    """The client proves it holds the session, from wherever it is now.
+
+    ``counter`` rises with every resume the client sends; ``challenge`` echoes the last
+    ``RESUME_PROMPT`` (zeros if none came); ``mac`` is :func:`resume_mac` of the three.
+    """
+
+    session_id: int
+    counter: int
+    challenge: bytes
+    mac: bytes
+
+
+@dataclass(frozen=True)
+class ResumePrompt:
+    """The server saw the session's packets from an address it does not know: resume, please."""
+
+    session_id: int
+    challenge: bytes
 
 
 @dataclass(frozen=True)
@@ -234,7 +283,10 @@ class Disconnect:
     reason: DisconnectReason
 
 
-Packet = Request | TokenRequest | Challenge | Response | Accept | Reject | Data | Disconnect
+Packet = (
+    Request | TokenRequest | Challenge | Response | Accept | Reject | Data | Disconnect | Resume
+    | ResumePrompt
+)
 
 
 def _prefix(packet_type: PacketType) -> bytes:
@@ -271,9 +323,37 @@ def encode_response(nonce: int, cookie: bytes) -> bytes:
     )
 
 
-def encode_accept(nonce: int, session_id: int, is_host: bool) -> bytes:
-    """Encode the server's acceptance of a verified client (an encrypted server appends a tag)."""
-    return _prefix(PacketType.ACCEPT) + _ACCEPT.pack(nonce, session_id, int(is_host))
+def encode_accept(
+    nonce: int, session_id: int, is_host: bool, resume_secret: bytes | None
+) -> bytes:
+    """Encode the server's acceptance of a verified client.
+
+    An unencrypted server passes the session's 16-byte resume secret; an encrypted one passes
+    None and appends its tag (see :func:`pygase_core.protocol.crypto.accept_tag`).
+    """
+    flags = ACCEPT_HOST if is_host else 0
+    if resume_secret is None:
+        return _prefix(PacketType.ACCEPT) + _ACCEPT.pack(nonce, session_id, flags | ACCEPT_SEALED)
+    if len(resume_secret) != RESUME_SECRET_SIZE:
+        raise ValueError(f"the resume secret must be {RESUME_SECRET_SIZE} bytes")
+    return _prefix(PacketType.ACCEPT) + _ACCEPT.pack(nonce, session_id, flags) + resume_secret
+
+
+def resume_mac(secret: bytes, session_id: int, counter: int, challenge: bytes) -> bytes:
+    """The keyed MAC of a ``RESUME``: HMAC-SHA256 over session id, counter and challenge."""
+    message = b"pygase resume" + _U64.pack(session_id) + _U64.pack(counter) + challenge
+    return hmac.new(secret, message, hashlib.sha256).digest()[:RESUME_MAC_SIZE]
+
+
+def encode_resume(session_id: int, counter: int, challenge: bytes, secret: bytes) -> bytes:
+    """Encode a ``RESUME``, with its MAC under the session's resume secret."""
+    mac = resume_mac(secret, session_id, counter, challenge)
+    return _prefix(PacketType.RESUME) + _RESUME.pack(session_id, counter, challenge, mac)
+
+
+def encode_resume_prompt(session_id: int, challenge: bytes) -> bytes:
+    """Encode the server's request for a ``RESUME`` (smaller than any client data packet)."""
+    return _prefix(PacketType.RESUME_PROMPT) + _RESUME_PROMPT.pack(session_id, challenge)
 
 
 def encode_reject(nonce: int, reason: RejectReason) -> bytes:
@@ -373,10 +453,21 @@ def decode(datagram: bytes) -> Packet:
             (nonce,) = _NONCE.unpack_from(body)
             return Challenge(nonce, bytes(body[_NONCE.size :]))
         if packet_type is PacketType.ACCEPT:
-            if len(body) not in (_ACCEPT.size, _ACCEPT.size + 16):
-                raise ProtocolError("accept packet of the wrong size")
+            _expect_size(body, _ACCEPT.size + RESUME_SECRET_SIZE)  # the tag is as long
             nonce, session_id, flags = _ACCEPT.unpack_from(body)
-            return Accept(nonce, session_id, bool(flags & 1), bytes(body[_ACCEPT.size :]))
+            if flags & ~(ACCEPT_HOST | ACCEPT_SEALED):
+                raise ProtocolError(f"accept flags {flags}")
+            rest = bytes(body[_ACCEPT.size :])
+            is_host = bool(flags & ACCEPT_HOST)
+            if flags & ACCEPT_SEALED:
+                return Accept(nonce, session_id, is_host, tag=rest)
+            return Accept(nonce, session_id, is_host, resume_secret=rest)
+        if packet_type is PacketType.RESUME:
+            _expect_size(body, _RESUME.size)
+            return Resume(*_RESUME.unpack_from(body))
+        if packet_type is PacketType.RESUME_PROMPT:
+            _expect_size(body, _RESUME_PROMPT.size)
+            return ResumePrompt(*_RESUME_PROMPT.unpack_from(body))
         if packet_type is PacketType.REJECT:
             _expect_size(body, _REJECT.size)
             nonce, reason = _REJECT.unpack_from(body)

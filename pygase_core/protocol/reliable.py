@@ -38,9 +38,10 @@ positive; resends go before new fragments. With fragments left over,
 that is ``max(0.05, 1.5 * srtt + 0.02)`` seconds at the time of that send (0.2 s before the
 first RTT sample). If the fragment is not acknowledged when the timer expires, it is resent
 (when the pacing allows) if it has been sent at most ``retries`` times, so each fragment is sent
-at most ``1 + retries`` times; otherwise it is *spent*: it leaves the window and is not sent
-again. With retries=5 and a 20 ms round trip the sends are 0.05, 0.1, 0.2, 0.4 and 0.8 s apart
-and the last one is spent 1.6 s later, 3.15 s after the first.
+at most ``1 + retries`` times (sends to a silent peer not counted, see below); otherwise it is
+*spent*: it leaves the window and is not sent again. With retries=5 and a 20 ms round trip the
+sends are 0.05, 0.1, 0.2, 0.4 and 0.8 s apart and the last one is spent 1.6 s later, 3.15 s after
+the first.
 
 **Floor and giving up.** An event whose unacknowledged fragments are all spent is *settled*. The
 sender's *floor*, the lowest id not yet acknowledged or settled, is carried by every data
@@ -54,6 +55,18 @@ event is reported once, by :meth:`EventSender.take_given_up`.
 was given up or the floor passed it: its token is reported acknowledged exactly once. That is
 safe because the receiver never acknowledges a packet carrying a fragment of an event it skipped
 (see :meth:`EventReceiver.add_fragment`): an ack always means the event was or will be delivered.
+
+**A silent peer.** While the connection says the peer is silent (:attr:`EventSender.silent`,
+set by :meth:`EventSender.peer_silent`: nothing arrived for a while, an outage rather than
+loss), sends do not count against ``retries``, a fragment whose timer runs out is never spent
+(it stays in flight and is resent, also with ``retries=0``), the window is not decreased, and
+no event is given up: a give-up falling due is held until the peer is heard again. Sending goes
+on as the connection flushes (at its backed-off probe rate). When the peer is heard again
+(:meth:`EventSender.peer_back`), every fragment in flight is due at once with its backoff reset,
+the held give-ups fall due, and the window starts over from :data:`INITIAL_WINDOW` in slow
+start, as on a new path. So an event queued during an outage is delivered exactly once after it,
+and nothing is given up for the outage itself (what was spent while the peer was heard stays
+spent, and is given up once the peer is back).
 
 **Cost.** The sender keeps waiting fragments in deques and resend deadlines in a heap, so a
 flush and :meth:`EventSender.next_deadline` cost about as much as what they send, not as much as
@@ -138,6 +151,11 @@ class OutgoingEvent:
     """Bytes it charges against the receiver's buffer."""
     state: list[int] = field(default_factory=list)
     sends: list[int] = field(default_factory=list)
+    """Sends of each fragment since its backoff last started over (the backoff's exponent)."""
+    charged: list[int] = field(default_factory=list)
+    """Sends of each fragment that count against ``retries`` (not those to a silent peer)."""
+    timer: list[int] = field(default_factory=list)
+    """Each fragment's timer generation: a timer of an older one is stale."""
     sent_at: list[float] = field(default_factory=list)
     first_sent: float | None = None
     unacked: int = 0
@@ -152,6 +170,8 @@ class OutgoingEvent:
         self.cost = sum(len(f) + FRAGMENT_OVERHEAD for f in self.fragments)
         self.state = [_WAITING] * count
         self.sends = [0] * count
+        self.charged = [0] * count
+        self.timer = [0] * count
         self.sent_at = [0.0] * count
         self.unacked = self.unsettled = count
 
@@ -222,6 +242,9 @@ class EventSender:
         self._recovery_start = float("-inf")
         self._pacer = Pacer()
         self._given_up: list[object] = []
+        self.silent = False
+        """Whether the peer is silent (see the module docstring); set by the connection."""
+        self._held: list[OutgoingEvent] = []  # give-ups that fell due while the peer was silent
 
     # -- queueing and figures ------------------------------------------------------------------
 
@@ -274,14 +297,14 @@ class EventSender:
     def _cost(self, fragment: bytes) -> float:
         return (len(fragment) + EVENT_FRAGMENT_OVERHEAD) / self._full_cost
 
-    def _push_timer(self, deadline: float, event: OutgoingEvent, index: int, sends: int) -> None:
+    def _push_timer(self, deadline: float, event: OutgoingEvent, index: int, tag: int) -> None:
         self._timer_count += 1
-        heapq.heappush(self._timers, (deadline, self._timer_count, event, index, sends))
+        heapq.heappush(self._timers, (deadline, self._timer_count, event, index, tag))
 
-    def _stale(self, event: OutgoingEvent, index: int, sends: int) -> bool:
+    def _stale(self, event: OutgoingEvent, index: int, tag: int) -> bool:
         if index == _GIVE_UP:
             return event.complete or event.given_up
-        return event.state[index] != _FLYING or event.sends[index] != sends
+        return event.state[index] != _FLYING or event.timer[index] != tag
 
     def _give_up(self, event: OutgoingEvent) -> None:
         event.given_up = True
@@ -299,17 +322,23 @@ class EventSender:
         """Run the timers due at ``now``: fragments become due again, spent, or given up."""
         timers = self._timers
         while timers and timers[0][0] <= now:
-            _, _, event, index, sends = heapq.heappop(timers)
-            if self._stale(event, index, sends):
+            _, _, event, index, tag = heapq.heappop(timers)
+            if self._stale(event, index, tag):
                 continue
             if index == _GIVE_UP:
-                self._give_up(event)
+                if self.silent:
+                    self._held.append(event)  # not for an outage: once the peer is back
+                else:
+                    self._give_up(event)
+                continue
+            if self.silent:
+                self._resend.append((event, index))  # an outage, not loss: no decrease
                 continue
             if event.sent_at[index] > self._recovery_start:
                 self._ssthresh = max(self._cwnd * WINDOW_DECREASE, float(MIN_WINDOW))
                 self._cwnd = self._ssthresh
                 self._recovery_start = now
-            if sends <= event.retries:
+            if event.charged[index] <= event.retries:
                 self._resend.append((event, index))  # still in flight, due at once
                 continue
             event.state[index] = _SPENT
@@ -379,8 +408,11 @@ class EventSender:
                 if event.first_sent is None:
                     event.first_sent = now
             sends = event.sends[index] = event.sends[index] + 1
+            if not self.silent:
+                event.charged[index] += 1
+            tag = event.timer[index] = event.timer[index] + 1
             event.sent_at[index] = now
-            self._push_timer(now + backoff_timeout(rtt, sends), event, index, sends)
+            self._push_timer(now + backoff_timeout(rtt, sends), event, index, tag)
             fragment = event.fragments[index]
             pacer.tokens -= self._cost(fragment)
             yield FragmentRef(event, index), fragment
@@ -395,6 +427,36 @@ class EventSender:
             ready = self._pacer.ready_at(PACING_QUANTUM, self._pacing_rate(rtt))
             deadline = ready if deadline is None else min(deadline, ready)
         return deadline
+
+    # -- a silent peer -------------------------------------------------------------------------
+
+    def peer_silent(self) -> None:
+        """The peer went silent: from now on nothing is charged, spent or given up."""
+        self.silent = True
+
+    def peer_back(self, now: float) -> None:
+        """The peer is heard again: everything in flight is due at once, its backoff reset.
+
+        The give-ups held during the silence fall due now, and the window starts over in slow
+        start from :data:`INITIAL_WINDOW` (the path may be a new one).
+        """
+        self.silent = False
+        resend: deque[tuple[OutgoingEvent, int]] = deque()
+        for event in self._events:
+            if not event.admitted:
+                break  # the rest waits in order and was never sent
+            for index, state in enumerate(event.state):
+                if state == _FLYING:
+                    event.sends[index] = 0
+                    event.timer[index] += 1  # its running timer is stale now
+                    resend.append((event, index))
+        self._resend = resend
+        for event in self._held:
+            self._push_timer(now, event, _GIVE_UP, 0)
+        self._held.clear()
+        self._cwnd = float(INITIAL_WINDOW)
+        self._ssthresh = float(MAX_WINDOW)
+        self._recovery_start = now
 
     # -- acknowledgements ----------------------------------------------------------------------
 
@@ -436,6 +498,7 @@ class EventSender:
         """
         events = list(self._events)
         events.extend(entry[2] for entry in self._timers if entry[3] == _GIVE_UP)
+        events.extend(self._held)
         for event in events:
             if not (event.complete or event.given_up):
                 self._give_up(event)
@@ -444,6 +507,7 @@ class EventSender:
         self._unsent.clear()
         self._resend.clear()
         self._timers.clear()
+        self._held.clear()
         self._admitted_bytes = 0
         self._in_flight = 0
         return self.take_given_up()

@@ -459,6 +459,8 @@ class BotSwarm:
                 return
             for bot in bots:
                 client = bot.client
+                if client.status is ClientStatus.RECONNECTING:
+                    continue  # an outage: the session lives on, inputs wait for its end
                 if client.status is not ClientStatus.CONNECTED:
                     if bot.error is None:
                         bot.error = f"disconnected: {client.disconnect_reason}"
