@@ -400,3 +400,37 @@ def test_idle_rooms_hold_no_thread_and_wake_on_the_next_join(
     finally:
         server.shutdown()
     assert all(Chase.disposed[room_id] == 1 for room_id in made)  # the server's end did
+
+
+class Pair(Room):
+    def on_create(self, options: dict[str, Any]) -> GameState:
+        self.max_clients = 2  # fewer seats than the class says, decided at creation
+        return GameState()
+
+
+def test_seats_set_in_on_create_hold_for_joins_that_raced_the_creation() -> None:
+    server = Server()
+    server.define("pair", Pair)
+    server.run_in_thread()
+    try:
+        assert server.port
+        port = server.port
+
+        async def six() -> list[str | None]:
+            clients = [Client() for _ in range(6)]
+            tasks = [asyncio.create_task(c.connect_async(port, room="pair")) for c in clients]
+            try:
+                deadline = time.monotonic() + 30
+                while not all(c.room_id for c in clients):
+                    assert time.monotonic() < deadline
+                    await asyncio.sleep(0.02)
+                return [c.room_id for c in clients]
+            finally:
+                for client in clients:
+                    await client.disconnect_async()
+                await asyncio.gather(*tasks, return_exceptions=True)
+
+        rooms = Counter(asyncio.run(six()))
+        assert sorted(rooms.values()) == [2, 2, 2]
+    finally:
+        server.shutdown()

@@ -115,15 +115,31 @@ class FrameSession:
 
     # -- what the game calls, on its own thread --------------------------------------------------
 
-    def connect(self, port: int, hostname: str = "localhost") -> None:
-        """Connect to a server; returns once the handshake succeeded, I/O continues in a thread.
+    def connect(
+        self,
+        port: int,
+        hostname: str = "localhost",
+        *,
+        room: str | None = None,
+        room_id: str | None = None,
+        create: bool = False,
+        options: dict[str, Any] | None = None,
+        connect_token: Any = None,
+    ) -> None:
+        """Connect to a server; returns once joined, I/O continues in a thread.
+
+        The room arguments are :meth:`Client.connect`'s: ``room`` to matchmake into a room
+        type, ``create`` for a new room, ``room_id`` for one room, ``options`` for the join.
 
         Raises:
             ConnectionFailed: (or a subclass) if the server refused or did not answer.
         """
         self.interpolator.clear()
         self.snapshot = None
-        self.client.connect_in_thread(port, hostname)
+        self.client.connect_in_thread(
+            port, hostname, connect_token=connect_token, room=room, room_id=room_id,
+            create=create, options=options,
+        )
 
     def disconnect(self, shutdown_server: bool = False) -> None:
         """Leave the server; with ``shutdown_server`` a host client also stops it."""

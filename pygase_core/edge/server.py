@@ -559,7 +559,7 @@ class Server:
         assert driver is not None
 
         def decided(seated: RoomClient | None, reason: str | None) -> None:
-            driver.call(self._join_decided, address, record, seated, reason, options)
+            driver.call(self._join_decided, address, record, seated, reason, options, request)
 
         self._runners[record.room_id].request_join(client, options, decided)
 
@@ -570,6 +570,7 @@ class Server:
         client: RoomClient | None,
         reason: str | None,
         options: dict[str, Any],
+        request: JoinRequest,
     ) -> None:
         record.pending -= 1
         self._joining.discard(address)
@@ -579,6 +580,15 @@ class Server:
             if session is not None:
                 self._answer(address, JoinRefused(reason or "the room closed", "refused"))
             self._dispose_if_empty(record)
+            return
+        if record.seated >= record.max_clients:
+            # The room has fewer seats than it had when this join was placed (its on_create
+            # set max_clients): matchmake again, or refuse a join by id as full.
+            self._dispose_if_empty(record)
+            if request.room_id is not None:
+                self._answer(address, JoinRefused(f"room {record.room_id!r} is full", "full"))
+            else:
+                self._join(address, dataclasses.replace(request, create=False))
             return
         runner = self._runners[record.room_id]
         record.seated += 1
