@@ -535,6 +535,9 @@ def test_two_bots_play_in_one_room_and_the_chaser_changes(
         return False
 
     poll(tag_and_new_chaser, f"no tag:\n{robo.output}\n{droid.output}", timeout=90)
+    # Both got the room's TAG event for the first tag.
+    first = robo.line(r"Robo: (Robo tagged Droid|Droid tagged Robo)").group(1)
+    droid.line(rf"Droid: {first}")
     outputs = [robo.stop(), droid.stop()]  # SIGTERM: the bots leave as on Ctrl-C
     assert all("Traceback" not in output for output in outputs), outputs
     for name, other, output in [("Robo", "Droid", outputs[0]), ("Droid", "Robo", outputs[1])]:

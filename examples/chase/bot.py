@@ -8,8 +8,9 @@ client's handler thread, and it reads the state under the client's lock a few ti
 As the chaser it heads for the nearest player; as a runner it keeps away from the chaser and
 from walls, and wanders while the chaser is far away.
 
-It prints a line when it connects, one with the room and player it joined as, a status line
-every few seconds (``--status-every``) and one when its connection ends, with the reason.
+It prints a line when it connects, one with the room and player it joined as, one for each tag
+in its room, a status line every few seconds (``--status-every``) and one when its connection
+ends, with the reason.
 """
 
 from __future__ import annotations
@@ -94,8 +95,8 @@ class ChaseBot:
 
     It joins the best open room, or the room ``room_id``, or (``private``) a new private room.
     It reports what it does through ``out`` (``print`` by default): when it connected and
-    which room it joined, every ``status_seconds`` where it is and whom it sees, and when and
-    why its connection ended.
+    which room it joined, each tag in its room, every ``status_seconds`` where it is and whom it
+    sees, and when and why its connection ended.
     """
 
     def __init__(
@@ -125,7 +126,14 @@ class ChaseBot:
         self._out(f"{self.name}: {text}")
 
     def _on_tag(self, tagger: str, tagged: str) -> None:
+        """Say who tagged whom (``TAG`` handler, on the client's handler thread)."""
         self.tags_seen += 1
+        with self.client.access_game_state() as game_state:
+            players = getattr(game_state, "players", {})
+            tagger_name, tagged_name = (
+                players.get(pid, {}).get("name", pid) for pid in (tagger, tagged)
+            )
+        self._say(f"{tagger_name} tagged {tagged_name}")
 
     def run(self, port: int, hostname: str = "localhost", duration: float | None = None) -> bool:
         """Connect, join and play until ``duration`` seconds passed or the server went away.
