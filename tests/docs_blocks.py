@@ -392,25 +392,24 @@ def check(name: str) -> Callable[[Callable[[Block, int], None]], Callable[[Block
 
 @check("chase-players")
 def chase_players(block: Block, port: int) -> None:
-    """Every ``--name`` of the block plays: a passive client sees them all in the state."""
+    """Every ``--name`` of the block plays, in one room: the room listing names them all.
+
+    The chase server lists each open room with its players' names (its metadata), so the
+    check takes no seat itself.
+    """
     from pygase_core import Client
 
     names = set(re.findall(r"--name\s+(\S+)", block.code))
-    client = Client()
-    client.connect_in_thread(port)
-    try:
-        deadline = time.monotonic() + TIMEOUT
-        while True:
-            with client.access_game_state() as state:
-                players = getattr(state, "players", None) or {}
-                playing = {player.get("name") for player in players.values()}
-            if names <= playing:
-                return
-            if time.monotonic() > deadline:
-                raise DocsError(f"{block.where}: players {sorted(playing)}, not {sorted(names)}")
-            time.sleep(0.05)
-    finally:
-        client.disconnect()
+    deadline = time.monotonic() + TIMEOUT
+    while True:
+        rooms = Client.list_rooms(port, room="chase")
+        playing = [set(room.metadata.get("players", [])) for room in rooms]
+        if any(names <= players for players in playing):
+            return
+        if time.monotonic() > deadline:
+            wanted = sorted(names)
+            raise DocsError(f"{block.where}: rooms with players {playing}, not all of {wanted}")
+        time.sleep(0.1)
 
 
 class GroupRun:

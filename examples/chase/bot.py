@@ -1,27 +1,29 @@
 """A headless chase player: ``python -m examples.chase.bot [--name Robo] [--port 8080]``.
 
+It joins a room like any player: the best open one by default, a new private one with
+``--private``, or the one with a given id with ``--room ID``.
+
 It uses the plain pygase ``Client`` without any game framework: its event handlers run on the
-client's network thread, and it reads the state under the client's lock a few times per second.
+client's handler thread, and it reads the state under the client's lock a few times per second.
 As the chaser it heads for the nearest player; as a runner it keeps away from the chaser and
 from walls, and wanders while the chaser is far away.
 
-It prints a line when it connects and joins, a status line every few seconds (``--status-every``)
-and one when its connection ends, with the reason.
+It prints a line when it connects, one with the room and player it joined as, one for each tag
+in its room, a status line every few seconds (``--status-every``) and one when its connection
+ends, with the reason.
 """
 
 from __future__ import annotations
 
-import argparse
 import contextlib
 import math
 import random
 import signal
-import threading
 import time
 from collections.abc import Callable
 from typing import Any
 
-from examples.chase import rules
+from examples.chase import common, rules
 from examples.chase.common import InputSender
 from pygase_core import Client, ClientStatus, PygaseError
 
@@ -93,9 +95,10 @@ def status_report(game_state: Any, own_id: str) -> str:
 class ChaseBot:
     """A chase player driven by :func:`choose_direction` on a plain :class:`Client`.
 
+    It joins the best open room, or the room ``room_id``, or (``private``) a new private room.
     It reports what it does through ``out`` (``print`` by default): when it connected and
-    joined, every ``status_seconds`` where it is and whom it sees, and when and why its
-    connection ended.
+    which room it joined, each tag in its room, every ``status_seconds`` where it is and whom it
+    sees, and when and why its connection ended.
     """
 
     def __init__(
@@ -103,44 +106,53 @@ class ChaseBot:
         name: str,
         seed: int | None = None,
         *,
+        room_id: str | None = None,
+        private: bool = False,
         status_seconds: float = STATUS_SECONDS,
         out: Callable[[str], None] = print,
     ) -> None:
         self.name = name
         self.client = Client()
+        self.room_id = room_id
+        """The room's id: the one asked for, then the one joined."""
+        self.private = private
         self.player_id: str | None = None
+        """The own player's id: this client's seat id, known once joined."""
         self.tags_seen = 0
         self.status_seconds = status_seconds
         self._out = out
         self._rng = random.Random(seed)
-        self._welcomed = threading.Event()
-        self.client.register_event_handler("WELCOME", self._on_welcome)
         self.client.register_event_handler("TAG", self._on_tag)
 
     def _say(self, text: str) -> None:
         self._out(f"{self.name}: {text}")
 
-    def _on_welcome(self, player_id: str) -> None:
-        self.player_id = player_id
-        if not self._welcomed.is_set():
-            self._say(f"joined the game as player {player_id}")
-        self._welcomed.set()
-
     def _on_tag(self, tagger: str, tagged: str) -> None:
+        """Say who tagged whom (``TAG`` handler, on the client's handler thread)."""
         self.tags_seen += 1
+        with self.client.access_game_state() as game_state:
+            players = getattr(game_state, "players", {})
+            tagger_name, tagged_name = (
+                players.get(pid, {}).get("name", pid) for pid in (tagger, tagged)
+            )
+        self._say(f"{tagger_name} tagged {tagged_name}")
 
     def run(self, port: int, hostname: str = "localhost", duration: float | None = None) -> bool:
         """Connect, join and play until ``duration`` seconds passed or the server went away.
 
-        Returns whether it connected at all.
+        Returns whether it joined a room at all.
         """
         address = f"{hostname}:{port}"
+        join = common.join_options(self.name, self.room_id, private=self.private)
         try:
-            self.client.connect_in_thread(port, hostname)
+            self.client.connect_in_thread(port, hostname, **join)
         except (OSError, PygaseError) as error:
-            self._say(f"could not connect to {address}: {error}")
+            self._say(f"could not join at {address}: {error}")
             return False
+        self.room_id, self.player_id = self.client.room_id, self.client.id
         self._say(f"connected to {address}")
+        private = "private " if self.private else ""
+        self._say(f"joined {private}room {self.room_id} as player {self.player_id}")
         sender = InputSender(self.client.dispatch_event)
         deadline = math.inf if duration is None else time.monotonic() + duration
         wander = _unit(self._rng.uniform(-1, 1), self._rng.uniform(-1, 1))
@@ -148,11 +160,6 @@ class ChaseBot:
         next_status = time.monotonic()
         try:
             while self.client.status in ALIVE and time.monotonic() < deadline:
-                if not self._welcomed.is_set():
-                    # JOIN is resent until the server welcomes us: events may get lost.
-                    self.client.dispatch_event("JOIN", self.name)
-                    self._welcomed.wait(0.5)
-                    continue
                 now = time.monotonic()
                 if now > next_wander:
                     wander = _unit(self._rng.uniform(-1, 1), self._rng.uniform(-1, 1))
@@ -172,19 +179,14 @@ class ChaseBot:
                 sender.update(direction)
                 time.sleep(THINK_SECONDS)
         finally:
-            if self.client.status is ClientStatus.CONNECTED:
-                self.client.dispatch_event("LEAVE")
-            self.client.disconnect()
+            self.client.disconnect()  # the room removes our player
             self._say(f"disconnected from {address} ({self.client.disconnect_reason or 'left'})")
         return True
 
 
 def main(argv: list[str] | None = None) -> None:
     """Parse the command line and play; SIGTERM leaves the game as cleanly as Ctrl-C."""
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--host", default="localhost", help="server address")
-    parser.add_argument("--port", type=int, default=8080, help="server port")
-    parser.add_argument("--name", default="Robo", help="player name")
+    parser = common.client_parser(__doc__.splitlines()[0], "Robo")
     parser.add_argument("--duration", type=float, default=None, help="seconds to play")
     parser.add_argument("--seed", type=int, default=None, help="seed for wandering")
     parser.add_argument(
@@ -197,6 +199,8 @@ def main(argv: list[str] | None = None) -> None:
     bot = ChaseBot(
         args.name,
         seed=args.seed,
+        room_id=args.room,
+        private=args.private,
         status_seconds=args.status_every,
         out=lambda line: print(line, flush=True),
     )

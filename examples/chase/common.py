@@ -1,4 +1,4 @@
-"""What the chase clients share: steering input, colours and the event protocol's client side."""
+"""What the chase clients share: the command line, joining a room, steering input, colours."""
 
 from __future__ import annotations
 
@@ -6,9 +6,15 @@ import argparse
 import math
 import time
 from collections.abc import Callable
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from examples.chase import rules
+
+if TYPE_CHECKING:
+    from pygase_core.edge.frames import FrameSession
+
+#: The server's room type for chase: what clients pass as ``room=``.
+ROOM_TYPE = "chase"
 
 #: How often a client repeats its input even when it did not change. Input travels as
 #: unacknowledged events; repeating it means a lost one costs at most this long.
@@ -41,15 +47,69 @@ LABEL_GAP = 3
 LABEL_MARGIN = 2
 
 
-def client_arguments(
-    description: str, default_name: str, argv: list[str] | None
-) -> argparse.Namespace:
-    """The command line every chase client shares: ``--host``, ``--port`` and ``--name``."""
+def client_parser(
+    description: str, default_name: str, *, lobby: bool = False
+) -> argparse.ArgumentParser:
+    """The command line every chase client shares.
+
+    ``--host``, ``--port`` and ``--name``, and where to play: by default the best open room,
+    ``--private`` for a new private room, ``--room ID`` for a friend's room (and, with
+    ``lobby``, ``--lobby`` to pick one from a list).
+    """
     parser = argparse.ArgumentParser(description=description)
     parser.add_argument("--host", default="localhost", help="server address")
     parser.add_argument("--port", type=int, default=8080, help="server port")
     parser.add_argument("--name", default=default_name, help="player name")
-    return parser.parse_args(argv)
+    where = parser.add_mutually_exclusive_group()
+    where.add_argument(
+        "--private",
+        action="store_true",
+        help="open a new private room: nobody is matched into it, friends join with its id",
+    )
+    where.add_argument("--room", metavar="ID", default=None, help="join the room with this id")
+    if lobby:
+        where.add_argument(
+            "--lobby", action="store_true", help="pick a room from a list of the open ones first"
+        )
+    return parser
+
+
+def join_options(
+    name: str, room_id: str | None = None, *, private: bool = False, new: bool = False
+) -> dict[str, Any]:
+    """The room arguments of ``Client.connect`` for a player called ``name``.
+
+    By default the best open chase room (``room="chase"``), which the server opens if there is
+    none; ``room_id`` joins that room; ``new`` opens a new room, ``private`` a private one.
+    """
+    options: dict[str, Any] = {"name": name}
+    if room_id is not None:
+        return {"room_id": room_id, "options": options}
+    if private:
+        return {"room": ROOM_TYPE, "create": True, "options": {**options, "private": True}}
+    if new:
+        return {"room": ROOM_TYPE, "create": True, "options": options}
+    return {"room": ROOM_TYPE, "options": options}
+
+
+def connect_session(session: FrameSession, port: int, hostname: str, join: dict[str, Any]) -> None:
+    """Connect a pygame or arcade session and join a room (``join``: see :func:`join_options`).
+
+    The sessions' own ``connect`` takes no room arguments, so this does what it does (forget the
+    snapshots of any earlier game) and connects the session's client with them. Returns once
+    the client has its seat; raises ``ConnectionFailed`` (``JoinRefusedError`` for a room that
+    does not exist, ``ServerFullError`` for a full one) otherwise.
+    """
+    session.interpolator.clear()
+    session.snapshot = None
+    session.client.connect_in_thread(port, hostname, **join)
+
+
+def room_caption(room_id: str | None, private: bool = False) -> str:
+    """How a client names its room in its header, so that a player can share the id."""
+    if room_id is None:
+        return ""
+    return f"{'private ' if private else ''}room {room_id}"
 
 
 def player_color(game_state: Any, player_id: str) -> tuple[int, int, int]:
@@ -57,7 +117,8 @@ def player_color(game_state: Any, player_id: str) -> tuple[int, int, int]:
     if player_id == game_state.chaser:
         protected = game_state.clock < game_state.protected_until
         return PROTECTED_CHASER_COLOR if protected else CHASER_COLOR
-    return RUNNER_COLORS[int(player_id) % len(RUNNER_COLORS)]
+    player = game_state.players.get(player_id) or {}
+    return RUNNER_COLORS[int(player.get("number", 0)) % len(RUNNER_COLORS)]
 
 
 def direction_from_keys(left: bool, right: bool, up: bool, down: bool) -> tuple[float, float]:

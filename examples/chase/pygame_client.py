@@ -1,10 +1,14 @@
 """The pygame chase client: ``python -m examples.chase.pygame_client [--name Ann] [--port 8080]``.
 
+It joins the best open room by default; ``--private`` opens a private room instead, and
+``--room ID`` joins the room with that id (a friend's private one, say). The header shows the
+room's id, to share.
+
 Move with the arrow keys or WASD; close the window or press Escape to leave. The game keeps its
 own pygame loop; :class:`~pygase_pygame.PygaseClientMixin` adds ``self.pygase``, which is pumped
 once per frame by ``self.pygase.tick(clock, 60)`` and provides an interpolated snapshot to draw.
 Server events reach this game on its own thread in two ways, both shown here: registered
-handlers (``WELCOME``, ``TAG``) and pygame events of type ``PYGASE_STATUS``.
+handlers (``TAG``) and pygame events of type ``PYGASE_STATUS``.
 """
 
 from __future__ import annotations
@@ -16,31 +20,35 @@ import pygame
 
 from examples.chase import common, rules
 from examples.chase.common import InputSender
-from pygase_core import ClientStatus
+from pygase_core import ClientStatus, ConnectionFailed
 from pygase_core.model.interpolation import Snapshot
 from pygase_pygame import PYGASE_STATUS, PygaseClientMixin
 
-JOIN_RETRY_SECONDS = 0.5
 TAG_MESSAGE_SECONDS = 2.0
 
 
 class ChasePygameClient(PygaseClientMixin):
-    """Play chase in a pygame window."""
+    """Play chase in a pygame window.
+
+    Args:
+        name: the player's name.
+        room_id: join this room; None joins the best open one (or opens one).
+        private: open a new private room instead.
+    """
 
     pygase_interpolate = ("players.*.x", "players.*.y")
 
-    def __init__(self, name: str) -> None:
+    def __init__(self, name: str, room_id: str | None = None, private: bool = False) -> None:
         self.name = name
+        self.room_id = room_id
+        """The room's id: the one asked for, then the one joined."""
+        self.private = private
         self.player_id: str | None = None
+        """The own player's id in the state: this client's seat id, known once joined."""
         self.message = ""
         self._message_until = 0.0
-        self._last_join = -JOIN_RETRY_SECONDS
         self.running = False
-        self.pygase.register_event_handler("WELCOME", self._on_welcome)
         self.pygase.register_event_handler("TAG", self._on_tag)
-
-    def _on_welcome(self, player_id: str) -> None:
-        self.player_id = player_id
 
     def _on_tag(self, tagger: str, tagged: str) -> None:
         snapshot = self.pygase.snapshot
@@ -54,22 +62,27 @@ class ChasePygameClient(PygaseClientMixin):
         self._message_until = time.monotonic() + TAG_MESSAGE_SECONDS
 
     def run(self, port: int, hostname: str = "localhost") -> None:
-        """Open the window, connect, and play until the window is closed."""
-        self.start(port, hostname)
+        """Open the window, join, and play until the window is closed."""
         try:
+            self.start(port, hostname)
             while self.running:
                 self.frame()
         finally:
             self.stop()
 
     def start(self, port: int, hostname: str = "localhost") -> None:
-        """Open the window and connect."""
+        """Open the window and join a room (raises ``ConnectionFailed`` if that fails)."""
         pygame.init()
         self.screen = pygame.display.set_mode(common.WINDOW_SIZE)
         pygame.display.set_caption(f"chase - {self.name}")
         self.font = pygame.font.Font(None, 22)
         self.clock = pygame.time.Clock()
-        self.pygase.connect(port, hostname)
+        join = common.join_options(self.name, self.room_id, private=self.private)
+        common.connect_session(self.pygase, port, hostname, join)
+        self.room_id = self.pygase.client.room_id
+        self.player_id = self.pygase.client.id
+        caption = common.room_caption(self.room_id, self.private)
+        pygame.display.set_caption(f"chase - {self.name} - {caption}")
         self.sender = InputSender(self.pygase.dispatch_event)
         self.running = True
 
@@ -85,9 +98,7 @@ class ChasePygameClient(PygaseClientMixin):
         return snapshot
 
     def stop(self) -> None:
-        """Leave the game and close the window."""
-        if self.pygase.status is ClientStatus.CONNECTED:
-            self.pygase.dispatch_event("LEAVE")
+        """Leave the room (the server removes the player) and close the window."""
         self.pygase.disconnect()
         pygame.quit()
 
@@ -100,12 +111,6 @@ class ChasePygameClient(PygaseClientMixin):
             self._message_until = float("inf")
 
     def _send_input(self, sender: InputSender) -> None:
-        if self.player_id is None:
-            now = time.monotonic()
-            if now - self._last_join >= JOIN_RETRY_SECONDS:
-                self.pygase.dispatch_event("JOIN", self.name)
-                self._last_join = now
-            return
         keys = pygame.key.get_pressed()
         sender.update(
             common.direction_from_keys(
@@ -140,6 +145,11 @@ class ChasePygameClient(PygaseClientMixin):
             header = f"{header}   {self.message}"
         text = font.render(header, True, common.HEADER_COLOR)
         screen.blit(text, text.get_rect(midleft=(8, common.HEADER_HEIGHT // 2)))
+        caption = common.room_caption(self.room_id, self.private)
+        if caption:
+            room = font.render(caption, True, common.HEADER_COLOR)
+            width = screen.get_width()
+            screen.blit(room, room.get_rect(midright=(width - 8, common.HEADER_HEIGHT // 2)))
         footer_top = common.HEADER_HEIGHT + rules.ARENA_HEIGHT
         self.pygase.draw_stats(screen, (8, footer_top + 6), background=None)
 
@@ -168,8 +178,12 @@ class ChasePygameClient(PygaseClientMixin):
 
 def main(argv: list[str] | None = None) -> None:
     """Parse the command line and play."""
-    args = common.client_arguments(__doc__.splitlines()[0], "pygame player", argv)
-    ChasePygameClient(args.name).run(args.port, args.host)
+    args = common.client_parser(__doc__.splitlines()[0], "pygame player").parse_args(argv)
+    game = ChasePygameClient(args.name, args.room, args.private)
+    try:
+        game.run(args.port, args.host)
+    except ConnectionFailed as error:
+        raise SystemExit(f"chase: could not join at {args.host}:{args.port}: {error}") from None
 
 
 if __name__ == "__main__":

@@ -2,7 +2,9 @@
 
 Keeping the rules apart from the networking makes them easy to test and shows the shape pygase
 expects: each function reads the current state and returns a dict of changes, which the server
-merges into the state and sends to every client.
+merges into the state and sends to every client. Each room of the server has a state of its own;
+:class:`examples.chase.room.ChaseRoom` calls these functions from its hooks. Players are keyed by
+their client's seat id (``client.id``), so a client can only ever steer its own player.
 
 Clients never send positions, only the direction they want to go in; the server moves everyone
 at the speed their role allows. That is how the server keeps a client from teleporting or
@@ -42,46 +44,35 @@ class Tag:
 
 def initial_state() -> GameState:
     """Return the state of an empty arena."""
-    return GameState(players={}, chaser=None, protected_until=0.0, clock=0.0, next_id=1)
+    return GameState(players={}, chaser=None, protected_until=0.0, clock=0.0, next_number=1)
 
 
-def owner_key(client_address: Any) -> str:
-    """Turn a client's address into the string stored with its player, so the state stays plain."""
-    host, port = client_address[0], client_address[1]
-    return f"{host}:{port}"
+def join(name: Any, *, game_state: Any, player_id: str, rng: random.Random) -> dict[str, Any]:
+    """Add the player ``player_id``; the first player in an empty arena becomes the chaser.
 
-
-def find_player(game_state: Any, client_address: Any) -> str | None:
-    """Return the id of the player that the client at ``client_address`` controls, if any."""
-    owner = owner_key(client_address)
-    for player_id, player in game_state.players.items():
-        if player["owner"] == owner:
-            return str(player_id)
-    return None
-
-
-def join(name: Any, *, game_state: Any, client_address: Any, rng: random.Random) -> dict[str, Any]:
-    """Add a player for a client; the first player in an empty arena becomes the chaser.
-
-    A client that joins again keeps its player (and just renames it).
+    ``player_id`` is the joining client's seat id (``client.id``), which stays the same for as
+    long as it keeps its seat. Each player also gets a ``number``, counting up in joining order,
+    which picks its colour and who becomes the chaser when the chaser leaves. A player that
+    joins again keeps everything but its name.
     """
     name = str(name)[:MAX_NAME_LENGTH] or "anonymous"
-    existing = find_player(game_state, client_address)
-    if existing is not None:
-        renamed = {**game_state.players[existing], "name": name}
-        return {"players": {existing: renamed}}
-    player_id = str(game_state.next_id)
+    if player_id in game_state.players:
+        renamed = {**game_state.players[player_id], "name": name}
+        return {"players": {player_id: renamed}}
     x, y = _spawn_point(game_state, rng)
     player = {
         "name": name,
-        "owner": owner_key(client_address),
+        "number": game_state.next_number,
         "x": x,
         "y": y,
         "dx": 0.0,
         "dy": 0.0,
         "tags": 0,
     }
-    update: dict[str, Any] = {"players": {player_id: player}, "next_id": game_state.next_id + 1}
+    update: dict[str, Any] = {
+        "players": {player_id: player},
+        "next_number": game_state.next_number + 1,
+    }
     if game_state.chaser is None:
         update["chaser"] = player_id
     return update
@@ -101,14 +92,15 @@ def _spawn_point(game_state: Any, rng: random.Random) -> tuple[float, float]:
     return best
 
 
-def move(dx: Any, dy: Any, *, game_state: Any, client_address: Any) -> dict[str, Any]:
-    """Set the direction a client's player wants to go in.
+def move(dx: Any, dy: Any, *, game_state: Any, player_id: str) -> dict[str, Any]:
+    """Set the direction the player ``player_id`` wants to go in.
 
     The direction is validated here: anything that is not a pair of finite numbers is ignored,
     and longer vectors are shortened to length 1, so full speed is the most anyone gets.
     """
-    player_id = find_player(game_state, client_address)
-    if player_id is None or not _is_finite_number(dx) or not _is_finite_number(dy):
+    if player_id not in game_state.players:
+        return {}
+    if not _is_finite_number(dx) or not _is_finite_number(dy):
         return {}
     length = math.hypot(dx, dy)
     if length > 1.0:
@@ -121,19 +113,14 @@ def _is_finite_number(value: Any) -> bool:
     return isinstance(value, int | float) and not isinstance(value, bool) and math.isfinite(value)
 
 
-def leave(*, game_state: Any, client_address: Any) -> dict[str, Any]:
-    """Remove a client's player, handing the chaser role on if needed."""
-    player_id = find_player(game_state, client_address)
-    if player_id is None:
+def leave(*, game_state: Any, player_id: str) -> dict[str, Any]:
+    """Remove a player; if it was the chaser, whoever has played longest takes the role on."""
+    if player_id not in game_state.players:
         return {}
-    return _remove(game_state, [player_id])
-
-
-def _remove(game_state: Any, player_ids: list[str]) -> dict[str, Any]:
-    update: dict[str, Any] = {"players": dict.fromkeys(player_ids, TO_DELETE)}
-    if game_state.chaser in player_ids:
-        remaining = sorted((pid for pid in game_state.players if pid not in player_ids), key=int)
-        update["chaser"] = remaining[0] if remaining else None
+    update: dict[str, Any] = {"players": {player_id: TO_DELETE}}
+    if game_state.chaser == player_id:
+        others = [(p["number"], pid) for pid, p in game_state.players.items() if pid != player_id]
+        update["chaser"] = min(others)[1] if others else None
     return update
 
 
@@ -142,29 +129,14 @@ def speed_of(game_state: Any, player_id: str) -> float:
     return CHASER_SPEED if game_state.chaser == player_id else RUNNER_SPEED
 
 
-def step(
-    game_state: Any, dt: float, connected: set[str] | None = None
-) -> tuple[dict[str, Any], Tag | None]:
-    """Advance the game by ``dt`` seconds: drop players who left, move everyone, tag.
-
-    Args:
-        connected: :func:`owner_key` of every connected client; players of other clients are
-            removed. ``None`` keeps everyone.
+def step(game_state: Any, dt: float) -> tuple[dict[str, Any], Tag | None]:
+    """Advance the game by ``dt`` seconds: move everyone, then tag.
 
     Returns:
         the update, and the tag that happened in this step, if any.
     """
     clock = game_state.clock + dt
     update: dict[str, Any] = {"clock": clock}
-    if connected is not None:
-        gone = [
-            str(pid)
-            for pid, player in game_state.players.items()
-            if player["owner"] not in connected
-        ]
-        if gone:
-            update.update(_remove(game_state, gone))
-            return update, None
     moved: dict[str, dict[str, Any]] = {}
     for pid, player in game_state.players.items():
         if player["dx"] == 0 and player["dy"] == 0:

@@ -1,81 +1,56 @@
-"""The chase server: ``python -m examples.chase.server [--host localhost] [--port 8080]``.
+"""The chase server: ``python -m examples.chase.server [--port 8080] [--max-players 6]``.
 
-It owns the game: clients send ``JOIN(name)``, ``MOVE(dx, dy)`` and ``LEAVE()`` events, the
-server applies the rules in :mod:`examples.chase.rules` 50 times per second and every client
-sees the result. When a tag happens, it also sends a ``TAG(tagger_id, tagged_id)`` event to
-everyone, and answers each ``JOIN`` with ``WELCOME(player_id)`` to the joining client alone, so
-it knows which player is its own.
+It hosts games of chase in rooms (:class:`examples.chase.room.ChaseRoom`) of up to
+``--max-players`` players each, all on one UDP port. A client joins with
+``Client.connect(port, room="chase", options={"name": ...})``: matchmaking seats it in the
+oldest open room with a seat free, or opens a new room. ``create=True, options={"private":
+True}`` opens a private room, which matchmaking never offers, and ``room_id=...`` joins a
+room by its id, a private one included. ``Client.list_rooms(port, room="chase")`` lists the open
+rooms, with the names of their players. A room goes away when its last player leaves.
+
+Clients send ``MOVE(dx, dy)`` events; each room applies the rules in
+:mod:`examples.chase.rules` 50 times per second, its clients see the result and get a
+``TAG(tagger_id, tagged_id)`` event for each tag.
 
 Once it is listening it prints ``chase server listening on HOST:PORT`` (useful with
-``--port 0``, which picks a free port).
+``--port 0``, which picks a free port); Ctrl-C stops it.
 """
 
 from __future__ import annotations
 
 import argparse
-import random
-from typing import Any
 
-from examples.chase import rules
-from pygase_core import Backend
+from examples.chase.common import ROOM_TYPE
+from examples.chase.room import MAX_PLAYERS, chase_room
+from pygase_core import Server
 
 
-class ChaseServer:
-    """A pygase Backend running the chase rules, plus the events the rules cannot send."""
+def make_server(max_players: int = MAX_PLAYERS, seed: int | None = None) -> Server:
+    """A server that hosts only chase rooms of ``max_players`` seats each."""
+    # No host client: in a server of strangers' rooms, no client may shut it down.
+    server = Server(host_client=None)
+    server.define(ROOM_TYPE, chase_room(max_players, seed))
+    return server
 
-    def __init__(self, seed: int | None = None) -> None:
-        self._rng = random.Random(seed)
-        self.backend = Backend(
-            initial_game_state=rules.initial_state(),
-            time_step_function=self._time_step,
-            event_handlers={
-                "JOIN": self._on_join,
-                "MOVE": rules.move,
-                "LEAVE": rules.leave,
-            },
-            # Chase has no host: no client may shut the server down.
-            host_client=None,
-        )
 
-    def _connected_owners(self) -> set[str] | None:
-        try:
-            addresses = list(self.backend.server.connections)
-        except RuntimeError:  # A client connected or left while we looked: check next step.
-            return None
-        return {rules.owner_key(address) for address in addresses}
+def serve(server: Server, hostname: str, port: int) -> None:
+    """Serve until interrupted (Ctrl-C), announcing the address once bound."""
+    thread = server.run_in_thread(port, hostname)
+    try:
+        print(f"chase server listening on {server.hostname}:{server.port}", flush=True)
+        thread.join()
+    except KeyboardInterrupt:
+        pass
+    finally:
+        server.shutdown()
+        thread.join(timeout=5)
 
-    def _time_step(self, game_state: Any, dt: float) -> dict[str, Any]:
-        update, tag = rules.step(game_state, dt, self._connected_owners())
-        if tag is not None:
-            self.backend.server.dispatch_event("TAG", tag.tagger, tag.tagged, retries=3)
-        return update
 
-    def _on_join(
-        self, name: Any, *, game_state: Any, client_address: Any, **_: Any
-    ) -> dict[str, Any]:
-        update = rules.join(
-            name, game_state=game_state, client_address=client_address, rng=self._rng
-        )
-        player_id = rules.find_player(game_state, client_address)
-        if player_id is None:
-            player_id = next(iter(update["players"]))
-        self.backend.server.dispatch_event(
-            "WELCOME", player_id, target_client=client_address, retries=5
-        )
-        return update
-
-    def run(self, hostname: str, port: int) -> None:
-        """Serve until interrupted, announcing the address once bound."""
-        thread = self.backend.run_in_thread(hostname, port)
-        try:
-            server = self.backend.server
-            print(f"chase server listening on {server.hostname}:{server.port}", flush=True)
-            thread.join()
-        except KeyboardInterrupt:
-            pass
-        finally:
-            self.backend.shutdown()
-            thread.join(timeout=5)
+def _positive(text: str) -> int:
+    value = int(text)
+    if value < 1:
+        raise argparse.ArgumentTypeError("must be at least 1")
+    return value
 
 
 def main(argv: list[str] | None = None) -> None:
@@ -83,9 +58,15 @@ def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--host", default="localhost", help="address to listen on")
     parser.add_argument("--port", type=int, default=8080, help="port (0 picks a free one)")
+    parser.add_argument(
+        "--max-players",
+        type=_positive,
+        default=MAX_PLAYERS,
+        help=f"players per room (default: {MAX_PLAYERS})",
+    )
     parser.add_argument("--seed", type=int, default=None, help="seed for spawn points")
     args = parser.parse_args(argv)
-    ChaseServer(seed=args.seed).run(args.host, args.port)
+    serve(make_server(args.max_players, args.seed), args.host, args.port)
 
 
 if __name__ == "__main__":
