@@ -19,6 +19,7 @@ from pygase_core import (
     RoomClient,
     Server,
     ServerFullError,
+    ShutdownRefusedError,
 )
 from tests.clients import read
 from tests.waiting import wait_for
@@ -434,3 +435,13 @@ def test_seats_set_in_on_create_hold_for_joins_that_raced_the_creation() -> None
         assert sorted(rooms.values()) == [2, 2, 2]
     finally:
         server.shutdown()
+
+
+def test_no_player_of_a_rooms_server_can_shut_it_down(server: Server) -> None:
+    assert server.port
+    player = Client()
+    player.connect_in_thread(server.port, room="chase")
+    assert not player.is_host and server.host_client is None
+    with pytest.raises(ShutdownRefusedError):
+        player.disconnect(shutdown_server=True)
+    assert server.running

@@ -115,6 +115,16 @@ class _RoomLink:
             )
 
 
+class _FirstInOneWorld:
+    """The default host_client: "first" for a server with a one-world store, else None."""
+
+    def __repr__(self) -> str:
+        return '"first" with a one-world store, else None'
+
+
+_ONE_WORLD_FIRST: Any = _FirstInOneWorld()
+
+
 class EventWire(Protocol):
     """Where the server repeats client events: anything with a ``push_event`` method.
 
@@ -134,7 +144,9 @@ class Server:
         timeout: seconds of silence after which a client is dropped.
         max_state_size / max_event_size: largest encoded state or event in bytes.
         host_client: ``"first"`` (the first client to connect is the host, who may shut the
-            server down) or None (no client may).
+            server down) or None (no client may). The default is ``"first"`` for a server
+            with a ``game_state_store`` and None for one that hosts only rooms, where no
+            player of one room should be able to end everybody's game.
         host_succession: ``"longest-connected"`` (when the host leaves or times out, the client
             connected longest becomes the host) or None (the role ends with the host).
         link: simulated network conditions for this server's datagrams (a
@@ -160,7 +172,7 @@ class Server:
         timeout: float = 5.0,
         max_state_size: int = DEFAULT_MAX_STATE_SIZE,
         max_event_size: int = DEFAULT_MAX_STATE_SIZE,
-        host_client: str | None = "first",
+        host_client: str | None = _ONE_WORLD_FIRST,
         host_succession: str | None = "longest-connected",
         link: LinkConditions | str | None = None,
         secret_key: bytes | None = None,
@@ -173,6 +185,8 @@ class Server:
             raise ValueError(
                 "secret_key must be 32 bytes (see pygase_core.protocol.crypto.generate_key)"
             )
+        if host_client is _ONE_WORLD_FIRST:
+            host_client = "first" if game_state_store is not None else None
         if host_client not in ("first", None):
             raise ValueError("host_client must be 'first' or None")
         if host_succession not in HOST_SUCCESSION:
