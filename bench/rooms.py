@@ -1,6 +1,6 @@
 """Rooms per process: 50 active rooms of 4 bots, 1000 idle rooms, and a storm of 200 joins.
 
-Usage: python bench/rooms.py [--seconds 10] [--json bench/rooms_results.json]
+Usage: python bench/rooms.py [--seconds 10] [--json bench/rooms_results.json] [--update-readme]
 
 The server runs in a process of its own (``python bench/rooms.py serve``), so its CPU time and
 memory are read from ``/proc`` for it alone. The bots are real clients, all on one asyncio loop
@@ -158,6 +158,30 @@ async def active_rooms(port: int, pid: int, seconds: float) -> dict[str, Any]:
     }
 
 
+async def joins_one_at_a_time(port: int, count: int = 50) -> dict[str, Any]:
+    """Join latency without a storm: each client joins after the previous one is seated."""
+    clients, tasks, latencies = [], [], []
+    for _ in range(count):
+        client = Client(connect_timeout=30)
+        started = time.monotonic()
+        task = asyncio.ensure_future(client.connect_async(port, "127.0.0.1", room="bench"))
+        while client.room_id is None:
+            if task.done():
+                task.result()
+            await asyncio.sleep(0.0005)
+        latencies.append(time.monotonic() - started)
+        clients.append(client)
+        tasks.append(task)
+    for client in clients:
+        await client.disconnect_async()
+    await asyncio.gather(*tasks, return_exceptions=True)
+    return {
+        "joins": count,
+        "join_p50_ms": 1000 * percentile(latencies, 50),
+        "join_p99_ms": 1000 * percentile(latencies, 99),
+    }
+
+
 def idle_rooms(count: int, seconds: float) -> dict[str, Any]:
     process, _port = start_server(count)
     try:
@@ -182,12 +206,67 @@ def idle_rooms(count: int, seconds: float) -> dict[str, Any]:
     }
 
 
+README_START = "<!-- rooms:start -->"
+README_END = "<!-- rooms:end -->"
+TARGETS = {
+    "active_cpu": 0.40,
+    "active_age_p99_ms": 2 * TICK * 1000 + 10,
+    "idle_cpu": 0.02,
+    "idle_rss_mb": 50.0,
+    "join_p99_ms": 20.0,
+}
+
+
+def verdict(value: float, target: float) -> str:
+    return "holds" if value <= target else "missed"
+
+
+def markdown(results: dict[str, Any]) -> str:
+    """The figures as the table bench/README.md shows."""
+    active, idle = results["active"], results["idle"]
+    rows = [
+        ("50 active rooms, server CPU (share of one core)", f"{active['server_cpu_share']:.2f}",
+         f"< {TARGETS['active_cpu']:.2f}",
+         verdict(active["server_cpu_share"], TARGETS["active_cpu"])),
+        ("50 active rooms, state age p50 / p99", f"{active['age_p50_ms']:.1f} /"
+         f" {active['age_p99_ms']:.1f} ms", f"p99 <= {TARGETS['active_age_p99_ms']:.0f} ms",
+         verdict(active["age_p99_ms"], TARGETS["active_age_p99_ms"])),
+        ("50 active rooms, server memory", f"{active['server_rss_mb']:.1f} MB", "", ""),
+        ("1000 idle rooms, server CPU", f"{idle['server_cpu_share']:.3f}",
+         f"< {TARGETS['idle_cpu']:.2f}", verdict(idle["server_cpu_share"], TARGETS["idle_cpu"])),
+        ("1000 idle rooms, server memory", f"{idle['server_rss_mb']:.1f} MB"
+         f" ({idle['server_rss_mb_without_rooms']:.1f} MB without rooms)",
+         f"< {TARGETS['idle_rss_mb']:.0f} MB",
+         verdict(idle["server_rss_mb"], TARGETS["idle_rss_mb"])),
+        ("200 joins at once, join latency p50 / p99", f"{active['join_p50_ms']:.0f} /"
+         f" {active['join_p99_ms']:.0f} ms", f"p99 < {TARGETS['join_p99_ms']:.0f} ms",
+         verdict(active["join_p99_ms"], TARGETS["join_p99_ms"])),
+        ("50 joins one after another, join latency p50 / p99",
+         f"{results['single']['join_p50_ms']:.1f} / {results['single']['join_p99_ms']:.1f} ms",
+         f"p99 < {TARGETS['join_p99_ms']:.0f} ms",
+         verdict(results["single"]["join_p99_ms"], TARGETS["join_p99_ms"])),
+    ]
+    lines = ["| figure | measured | target | |", "| --- | --- | --- | --- |"]
+    lines += [f"| {a} | {b} | {c} | {d} |" for a, b, c, d in rows]
+    return "\n".join(lines)
+
+
+def update_readme(results: dict[str, Any]) -> None:
+    readme = Path(__file__).with_name("README.md")
+    text = readme.read_text()
+    start, end = text.index(README_START), text.index(README_END)
+    readme.write_text(
+        text[: start + len(README_START)] + "\n" + markdown(results) + "\n" + text[end:]
+    )
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("mode", nargs="?", default="bench", choices=["bench", "serve"])
     parser.add_argument("--idle-rooms", type=int, default=0)
     parser.add_argument("--seconds", type=float, default=10.0)
     parser.add_argument("--json", default=str(Path(__file__).with_name("rooms_results.json")))
+    parser.add_argument("--update-readme", action="store_true", help="put the table in README")
     args = parser.parse_args()
     if args.mode == "serve":
         serve(args.idle_rooms)
@@ -197,10 +276,17 @@ def main() -> None:
         active = asyncio.run(active_rooms(port, process.pid, args.seconds))
     finally:
         stop_server(process)
+    process, port = start_server(0)
+    try:
+        single = asyncio.run(joins_one_at_a_time(port))
+    finally:
+        stop_server(process)
     idle = idle_rooms(1000, args.seconds)
-    results = {"active": active, "idle": idle, "cpus": os.cpu_count()}
+    results = {"active": active, "idle": idle, "single": single, "cpus": os.cpu_count()}
     Path(args.json).write_text(json.dumps(results, indent=2) + "\n")
-    print(json.dumps(results, indent=2))
+    print(markdown(results))
+    if args.update_readme:
+        update_readme(results)
 
 
 if __name__ == "__main__":
