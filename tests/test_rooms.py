@@ -445,3 +445,81 @@ def test_no_player_of_a_rooms_server_can_shut_it_down(server: Server) -> None:
     with pytest.raises(ShutdownRefusedError):
         player.disconnect(shutdown_server=True)
     assert server.running
+
+
+class Faulty(Room):
+    """Every hook fails in its own way; the room must go on."""
+
+    def on_create(self, options: dict[str, Any]) -> GameState:
+        raise RuntimeError("no state today")
+
+    def on_auth(self, client: RoomClient, options: dict[str, Any]) -> Any:
+        if options.get("crash"):
+            raise KeyError("auth backend down")
+        return None
+
+    def on_join(
+        self, client: RoomClient, options: dict[str, Any], game_state: GameState
+    ) -> dict[str, Any]:
+        raise ValueError("join hook broken")
+
+    def time_step(self, game_state: GameState, dt: float) -> dict[str, Any]:
+        return {"alive": True}
+
+
+def test_hooks_that_raise_are_logged_and_the_room_goes_on(
+    clients: list[Client], caplog: pytest.LogCaptureFixture
+) -> None:
+    server = Server()
+    server.define("faulty", Faulty)
+    server.run_in_thread()
+    try:
+        assert server.port
+        with pytest.raises(JoinRefusedError, match="could not decide"):
+            Client().connect_in_thread(server.port, room="faulty", options={"crash": True})
+        player = join(clients, server, room="faulty")
+        wait_for(lambda: read(player, "alive") is True)
+        text = caplog.text
+        assert "no state today" in text and "auth backend down" in text
+        assert "join hook broken" in text
+    finally:
+        server.shutdown()
+
+
+class Tally(Room):
+    max_clients = 2
+
+    def on_create(self, options: dict[str, Any]) -> GameState:
+        self.seen: dict[int, list[int]] = {}
+        self.register_event_handler("N", self.on_n)
+        return GameState(count=0)
+
+    def on_n(self, thread: int, seq: int, game_state: GameState) -> dict[str, Any]:
+        self.seen.setdefault(thread, []).append(seq)
+        in_order = self.seen[thread] == list(range(len(self.seen[thread])))
+        ordered = in_order and getattr(game_state, "ordered", True)
+        return {"count": game_state.count + 1, "ordered": ordered}
+
+
+def test_a_burst_from_several_threads_reaches_the_room_once_and_in_order(
+    clients: list[Client],
+) -> None:
+    server = Server()
+    server.define("tally", Tally)
+    server.run_in_thread()
+    try:
+        player = join(clients, server, room="tally")
+
+        def burst(thread: int) -> None:
+            for seq in range(500):
+                player.dispatch_event("N", thread, seq, retries=5)
+
+        senders = [threading.Thread(target=burst, args=(t,)) for t in range(4)]
+        for sender in senders:
+            sender.start()
+        for sender in senders:
+            sender.join()
+        wait_for(lambda: read(player, "count") == 2000, timeout=60)
+        assert read(player, "ordered") is True
+    finally:
+        server.shutdown()

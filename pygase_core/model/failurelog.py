@@ -20,6 +20,7 @@ class _Streak:
     since: float
     repeats: int = 0
     last: str = ""
+    last_at: float = 0.0
 
 
 class FailureLog:
@@ -58,13 +59,12 @@ class FailureLog:
 
     def flush(self) -> None:
         """Say how many repeats are still untold (when the loop stops, for example)."""
-        now = self._clock()
         for key, streak in self._streaks.items():
             if streak.repeats:
                 kind, _, what = key.partition(":")
                 self._logger.error(
-                    "%s %s %d more times in the last %.1f s (last: %s)",
-                    what, kind, streak.repeats, now - streak.since, streak.last,
+                    "%s %s %d more times in %.1f s (last: %s)",
+                    what, kind, streak.repeats, streak.last_at - streak.since, streak.last,
                 )
         self._streaks.clear()
 
@@ -77,6 +77,7 @@ class FailureLog:
             return True
         streak.repeats += 1
         streak.last = detail
+        streak.last_at = now
         return False
 
     def _summarize(self, key: str, message: str, what: str) -> None:
