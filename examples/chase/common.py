@@ -95,14 +95,10 @@ def join_options(
 def connect_session(session: FrameSession, port: int, hostname: str, join: dict[str, Any]) -> None:
     """Connect a pygame or arcade session and join a room (``join``: see :func:`join_options`).
 
-    The sessions' own ``connect`` takes no room arguments, so this does what it does (forget the
-    snapshots of any earlier game) and connects the session's client with them. Returns once
-    the client has its seat; raises ``ConnectionFailed`` (``JoinRefusedError`` for a room that
-    does not exist, ``ServerFullError`` for a full one) otherwise.
+    Returns once the client has its seat; raises ``ConnectionFailed`` (``JoinRefusedError`` for
+    a room that does not exist, ``ServerFullError`` for a full one) otherwise.
     """
-    session.interpolator.clear()
-    session.snapshot = None
-    session.client.connect_in_thread(port, hostname, **join)
+    session.connect(port, hostname, **join)
 
 
 def room_caption(room_id: str | None, private: bool = False) -> str:

@@ -65,7 +65,9 @@ class Room:
     * ``max_clients``: seats (default 8);
     * ``tick_interval``: seconds between game loop steps (default 0.02);
     * ``reconnection_window``: seconds a dropped client's seat is held for it to come back
-      (default 10; 0 turns reconnection off);
+      (default 10). The seat lasts as long as its session does, at least the server's
+      ``timeout`` of silence; the window makes that ``1 + reconnection_window`` seconds
+      when it is longer. With 0, a seat lasts only the server's ``timeout``;
     * ``auto_dispose``: dispose of the room once its last seat is free (default True).
     """
 
