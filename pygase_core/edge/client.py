@@ -23,6 +23,7 @@ import pluggy
 
 from pygase_core.edge.driver import (
     EdgeDriver,
+    EndpointViews,
     check_hostname,
     check_port,
     logger,
@@ -67,7 +68,7 @@ from pygase_core.protocol.connection import (
 )
 from pygase_core.protocol.crypto import ConnectToken
 from pygase_core.protocol.endpoint import ClientEndpoint, ClientNotice, Connected, Refused
-from pygase_core.protocol.linksim import LinkConditioner, LinkConditions, resolve_link
+from pygase_core.protocol.linksim import LinkConditions, resolve_link
 from pygase_core.protocol.packets import DisconnectReason, RejectReason
 from pygase_core.protocol.statesync import DEFAULT_MAX_STATE_SIZE
 from pygase_core.rooms.matchmaker import RoomListing
@@ -137,7 +138,7 @@ _REASONS = {
 }
 
 
-class Client:
+class Client(EndpointViews):
     """Exchange events with a pygase server and access a synchronized game state.
 
     Arguments (all optional):
@@ -231,37 +232,6 @@ class Client:
         connection = self.connection
         return connection.stats if connection is not None else None
 
-    @property
-    def link(self) -> LinkConditions | None:
-        """The simulated network conditions of this endpoint's datagrams (None: none).
-
-        Settable, also while connected, for tests that change the network midway.
-        """
-        return self._link
-
-    @link.setter
-    def link(self, conditions: LinkConditions | str | None) -> None:
-        self._link = None if conditions is None else resolve_link(conditions)
-        driver = self._driver
-        if driver is not None and driver.io is not None:
-            driver.io.link = self._link
-
-    @property
-    def link_conditioners(self) -> tuple[LinkConditioner[Any] | None, LinkConditioner[Any] | None]:
-        """The simulated link's ``(outgoing, incoming)`` halves with their counters, if any."""
-        driver = self._driver
-        if driver is None or driver.io is None:
-            return None, None
-        return driver.io.conditioners
-
-    @property
-    def receive_buffer_drops(self) -> int | None:
-        """Datagrams the OS dropped because the socket's receive buffer was full.
-
-        Counted by the OS for the socket's life (Linux); None where the OS does not say.
-        """
-        return self._driver.kernel_drops() if self._driver is not None else None
-
     @staticmethod
     def list_rooms(
         port: int, hostname: str = "localhost", room: str | None = None, *,
@@ -283,15 +253,6 @@ class Client:
             port, hostname, None, None, own_loop=False, request=control.ListRequest(room)
         ))
         return list(asker._listing)
-
-    @property
-    def drops(self) -> dict[str, int]:
-        """Datagrams this client dropped, by reason (``"receive buffer full (OS)"``: the OS's)."""
-        drops = dict(self._endpoint.drops) if self._endpoint is not None else {}
-        kernel = self._driver.kernel_drops() if self._driver is not None else None
-        if kernel:
-            drops["receive buffer full (OS)"] = kernel
-        return drops
 
     @property
     def is_host(self) -> bool:

@@ -20,7 +20,12 @@ from collections.abc import Callable, Coroutine, Iterable, Sequence
 from typing import Any, Protocol, cast
 
 from pygase_core.errors import AddressResolutionError
-from pygase_core.protocol.linksim import Direction, LinkConditioner, LinkConditions
+from pygase_core.protocol.linksim import (
+    Direction,
+    LinkConditioner,
+    LinkConditions,
+    resolve_link,
+)
 
 logger = logging.getLogger("pygase")
 Held = tuple[bytes, Any]
@@ -496,3 +501,60 @@ class EdgeDriver:
             io.transport.close()
         self._socket = None
         self.sockname = None
+
+
+class EndpointViews:
+    """What a Server and a Client both show of their edge: drops, the simulated link.
+
+    Both keep their :class:`EdgeDriver` in ``_driver``, their sans-IO endpoint (which counts
+    its drops) in ``_endpoint`` and their link conditions in ``_link``.
+    """
+
+    _driver: EdgeDriver | None
+    _endpoint: Any
+    _link: LinkConditions | None
+
+    @property
+    def receive_buffer_drops(self) -> int | None:
+        """Datagrams the OS dropped because the socket's receive buffer was full.
+
+        Counted by the OS for the socket's life (Linux); None where the OS does not say.
+        """
+        return self._driver.kernel_drops() if self._driver is not None else None
+
+    @property
+    def drops(self) -> dict[str, int]:
+        """Datagrams dropped since the endpoint started, by reason.
+
+        Includes ``"receive buffer full (OS)"`` where the OS reports how many datagrams it
+        dropped before they could be read (Linux).
+        """
+        drops = dict(self._endpoint.drops) if self._endpoint is not None else {}
+        kernel = self._driver.kernel_drops() if self._driver is not None else None
+        if kernel:
+            drops["receive buffer full (OS)"] = kernel
+        return drops
+
+    @property
+    def link(self) -> LinkConditions | None:
+        """The simulated network conditions of this endpoint's datagrams (None: none).
+
+        Settable, also while connected, for tests that change the network midway.
+        """
+        return self._link
+
+    @link.setter
+    def link(self, conditions: LinkConditions | str | None) -> None:
+        self._link = None if conditions is None else resolve_link(conditions)
+        driver = self._driver
+        if driver is not None and driver.io is not None:
+            driver.io.link = self._link
+
+    @property
+    def link_conditioners(self) -> tuple[LinkConditioner[Any] | None, LinkConditioner[Any] | None]:
+        """The simulated link's ``(outgoing, incoming)`` halves with their counters, if any."""
+        driver = self._driver
+        if driver is None or driver.io is None:
+            return None, None
+        return driver.io.conditioners
+

@@ -25,6 +25,7 @@ from typing import Any, Protocol
 
 from pygase_core.edge.driver import (
     EdgeDriver,
+    EndpointViews,
     check_hostname,
     check_port,
     logger,
@@ -79,7 +80,7 @@ from pygase_core.protocol.endpoint import (
     ShutdownRequested,
     StateTooLarge,
 )
-from pygase_core.protocol.linksim import LinkConditioner, LinkConditions, resolve_link
+from pygase_core.protocol.linksim import LinkConditions, resolve_link
 from pygase_core.protocol.packets import DisconnectReason
 from pygase_core.protocol.statesync import DEFAULT_MAX_STATE_SIZE, PayloadCache
 from pygase_core.rooms.matchmaker import Matchmaker, RoomListing, RoomRecord, RoomType
@@ -134,7 +135,7 @@ class EventWire(Protocol):
     def push_event(self, event: Event) -> None: ...
 
 
-class Server:
+class Server(EndpointViews):
     """Listen to clients and orchestrate the flow of events and state updates.
 
     Arguments:
@@ -260,50 +261,6 @@ class Server:
     def _sockname(self) -> Any:
         driver = self._driver
         return None if driver is None else driver.sockname
-
-    @property
-    def receive_buffer_drops(self) -> int | None:
-        """Datagrams the OS dropped because the socket's receive buffer was full.
-
-        Counted by the OS for the socket's life (Linux); None where the OS does not say.
-        """
-        return self._driver.kernel_drops() if self._driver is not None else None
-
-    @property
-    def drops(self) -> dict[str, int]:
-        """Datagrams dropped since the server started, by reason.
-
-        Includes ``"receive buffer full (OS)"`` where the OS reports how many datagrams it
-        dropped before the server could read them (Linux).
-        """
-        drops = dict(self._endpoint.drops) if self._endpoint is not None else {}
-        kernel = self._driver.kernel_drops() if self._driver is not None else None
-        if kernel:
-            drops["receive buffer full (OS)"] = kernel
-        return drops
-
-    @property
-    def link(self) -> LinkConditions | None:
-        """The simulated network conditions of this endpoint's datagrams (None: none).
-
-        Settable, also while connected, for tests that change the network midway.
-        """
-        return self._link
-
-    @link.setter
-    def link(self, conditions: LinkConditions | str | None) -> None:
-        self._link = None if conditions is None else resolve_link(conditions)
-        driver = self._driver
-        if driver is not None and driver.io is not None:
-            driver.io.link = self._link
-
-    @property
-    def link_conditioners(self) -> tuple[LinkConditioner[Any] | None, LinkConditioner[Any] | None]:
-        """The simulated link's ``(outgoing, incoming)`` halves with their counters, if any."""
-        driver = self._driver
-        if driver is None or driver.io is None:
-            return None, None
-        return driver.io.conditioners
 
     @property
     def running(self) -> bool:
