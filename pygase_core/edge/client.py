@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import math
 import threading
 from collections.abc import Callable, Iterator, Sequence
 from enum import Enum
@@ -39,6 +40,7 @@ from pygase_core.errors import (
     EventQueueFullError,
     JoinRefusedError,
     NotConnectedError,
+    PayloadTooLargeError,
     ProtocolError,
     ServerFullError,
     ServerUnreachableError,
@@ -168,7 +170,12 @@ class Client(EndpointViews):
         self._config = ConnectionConfig(
             timeout=timeout, max_state_size=max_state_size, max_event_size=max_event_size
         )
-        self.connect_timeout = connect_timeout
+        numeric = isinstance(connect_timeout, int | float) and not isinstance(connect_timeout, bool)
+        if not (numeric and math.isfinite(connect_timeout) and connect_timeout > 0):
+            raise ValueError(f"connect_timeout must be a positive number of seconds, not"
+                             f" {connect_timeout!r}")
+        self.connect_timeout = float(connect_timeout)
+        self._join_timer: asyncio.TimerHandle | None = None
         self._plugin_manager = plugin_manager
         self._handlers = EventHandlerRegistry()
         self._state_lock = threading.RLock()
@@ -243,15 +250,22 @@ class Client(EndpointViews):
         (its type), ``clients`` (seats taken), ``max_clients`` and ``metadata``. Opens a short
         session of its own; raises like :meth:`connect` if the server cannot be reached.
         """
+        return asyncio.run(Client.list_rooms_async(port, hostname, room, timeout=timeout))
+
+    @staticmethod
+    async def list_rooms_async(
+        port: int, hostname: str = "localhost", room: str | None = None, *,
+        timeout: float = 5.0,
+    ) -> list[RoomListing]:
+        """Coroutine form of :meth:`list_rooms`."""
         check_port(port, "Client.list_rooms")
         check_hostname(hostname, "Client.list_rooms")
         if room is not None and not isinstance(room, str):
             raise TypeError("room must be a room type's name (str) or None")
         asker = Client(connect_timeout=timeout, plugin_manager=_quiet_plugins())
-        asker._listing = []
-        asyncio.run(asker._serve(
+        await asker._serve(
             port, hostname, None, None, own_loop=False, request=control.ListRequest(room)
-        ))
+        )
         return list(asker._listing)
 
     @property
@@ -318,6 +332,14 @@ class Client(EndpointViews):
             self._done = asyncio.Event()
             self._handshake_result: asyncio.Future[bool] = loop.create_future()
             self._request = request
+            self._listing = []
+            self._early_state = None
+            encoded = control.encode(request)
+            if len(encoded) > self._config.max_event_size:
+                raise PayloadTooLargeError(
+                    f"the join options encode to {len(encoded)} bytes, over the maximum of"
+                    f" {self._config.max_event_size}"
+                )
             self.room_id = None
             self.id = None
             family, address = resolve(hostname, port)[0]
@@ -341,6 +363,9 @@ class Client(EndpointViews):
             await self._done.wait()
         finally:
             self._driver = None
+            if self._join_timer is not None:
+                self._join_timer.cancel()
+                self._join_timer = None
             if driver is not None:
                 driver.close()
             self._status = ClientStatus.DISCONNECTED
@@ -562,6 +587,8 @@ class Client(EndpointViews):
             elif isinstance(notice, Connected):
                 # In session; the answer to the join request completes the connect.
                 endpoint = self._endpoint
+                loop = asyncio.get_running_loop()
+                self._join_timer = loop.call_later(self.connect_timeout, self._join_timed_out)
                 if endpoint is not None:
                     endpoint.queue_event(
                         control.encode(self._request), control.CONTROL_RETRIES, ControlToken()
@@ -609,6 +636,12 @@ class Client(EndpointViews):
 
     def _settled(self, notice: EventAcknowledged | EventGivenUp) -> None:
         callbacks = notice.token
+        if isinstance(callbacks, ControlToken) and isinstance(notice, EventGivenUp):
+            if not self._handshake_result.done():
+                self._leave_quietly()
+                self._fail(ConnectTimeoutError(
+                    f"{self._target} did not take the join request"))
+            return
         if not isinstance(callbacks, EventCallbacks):
             return
         callback = (
@@ -635,6 +668,11 @@ class Client(EndpointViews):
     def _finish(self, reason: str) -> None:
         if self._done is None or self._done.is_set():
             return
+        if not self._handshake_result.done():  # it ended before the join was answered
+            self._handshake_result.set_exception(
+                ConnectionFailed(f"the session with {self._target} ended before it joined:"
+                                 f" {reason}")
+            )
         self._status = ClientStatus.DISCONNECTED
         self.disconnect_reason = reason
         logger.info("pygase client disconnected: %s", reason)
@@ -692,6 +730,12 @@ class Client(EndpointViews):
                 self._handshake_result.set_result(True)
             if self._done is not None:
                 self._done.set()
+
+    def _join_timed_out(self) -> None:
+        if not self._handshake_result.done():
+            self._leave_quietly()
+            self._fail(ConnectTimeoutError(
+                f"{self._target} did not answer the join within {self.connect_timeout} s"))
 
     def _leave_quietly(self) -> None:
         endpoint, driver = self._endpoint, self._driver

@@ -86,6 +86,8 @@ from pygase_core.protocol.statesync import DEFAULT_MAX_STATE_SIZE, PayloadCache
 from pygase_core.rooms.matchmaker import Matchmaker, RoomListing, RoomRecord, RoomType
 from pygase_core.rooms.room import Room, RoomClient, RoomRunner, new_client_id
 
+ROOM_DISPOSE_WAIT = 5.0
+"""Seconds a stopping server waits, in all, for its rooms' last on_leave and on_dispose."""
 SILENCE_BEFORE_WINDOW = 1.0
 """Seconds of silence after which a seated client counts as dropped; its room's reconnection
 window starts then, so a seat is held this long plus the window."""
@@ -218,7 +220,9 @@ class Server(EndpointViews):
         self._matchmaker = Matchmaker(max_rooms)
         self._runners: dict[str, RoomRunner] = {}
         self._seats: dict[Address, _Seat] = {}
-        self._joining: set[Address] = set()
+        self._joining: dict[int, Address] = {}
+        """Joins being decided: session id to where the session was when it asked."""
+        self._stopping_rooms = False
         self._wake_lock = threading.Lock()
         self._wake_pending = False
         self._world: set[Address] = set()
@@ -317,8 +321,10 @@ class Server(EndpointViews):
             finally:
                 if self.game_state_store is not None:
                     self.game_state_store.remove_listener(self._on_state_pushed)
+                self._stopping_rooms = True
                 self._close_all(DisconnectReason.SERVER_SHUTDOWN)
                 await asyncio.to_thread(self._dispose_rooms)
+                self._stopping_rooms = False
                 await asyncio.to_thread(self._worker.stop)
         finally:
             self._driver = None
@@ -389,7 +395,7 @@ class Server(EndpointViews):
         except RuntimeError:  # the loop closed meanwhile
             return
         if not on_loop_thread(loop):
-            self._stopped.wait(5.0)
+            self._stopped.wait(ROOM_DISPOSE_WAIT + 5.0)
 
     async def shutdown_async(self) -> None:
         """Coroutine form of :meth:`shutdown`."""
@@ -453,27 +459,36 @@ class Server(EndpointViews):
         driver = self._driver
         if driver is None or driver.loop is None:
             raise NotConnectedError("the server is not running")
-        made: concurrent.futures.Future[RoomRecord] = concurrent.futures.Future()
+        made: concurrent.futures.Future[
+            tuple[str, concurrent.futures.Future[None]]
+        ] = concurrent.futures.Future()
 
         def create() -> None:
             if self._matchmaker.at_capacity:
                 made.set_exception(ServerFullError("no capacity left for another room"))
                 return
-            record = self._create_room(room_type, room_type.options_for(options))
+            try:
+                record = self._create_room(room_type, room_type.options_for(options))
+            except Exception as error:  # the room class itself failed: say so at the call
+                made.set_exception(error)
+                return
             record.room.private = bool(record.options.get("private", False))
-            made.set_result(record)
+            made.set_result((record.room_id, self._runners[record.room_id].create()))
 
         if on_loop_thread(driver.loop):
             create()
         else:
             driver.call(create)
-        record = made.result(timeout=10.0)
-        self._runners[record.room_id].create().result(timeout=10.0)
-        return record.room_id
+        room_id, created = made.result(timeout=10.0)
+        created.result(timeout=10.0)
+        return room_id
 
-    def _create_room(self, room_type: RoomType, options: dict[str, Any]) -> RoomRecord:
+    def _create_room(
+        self, room_type: RoomType, options: dict[str, Any], for_join: bool = False
+    ) -> RoomRecord:
         room = room_type.room_class()
         record = self._matchmaker.add(room_type, options, room)
+        record.disposable = for_join
         runner = RoomRunner(
             room, room_type.name, record.room_id, options, _RoomLink(self, record.room_id),
             self._config,
@@ -482,11 +497,15 @@ class Server(EndpointViews):
         self._runners[record.room_id] = runner
         return record
 
-    def _join(self, address: Address, request: JoinRequest) -> None:
+    def _join(self, address: Address, request: JoinRequest, rerouted: bool = False) -> None:
         endpoint = self._endpoint
-        if endpoint is None or address not in endpoint.sessions:
+        session = endpoint.sessions.get(address) if endpoint is not None else None
+        if endpoint is None or session is None:
             return
-        if address in self._seats or address in self._world or address in self._joining:
+        session_id = session.connection.session_id
+        if address in self._seats or address in self._world or (
+            session_id in self._joining and not rerouted
+        ):
             return  # asked twice: the first answer stands
         if request.room is None and request.room_id is None:
             if self._cache is None:
@@ -517,52 +536,70 @@ class Server(EndpointViews):
                     self._answer(address, JoinRefused(
                         f"no capacity left for rooms of type {room_type.name!r}", "full"))
                     return
-                record = self._create_room(room_type, options)
+                try:
+                    record = self._create_room(room_type, options, for_join=True)
+                except Exception as error:
+                    logger.exception("the room class of %r failed to construct", room_type.name)
+                    self._answer(address, JoinRefused(f"the room could not be made: {error}",
+                                                      "refused"))
+                    return
                 if request.create and options.get("private"):
                     record.room.private = True
         if record.free <= 0:
             self._answer(address, JoinRefused(f"room {record.room_id!r} is full", "full"))
+            self._dispose_if_empty(record)
             return
         record.pending += 1
-        self._joining.add(address)
+        self._joining[session_id] = address
         client = RoomClient(new_client_id(), address, room_id=record.room_id)
         driver = self._driver
         assert driver is not None
 
         def decided(seated: RoomClient | None, reason: str | None) -> None:
-            driver.call(self._join_decided, address, record, seated, reason, options, request)
+            driver.call(
+                self._join_decided, session_id, record, seated, reason, options, request,
+                rerouted,
+            )
 
         self._runners[record.room_id].request_join(client, options, decided)
 
     def _join_decided(
         self,
-        address: Address,
+        session_id: int,
         record: RoomRecord,
         client: RoomClient | None,
         reason: str | None,
         options: dict[str, Any],
         request: JoinRequest,
+        rerouted: bool,
     ) -> None:
+        """A room decided a join (on the I/O loop); the session may have moved or gone."""
         record.pending -= 1
-        self._joining.discard(address)
+        self._joining.pop(session_id, None)
+        runner = self._runners.get(record.room_id)
+        if runner is not None:
+            runner.join_settled()
         endpoint = self._endpoint
-        session = endpoint.sessions.get(address) if endpoint is not None else None
-        if session is None or client is None or record.disposing:
-            if session is not None:
+        session = endpoint.session_by_id(session_id) if endpoint is not None else None
+        address = session.address if session is not None else None
+        if session is None or client is None or record.disposing or runner is None:
+            if address is not None:
                 self._answer(address, JoinRefused(reason or "the room closed", "refused"))
             self._dispose_if_empty(record)
             return
         if record.seated >= record.max_clients:
             # The room has fewer seats than it had when this join was placed (its on_create
-            # set max_clients): matchmake again, or refuse a join by id as full.
+            # set max_clients): matchmake once more, or refuse a join by id (or a second
+            # reroute) as full.
             self._dispose_if_empty(record)
-            if request.room_id is not None:
+            if request.room_id is not None or rerouted or record.max_clients < 1:
                 self._answer(address, JoinRefused(f"room {record.room_id!r} is full", "full"))
             else:
-                self._join(address, dataclasses.replace(request, create=False))
+                self._join(address, dataclasses.replace(request, create=False), rerouted=True)
             return
-        runner = self._runners[record.room_id]
+        client.address = address
         record.seated += 1
+        record.disposable = True
         self._seats[address] = _Seat(record, client)
         assert endpoint is not None
         endpoint.assign_cache(address, runner.cache)
@@ -582,13 +619,18 @@ class Server(EndpointViews):
         if seat is not None:
             seat.client.address = new
             self._seats[new] = seat
-        for members in (self._world, self._joining):
-            if old in members:
-                members.discard(old)
-                members.add(new)
+        if old in self._world:
+            self._world.discard(old)
+            self._world.add(new)
+        for session_id, address in list(self._joining.items()):
+            if address == old:
+                self._joining[session_id] = new
 
     def _leave_room(self, address: Address, reason: DisconnectReason) -> None:
         self._world.discard(address)
+        for session_id, joining in list(self._joining.items()):
+            if joining == address:
+                del self._joining[session_id]  # its decision, when it comes, finds no session
         seat = self._seats.pop(address, None)
         if seat is None:
             return
@@ -601,8 +643,11 @@ class Server(EndpointViews):
         self._dispose_if_empty(record)
 
     def _dispose_if_empty(self, record: RoomRecord) -> None:
-        if not record.empty or record.disposing or not record.room.auto_dispose:
-            return
+        if (
+            not record.empty or record.disposing or not record.disposable
+            or not record.room.auto_dispose or self._stopping_rooms
+        ):
+            return  # (a stopping server disposes of every room itself, and waits)
         record.disposing = True
         self._matchmaker.remove(record.room_id)
         runner = self._runners.pop(record.room_id, None)
@@ -610,14 +655,18 @@ class Server(EndpointViews):
             runner.store.remove_listener(self._on_state_pushed)
             if self._endpoint is not None:
                 self._endpoint.room_caches.discard(runner.cache)
+                self._endpoint.forget_cache(runner.cache)
             runner.dispose()
 
     def _dispose_rooms(self) -> None:
-        """The server stops: every room is disposed of (blocking; off the I/O loop)."""
-        for room_id, runner in list(self._runners.items()):
-            self._runners.pop(room_id, None)
-            self._matchmaker.remove(room_id)
-            runner.dispose(wait=True)
+        """The server stops: every room is disposed of at once, waited for together."""
+        runners = list(self._runners.values())
+        self._runners.clear()
+        self._matchmaker.rooms.clear()
+        disposals = [runner.dispose() for runner in runners]
+        concurrent.futures.wait(disposals, timeout=ROOM_DISPOSE_WAIT)
+        for runner in runners:
+            runner.worker.stop(timeout=1.0)
         self._seats.clear()
         self._world.clear()
         self._joining.clear()
@@ -738,7 +787,11 @@ class Server(EndpointViews):
             raise NotConnectedError("the server is not running")
         if target_client != "all" and target_client not in endpoint.sessions:
             raise NotConnectedError(f"no client is connected from {target_client!r}")
-        targets = list(endpoint.sessions.copy()) if target_client == "all" else [target_client]
+        if target_client == "all":
+            world = self._world
+            targets = [address for address in list(endpoint.sessions) if address in world]
+        else:
+            targets = [target_client]
         sessions = endpoint.sessions
 
         def queued(address: Address) -> Callable[[], int]:

@@ -55,10 +55,10 @@ class HandlerThread:
 
     def _start_locked(self) -> None:
         thread = self._thread
-        if thread is not None and thread.is_alive():
-            if not self._stopping:
-                return
-            thread.join()  # it is finishing what it had: let it end, then start afresh
+        if thread is not None and thread.is_alive() and not self._stopping:
+            return
+        # A thread that is stopping finishes on its own (it runs nothing new): a fresh one
+        # starts beside it, so the caller (often the network loop) never waits for it.
         self._stopping = False
         ready = threading.Event()
         self._thread = threading.Thread(
@@ -76,10 +76,18 @@ class HandlerThread:
             if self._tasks:  # coroutine handlers still running get a moment to finish
                 await asyncio.wait(set(self._tasks), timeout=1.0)
 
+        loop_of_this_run: list[asyncio.AbstractEventLoop | None] = [None]
+
+        async def tracked() -> None:
+            loop_of_this_run[0] = asyncio.get_running_loop()
+            await main()
+
         try:
-            asyncio.run(main())
+            asyncio.run(tracked())
         finally:
-            self._loop = None
+            with self._lock:
+                if self._loop is loop_of_this_run[0]:
+                    self._loop = None
             ready.set()
 
     def submit(self, fn: Callable[..., Any], *args: Any, what: str = "") -> bool:
@@ -121,7 +129,7 @@ class HandlerThread:
             if not idle() or self._loop is None or self._stopping:
                 return False
             self._stopping = True
-            self._loop.call_soon_threadsafe(self._finish)
+            self._loop.call_soon_threadsafe(_resolve, self._stop)
             return True
 
     def _run(self, fn: Callable[..., Any], args: tuple[Any, ...], what: str) -> None:
@@ -152,14 +160,16 @@ class HandlerThread:
             if loop is not None:
                 self._stopping = True
                 with contextlib.suppress(RuntimeError):
-                    loop.call_soon_threadsafe(self._finish)
+                    loop.call_soon_threadsafe(_resolve, self._stop)
         if thread is not None and thread is not threading.current_thread():
             thread.join(timeout)
         self.failures.flush()
 
-    def _finish(self) -> None:
-        if self._stop is not None and not self._stop.done():
-            self._stop.set_result(None)
+
+def _resolve(future: asyncio.Future[None] | None) -> None:
+    """End one run of the thread (its own stop future, on its own loop)."""
+    if future is not None and not future.done():
+        future.set_result(None)
 
 
 def _describe(fn: Callable[..., Any]) -> str:

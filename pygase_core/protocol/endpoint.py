@@ -399,6 +399,14 @@ class ServerEndpoint:
         self._members.setdefault(key, set()).add(address)
         self._schedule(address, float("-inf"))
 
+    def forget_cache(self, cache: PayloadCache) -> None:
+        """A world is gone: drop what the endpoint kept about its cache."""
+        key = id(cache)
+        self._caches.pop(key, None)
+        self._seen.pop(key, None)
+        if not self._members.get(key):
+            self._members.pop(key, None)
+
     def _states_changed(self, fallback: PayloadCache | None) -> None:
         """Schedule the sessions of every world whose state moved on since last time."""
         for key, members in self._members.items():

@@ -11,6 +11,8 @@ It runs on the server's I/O loop only, and does no I/O itself.
 
 from __future__ import annotations
 
+import inspect
+import math
 import secrets
 from collections.abc import Iterator, Mapping
 from dataclasses import dataclass, field
@@ -61,6 +63,9 @@ class RoomRecord:
     pending: int = 0
     """Joins reserved but not decided yet (creation, ``on_auth``)."""
     disposing: bool = False
+    disposable: bool = False
+    """Whether emptiness disposes of it: made for a join, or a client has sat in it (a room
+    made with ``Server.create_room`` waits for its first client)."""
 
     @property
     def max_clients(self) -> int:
@@ -85,9 +90,12 @@ class RoomRecord:
         return not (self.disposing or room.locked or room.private) and self.free > 0
 
     def listing(self) -> RoomListing:
+        try:
+            metadata = dict(self.room.metadata)
+        except RuntimeError:  # changed by the room's thread while copied: try once more
+            metadata = dict(self.room.metadata)
         return RoomListing(
-            self.room_id, self.room_type.name, self.seated, self.max_clients,
-            dict(self.room.metadata),
+            self.room_id, self.room_type.name, self.seated, self.max_clients, metadata
         )
 
 
@@ -119,6 +127,9 @@ class Matchmaker:
             )
         if isinstance(filter_by, str) or not all(isinstance(key, str) for key in filter_by):
             raise TypeError("filter_by must be a sequence of option names (str)")
+        if name in self.types:
+            raise ValueError(f"a room type named {name!r} is defined already")
+        check_room_class(room_class)
         options = dict(default_options or {})
         codec.check_value(options, f"the default options of room type {name!r}")
         room_type = RoomType(name, room_class, tuple(filter_by), options)
@@ -151,6 +162,30 @@ class Matchmaker:
         for record in self.rooms.values():
             if (room is None or record.room_type.name == room) and record.offered:
                 yield record.listing()
+
+
+def check_room_class(room_class: type[Room]) -> None:
+    """Raise at ``define`` for room class attributes that could not work."""
+    seats = room_class.max_clients
+    if isinstance(seats, bool) or not isinstance(seats, int) or seats < 1:
+        raise ValueError(f"{room_class.__name__}.max_clients must be an int of at least 1")
+    for name in ("tick_interval", "reconnection_window"):
+        value = getattr(room_class, name)
+        if isinstance(value, bool) or not isinstance(value, int | float) or not (
+            math.isfinite(value) and (value > 0 if name == "tick_interval" else value >= 0)
+        ):
+            raise ValueError(f"{room_class.__name__}.{name} must be a finite number of seconds"
+                             f"{' above 0' if name == 'tick_interval' else ', 0 or more'}")
+    if not isinstance(room_class.auto_dispose, bool):
+        raise ValueError(f"{room_class.__name__}.auto_dispose must be True or False")
+    try:
+        inspect.signature(room_class).bind()
+    except TypeError as error:
+        raise TypeError(
+            f"{room_class.__name__}() must be callable without arguments: {error}"
+        ) from error
+    except ValueError:
+        pass  # no signature to read
 
 
 def new_room_id(taken: Mapping[str, Any]) -> str:

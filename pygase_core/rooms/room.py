@@ -25,6 +25,7 @@ from typing import Any, Protocol
 
 from pygase_core.edge.worker import EventCallbacks, HandlerThread
 from pygase_core.errors import JoinRefusedError, UsageError
+from pygase_core.model.codec import check_value
 from pygase_core.model.events import Event
 from pygase_core.model.gamestate import GameState, GameStateUpdate
 from pygase_core.model.handlers import Handler
@@ -133,6 +134,7 @@ class Room:
     def metadata(self, value: dict[str, Any]) -> None:
         if not isinstance(value, dict):
             raise TypeError("metadata must be a dict")
+        check_value(value, "a room's metadata")
         self._metadata = value
 
     @property
@@ -212,6 +214,9 @@ class RoomRunner:
         self.options = options
         self._link = link
         self._config = config
+        for attribute, default in _room_defaults().items():
+            if attribute not in vars(room):  # a subclass __init__ that skipped Room's
+                setattr(room, attribute, default)
         room.room_id, room.name = room_id, name
         room._runner = self
         self.worker = HandlerThread(f"pygase-room-{name}-{room_id}")
@@ -239,7 +244,7 @@ class RoomRunner:
     def request_join(self, client: RoomClient, options: dict[str, Any], done: JoinDone) -> None:
         """Create the room if need be, then ask ``on_auth``; ``done`` runs on the room thread."""
         with self._counting:
-            self._deciding += 1
+            self._deciding += 1  # until the server settles it: join_settled
         if self._created is None:
             self._created = self.worker.run_coroutine(self._create(), start=True)
         self.worker.run_coroutine(self._authorize(client, options, done), start=True)
@@ -250,6 +255,13 @@ class RoomRunner:
             self._created = self.worker.run_coroutine(self._create(), start=True)
             self.worker.run_coroutine(self._pause(), start=True)
         return self._created
+
+    def join_settled(self) -> None:
+        """The server seated or refused a join this room decided (on the I/O loop)."""
+        with self._counting:
+            self._deciding -= 1
+        if self.seated == 0 and self._deciding == 0:
+            self.worker.run_coroutine(self._pause(), start=True)
 
     def seat(self, client: RoomClient, options: dict[str, Any]) -> None:
         """Give ``client`` its seat: ``on_join`` runs in the next step; the loop runs."""
@@ -268,15 +280,14 @@ class RoomRunner:
         """A seated client's game event, for the next step."""
         self.machine.push_event(event)
 
-    def dispose(self, wait: bool = False) -> None:
-        """Stop the loop, call ``on_dispose`` once and end the thread (``wait``: block)."""
+    def dispose(self) -> concurrent.futures.Future[None]:
+        """Stop the loop, run the last ``on_leave`` and ``on_dispose`` once, end the thread.
+
+        Returns the future of the disposal (it resolves in any thread).
+        """
         future = self.worker.run_coroutine(self._dispose(), start=True)
-        if wait:
-            with contextlib.suppress(concurrent.futures.TimeoutError, Exception):
-                future.result(timeout=5.0)
-            self.worker.stop()
-        else:
-            future.add_done_callback(lambda _done: self.worker.stop())
+        future.add_done_callback(lambda _done: self.worker.stop(timeout=0))
+        return future
 
     # -- on the room's thread --------------------------------------------------------------------
 
@@ -286,6 +297,7 @@ class RoomRunner:
         except Exception as error:
             self.worker.failures.failed(f"{self.name}.on_create", error)
             state = None
+        self._check_attributes()
         if state is None:
             state = GameState()
         if not isinstance(state, GameState):
@@ -301,13 +313,7 @@ class RoomRunner:
     async def _authorize(
         self, client: RoomClient, options: dict[str, Any], done: JoinDone
     ) -> None:
-        try:
-            await self._authorize_once(client, options, done)
-        finally:
-            with self._counting:
-                self._deciding -= 1
-            if self.seated == 0 and self._deciding == 0:
-                await self._pause()
+        await self._authorize_once(client, options, done)
 
     async def _authorize_once(
         self, client: RoomClient, options: dict[str, Any], done: JoinDone
@@ -337,11 +343,36 @@ class RoomRunner:
             self._loop_task = asyncio.ensure_future(self._run_loop())
             await asyncio.sleep(0)  # let it claim the machine before anything checks again
 
+    async def _stop_loop(self) -> None:
+        """Stop the game loop and wait until its step in progress (if any) has finished."""
+        if not await self.machine.stop_async() and self._loop_task is not None:
+            with contextlib.suppress(Exception):
+                await asyncio.shield(self._loop_task)
+
+    def _check_attributes(self) -> None:
+        """What ``on_create`` may have set must still work; else the class's values hold."""
+        room, cls = self.room, type(self.room)
+        seats = room.max_clients
+        if isinstance(seats, bool) or not isinstance(seats, int):
+            self.worker.failures.failed(f"{self.name}.on_create", TypeError(
+                f"max_clients must be an int, not {seats!r}"))
+            room.max_clients = cls.max_clients
+        tick = room.tick_interval
+        if isinstance(tick, bool) or not isinstance(tick, int | float) or not tick > 0:
+            self.worker.failures.failed(f"{self.name}.on_create", ValueError(
+                f"tick_interval must be a number of seconds above 0, not {tick!r}"))
+            room.tick_interval = cls.tick_interval
+        window = room.reconnection_window
+        if isinstance(window, bool) or not isinstance(window, int | float) or not window >= 0:
+            self.worker.failures.failed(f"{self.name}.on_create", ValueError(
+                f"reconnection_window must be 0 or more seconds, not {window!r}"))
+            room.reconnection_window = cls.reconnection_window
+
     async def _pause(self) -> None:
         """Stop the game loop while nobody is seated: an idle room costs no CPU."""
         if self.seated > 0:
             return
-        await self.machine.stop_async()
+        await self._stop_loop()
         await self.machine.apply_events_async()  # the last on_leave, before the pause
         await self._resume()  # somebody may have taken a seat meanwhile
         # Nobody seated, no join being decided: the thread ends until the next join, so an
@@ -349,7 +380,7 @@ class RoomRunner:
         self.worker.stop_if(lambda: self.seated == 0 and self._deciding == 0)
 
     async def _dispose(self) -> None:
-        await self.machine.stop_async()
+        await self._stop_loop()
         await self.machine.apply_events_async()
         self._call_dispose_here()
 
@@ -402,6 +433,13 @@ class RoomRunner:
 
             callbacks = EventCallbacks(acknowledged, None)
         self._link.send(client_ids, payload, retries, callbacks)
+
+
+def _room_defaults() -> dict[str, Any]:
+    """The instance attributes Room.__init__ sets, with their initial values."""
+    blank = object.__new__(Room)
+    Room.__init__(blank)
+    return {key: value for key, value in vars(blank).items() if key != "_runner"}
 
 
 def new_client_id() -> str:
