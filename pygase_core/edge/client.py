@@ -250,7 +250,11 @@ class Client(EndpointViews):
         (its type), ``clients`` (seats taken), ``max_clients`` and ``metadata``. Opens a short
         session of its own; raises like :meth:`connect` if the server cannot be reached.
         """
-        return asyncio.run(Client.list_rooms_async(port, hostname, room, timeout=timeout))
+        try:
+            asyncio.get_running_loop()
+        except RuntimeError:
+            return asyncio.run(Client.list_rooms_async(port, hostname, room, timeout=timeout))
+        raise UsageError("an event loop runs in this thread: await Client.list_rooms_async()")
 
     @staticmethod
     async def list_rooms_async(
