@@ -589,10 +589,10 @@ class Server(EndpointViews):
             return
         if record.seated >= record.max_clients:
             # The room has fewer seats than it had when this join was placed (its on_create
-            # set max_clients): matchmake once more, or refuse a join by id (or a second
-            # reroute) as full.
+            # set max_clients): matchmake again (every new room seats at least its first
+            # join, so this ends), or refuse a join by id, or to a room of no seats, as full.
             self._dispose_if_empty(record)
-            if request.room_id is not None or rerouted or record.max_clients < 1:
+            if request.room_id is not None or record.max_clients < 1:
                 self._answer(address, JoinRefused(f"room {record.room_id!r} is full", "full"))
             else:
                 self._join(address, dataclasses.replace(request, create=False), rerouted=True)
