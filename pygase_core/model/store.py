@@ -70,6 +70,31 @@ class GameStateStore:
         """Largest encoded update :meth:`push_update` accepts (None: any). A Server sets it to
         its ``max_state_size``, so an update no client could ever receive fails at the push."""
 
+    def replace_state(self, game_state: GameState) -> None:
+        """Start afresh from ``game_state`` (newer than the current one): no update history.
+
+        For a world whose initial state is decided after its store exists (a room's
+        ``on_create``): clients that had anything get the whole new state, and no copy of it
+        sits in the update cache.
+        """
+        if not isinstance(game_state, GameState):
+            raise TypeError(f"expected a GameState, not {type(game_state).__name__}")
+        with self._lock:
+            if game_state.time_order <= self._state.time_order:
+                game_state.time_order = self._state.time_order + 1
+            self._state = game_state
+            self._cache.clear()
+            self._reach = game_state.time_order
+            self._deltas.clear()
+            self._requested.clear()
+            listeners = list(self._listeners)
+            time_order = game_state.time_order
+        for listener in listeners:
+            try:
+                listener(time_order)
+            except Exception:
+                logger.exception("a store listener failed")
+
     @property
     def lock(self) -> threading.RLock:
         """The lock that guards the state; hold it to read the live state from another thread."""

@@ -27,7 +27,7 @@ from pygase_core.edge.worker import EventCallbacks, HandlerThread
 from pygase_core.errors import JoinRefusedError, UsageError
 from pygase_core.model.codec import check_value
 from pygase_core.model.events import Event
-from pygase_core.model.gamestate import GameState, GameStateUpdate
+from pygase_core.model.gamestate import GameState
 from pygase_core.model.handlers import Handler
 from pygase_core.model.statemachine import GameStateMachine
 from pygase_core.model.store import GameStateStore
@@ -306,9 +306,7 @@ class RoomRunner:
                 TypeError(f"on_create returned {type(state).__name__}, expected a GameState"),
             )
             state = GameState()
-        changes = {k: v for k, v in state.to_dict().items() if k not in ("time_order",)}
-        if changes:
-            self.store.push_update(GameStateUpdate.from_changes(self.store.time_order + 1, changes))
+        self.store.replace_state(state)
 
     async def _authorize(
         self, client: RoomClient, options: dict[str, Any], done: JoinDone
