@@ -209,10 +209,11 @@ def test_concurrent_pushes_and_reads_stay_consistent() -> None:
     def read() -> None:
         while not stop_reading.is_set():
             base = store.snapshot()
-            with store.lock:
+            with store.lock:  # a cached delta is only valid until the next push
                 delta = store.changes_since(base.time_order)
                 now = store.snapshot()
-            if delta is not None and base + delta != now:
+                wrong = delta is not None and base + delta != now
+            if wrong:
                 errors.append(f"delta from {base.time_order} to {now.time_order} is wrong")
 
     readers = [threading.Thread(target=read) for _ in range(2)]
