@@ -179,7 +179,7 @@ def test_join_and_leave_run_once_in_the_game_loop_and_show_in_the_state(
     bob = join(clients, server, room="chase", options={"name": "Bob"})
     assert ann.id and bob.id
     wait_for(lambda: set(read(ann, "players", {})) == {ann.id, bob.id})
-    assert read(bob, "players")[ann.id]["name"] == "Ann"
+    wait_for(lambda: read(bob, "players", {}).get(ann.id, {}).get("name") == "Ann")
     bob.dispatch_event("MOVE", 7)
     wait_for(lambda: read(ann, "players", {}).get(bob.id, {}).get("x") == 7)
     bob.disconnect()
