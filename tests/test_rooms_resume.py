@@ -8,7 +8,15 @@ from typing import Any, ClassVar
 
 import pytest
 
-from pygase_core import Client, ClientStatus, GameState, Room, RoomClient, Server
+from pygase_core import (
+    Client,
+    ClientStatus,
+    EventQueueFullError,
+    GameState,
+    Room,
+    RoomClient,
+    Server,
+)
 from pygase_core.protocol.linksim import Direction, LinkConditions
 from tests.clients import read
 from tests.waiting import wait_for
@@ -123,3 +131,36 @@ def test_leaving_on_purpose_is_a_consented_leave(server: Server, clients: list[C
     seat = leaver.id
     leaver.disconnect()
     wait_for(lambda: (seat, True) in Relay.leaves)
+
+
+class Bounded(Relay):
+    refused: ClassVar[list[int]] = []
+
+    def on_poke(self, target: str, n: int) -> None:
+        try:
+            self.dispatch_event("PING", n, target_client=target)
+        except EventQueueFullError:
+            Bounded.refused.append(n)
+
+
+def test_a_rooms_events_to_an_absent_client_are_bounded_not_dropped(
+    clients: list[Client],
+) -> None:
+    Bounded.refused.clear()
+    server = Server()
+    server.define("bounded", Bounded)
+    server.max_pending_events = 3
+    server.run_in_thread()
+    try:
+        pings: list[int] = []
+        away = seated(server, clients, "bounded", pings)
+        friend = seated(server, clients, "bounded", [])
+        away.link = BLACKOUT
+        wait_for(lambda: away.status is ClientStatus.RECONNECTING, timeout=10)
+        for n in range(5):
+            friend.dispatch_event("POKE", away.id, n, retries=3)
+        wait_for(lambda: Bounded.refused == [3, 4], message=f"refused: {Bounded.refused}")
+        away.link = LinkConditions()
+        wait_for(lambda: sorted(pings) == [0, 1, 2], timeout=15, message=f"pings: {pings}")
+    finally:
+        server.shutdown()

@@ -111,11 +111,17 @@ class _RoomLink:
     def send(
         self, client_ids: list[str] | None, payload: bytes, retries: int, callbacks: object
     ) -> None:
-        driver = self._server._driver
-        if driver is not None:
-            driver.call(
-                self._server._room_send, self._room_id, client_ids, payload, retries, callbacks
-            )
+        """Queue a room's event to its seated clients, bounded like ``Server.dispatch_event``."""
+        server, room_id = self._server, self._room_id
+        targets = [
+            address for address, seat in list(server._seats.items())
+            if seat.record.room_id == room_id
+            and (client_ids is None or seat.client.id in client_ids)
+        ]
+        server._reserve_then(
+            targets,
+            lambda: server._room_send(room_id, client_ids, payload, retries, callbacks),
+        )
 
 
 class _FirstInOneWorld:
@@ -792,6 +798,19 @@ class Server(EndpointViews):
             targets = [address for address in list(endpoint.sessions) if address in world]
         else:
             targets = [target_client]
+        self._reserve_then(
+            targets, lambda: self._queue_event(payload, target_client, retries, callbacks)
+        )
+
+    def _reserve_then(self, targets: list[Address], queue: Callable[[], None]) -> None:
+        """Count one more unsettled event for every target, then ``queue`` it on the loop.
+
+        Raises :class:`~pygase_core.errors.EventQueueFullError` in the caller's thread, queueing
+        to nobody, if any target already has :attr:`max_pending_events` unsettled.
+        """
+        driver, endpoint = self._driver, self._endpoint
+        if driver is None or endpoint is None:
+            return
         sessions = endpoint.sessions
 
         def queued(address: Address) -> Callable[[], int]:
@@ -809,13 +828,13 @@ class Server(EndpointViews):
                 " given up), the limit (Server.max_pending_events); queued to nobody"
             )
 
-        def queue() -> None:
+        def queue_and_release() -> None:
             try:
-                self._queue_event(payload, target_client, retries, callbacks)
+                queue()
             finally:
                 pending.release(targets)
 
-        driver.call(queue)
+        driver.call(queue_and_release)
 
     def _queue_event(
         self, payload: bytes, target: Address | str, retries: int, callbacks: object

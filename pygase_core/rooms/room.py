@@ -171,7 +171,9 @@ class Room:
         """Send an event to every seated client (``"all"``) or to one (a RoomClient or its id).
 
         ``ack_callback(client)`` runs on the room's thread once per client that acknowledged
-        it. Unsupported data raises ``TypeError`` here.
+        it. Unsupported data raises ``TypeError`` here; a client with the server's
+        ``max_pending_events`` unsettled (a long outage) makes it raise
+        :class:`~pygase_core.errors.EventQueueFullError`, and the event goes to nobody.
         """
         self._require_runner().dispatch(event_type, args, kwargs, target_client, retries,
                                         ack_callback)
