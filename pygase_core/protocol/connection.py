@@ -318,7 +318,6 @@ class Connection:
         self.is_host = False
         """Whether the client of this session holds the host role (as the server last said)."""
         self._control_in_flight: set[ControlToken] = set()
-        self._heard_since_sent = True
         self._host_role_news = False
 
     # -- sending -------------------------------------------------------------------------------
@@ -430,7 +429,6 @@ class Connection:
             self.stats.count_out(len(datagram), now)
             datagrams.append(datagram)
         self.last_sent = now
-        self._heard_since_sent = False
         self._acks_owed = 0
         self._acks_owed_since = None
         self._flush_requested = False
@@ -479,9 +477,7 @@ class Connection:
             self.last_received + self.config.silent_after,
         )
         interval_end = self.last_sent + self._send_interval()
-        if self.role is Role.CLIENT and self._heard_since_sent:
-            # A client answers what it heard (acks, its state report) at its send rate, and
-            # is otherwise quiet but for keep-alives: it never sends more than it receives.
+        if self.role is Role.CLIENT:
             deadline = min(deadline, interval_end)
         event_due = self._events_out.next_deadline(self.stats.rtt)
         if event_due is not None:
@@ -583,7 +579,6 @@ class Connection:
         """
         was = self.last_received
         self.last_received = max(was, now)
-        self._heard_since_sent = True
         if not self.silent:
             return []
         self.silent = False
