@@ -113,11 +113,7 @@ class _RoomLink:
     ) -> None:
         """Queue a room's event to its seated clients, bounded like ``Server.dispatch_event``."""
         server, room_id = self._server, self._room_id
-        targets = [
-            address for address, seat in list(server._seats.items())
-            if seat.record.room_id == room_id
-            and (client_ids is None or seat.client.id in client_ids)
-        ]
+        targets = [address for address, _seat in server._room_seats(room_id, client_ids)]
         server._reserve_then(
             targets,
             lambda: server._room_send(room_id, client_ids, payload, retries, callbacks),
@@ -683,6 +679,16 @@ class Server(EndpointViews):
                 address, control.encode(message), CONTROL_RETRIES, ControlToken()
             )
 
+    def _room_seats(
+        self, room_id: str, client_ids: list[str] | None
+    ) -> list[tuple[Address, _Seat]]:
+        """The seats of one room (all, or those of the given client ids), where they are now."""
+        return [
+            (address, seat) for address, seat in list(self._seats.items())
+            if seat.record.room_id == room_id
+            and (client_ids is None or seat.client.id in client_ids)
+        ]
+
     def _room_send(
         self,
         room_id: str,
@@ -694,11 +700,7 @@ class Server(EndpointViews):
         endpoint = self._endpoint
         if endpoint is None:
             return
-        for address, seat in list(self._seats.items()):
-            if seat.record.room_id != room_id:
-                continue
-            if client_ids is not None and seat.client.id not in client_ids:
-                continue
+        for address, seat in self._room_seats(room_id, client_ids):
             token = callbacks
             if isinstance(callbacks, EventCallbacks) and callbacks.on_ack is not None:
                 on_ack, client_id = callbacks.on_ack, seat.client.id
@@ -923,7 +925,8 @@ class Server(EndpointViews):
         callback = callbacks.on_ack if acked else callbacks.on_failure
         if callback is None:
             return
-        connection = self.connections.get(address)
+        session = self._endpoint.sessions.get(address) if self._endpoint is not None else None
+        connection = session.connection if session is not None else None
         what = "ack_callback" if acked else "failure_callback"
         self._worker.submit(callback, connection, what=what)
 

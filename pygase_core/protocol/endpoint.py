@@ -935,13 +935,6 @@ class ServerEndpoint:
             notices.extend(self._remove(address, reason, succession=False))
         return out, notices
 
-    def disconnect_all(self, reason: DisconnectReason) -> Outgoing:
-        """End every session (server shutdown)."""
-        out: Outgoing = []
-        for address in list(self.sessions):
-            out.extend(self.disconnect(address, reason))
-        return out
-
 
 @dataclass(frozen=True)
 class Connected:
