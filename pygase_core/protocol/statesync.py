@@ -144,12 +144,9 @@ class PayloadCache:
             return None
 
     def _encode(self, base: int) -> StatePayload:
-        with self._store.lock:
-            # The store folds later pushes into the delta it hands out: encode it right here.
-            update = None if base == NO_STATE else self._store.changes_since(base)
-            if update is not None:
-                raw, target = encode_delta(update), update.time_order
-        if update is None:
+        # Encoded by the store under its lock; a push's own encoding for a client one behind.
+        encoded = None if base == NO_STATE else self._store.encoded_changes_since(base)
+        if encoded is None:
             payload = self._payloads.get(FULL_STATE)
             if payload is None:
                 if FULL_STATE in self._oversize and self.oversize is not None:
@@ -162,6 +159,7 @@ class PayloadCache:
                 self.encodings += 1
                 self._payloads[FULL_STATE] = payload
         else:
+            target, raw = encoded
             payload = _fragment(base, target, raw, self.max_state_size)
             self.encodings += 1
         self._payloads[base] = payload
