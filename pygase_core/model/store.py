@@ -14,13 +14,15 @@ from __future__ import annotations
 import logging
 import threading
 from collections import deque
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
+from typing import Any
 
 from pygase_core.errors import PayloadTooLargeError
 from pygase_core.model import codec
 from pygase_core.model.gamestate import GameState, GameStateUpdate
+from pygase_core.model.precision import Precision, PrecisionValue
 
-__all__ = ["GameStateStore"]
+__all__ = ["GameStateStore", "encode_changes"]
 
 logger = logging.getLogger("pygase.store")
 
@@ -31,6 +33,17 @@ Listener = Callable[[int], None]
 """Called with the new ``time_order`` after each applied push."""
 
 
+def encode_changes(changes: Mapping[str, Any], precision: Precision | None) -> bytes:
+    """The wire form of an update's changes: float64 as they are, declared floats as small ints.
+
+    The changes come from an update, whose constructor (or the store's combining) checked
+    them, so the checking walk is skipped (see :func:`~pygase_core.model.codec.pack_checked`).
+    """
+    if precision is None:
+        return codec.pack_checked(changes)
+    return codec.pack(precision.to_wire(changes), wire=True)
+
+
 class GameStateStore:
     """Provide access to a game state and manage state updates.
 
@@ -39,14 +52,25 @@ class GameStateStore:
             :class:`GameState` if omitted).
         update_cache_size: how many recent updates to keep for building deltas. A client
             further behind than this gets a full state instead.
+        precision: declared precision, field path to a step or ``"float32"`` (for example
+            ``{"entities": 0.01}``; see :mod:`pygase_core.model.precision`). Every float at or
+            under a declared path is quantized as it enters the store, so the state here and
+            the clients' states hold the same values; such floats travel as small ints (or
+            single floats). None: floats stay float64, bit for bit.
 
     Raises:
-        TypeError: if ``initial_game_state`` is not a :class:`GameState`.
-        ValueError: if ``update_cache_size`` is less than 1.
+        TypeError: if ``initial_game_state`` is not a :class:`GameState`, or for a precision
+            declaration of the wrong types.
+        ValueError: if ``update_cache_size`` is less than 1, or for a malformed precision
+            declaration (see :class:`~pygase_core.model.precision.Precision`).
     """
 
     def __init__(
-        self, initial_game_state: GameState | None = None, update_cache_size: int = 100
+        self,
+        initial_game_state: GameState | None = None,
+        update_cache_size: int = 100,
+        *,
+        precision: Mapping[str, PrecisionValue] | Precision | None = None,
     ) -> None:
         if initial_game_state is None:
             initial_game_state = GameState()
@@ -58,6 +82,12 @@ class GameStateStore:
             raise TypeError("update_cache_size must be an int")
         if update_cache_size < 1:
             raise ValueError("update_cache_size must be at least 1")
+        self.precision: Precision | None = (
+            precision if isinstance(precision, Precision) or precision is None
+            else Precision(precision)
+        )
+        """The declared precision (None: float64 everywhere)."""
+        self._quantize(initial_game_state)
         self._lock = threading.RLock()
         self._state = initial_game_state
         self._cache: deque[GameStateUpdate] = deque(maxlen=update_cache_size)
@@ -75,6 +105,20 @@ class GameStateStore:
         """Largest encoded update :meth:`push_update` accepts (None: any). A Server sets it to
         its ``max_state_size``, so an update no client could ever receive fails at the push."""
 
+    def _quantize(self, game_state: GameState) -> None:
+        """Quantize the declared floats of a state that enters the store, in place."""
+        if self.precision is None:
+            return
+        for name, value in self.precision.quantize_attributes(game_state.to_dict()).items():
+            setattr(game_state, name, value)
+
+    def _settled(self, update: GameStateUpdate) -> GameStateUpdate:
+        """The update as the store applies it: declared floats quantized, no-op changes gone."""
+        if self.precision is None:
+            return update
+        changes = self.precision.settle(update.changes, self._state.to_dict())
+        return GameStateUpdate.prechecked(update.time_order, changes)
+
     def replace_state(self, game_state: GameState) -> None:
         """Start afresh from ``game_state`` (newer than the current one): no update history.
 
@@ -84,6 +128,7 @@ class GameStateStore:
         """
         if not isinstance(game_state, GameState):
             raise TypeError(f"expected a GameState, not {type(game_state).__name__}")
+        self._quantize(game_state)
         with self._lock:
             if game_state.time_order <= self._state.time_order:
                 game_state.time_order = self._state.time_order + 1
@@ -148,16 +193,18 @@ class GameStateStore:
         """
         if not isinstance(update, GameStateUpdate):
             raise TypeError(f"expected a GameStateUpdate, not {type(update).__name__}")
-        limit = self.max_update_size
-        encoded: bytes | None = None
-        if limit is not None:
-            encoded = codec.pack_checked(update.changes)
-            if len(encoded) > limit:
-                raise PayloadTooLargeError(
-                    f"update {update.time_order} encodes to {len(encoded)} bytes, over the"
-                    f" servers' maximum state size of {limit} bytes (Server(max_state_size=...))"
-                )
         with self._lock:
+            update = self._settled(update)
+            limit = self.max_update_size
+            encoded: bytes | None = None
+            if limit is not None:
+                encoded = encode_changes(update.changes, self.precision)
+                if len(encoded) > limit:
+                    raise PayloadTooLargeError(
+                        f"update {update.time_order} encodes to {len(encoded)} bytes, over the"
+                        f" servers' maximum state size of {limit} bytes"
+                        " (Server(max_state_size=...))"
+                    )
             previous = self._state.time_order
             if not self._state.apply(update):
                 logger.debug(
@@ -229,9 +276,9 @@ class GameStateStore:
                 return None
             if self._cache and delta is self._cache[-1]:
                 if self._latest_encoded is None:
-                    self._latest_encoded = codec.pack_checked(delta.changes)
+                    self._latest_encoded = encode_changes(delta.changes, self.precision)
                 return delta.time_order, self._latest_encoded
-            return delta.time_order, codec.pack_checked(delta.changes)
+            return delta.time_order, encode_changes(delta.changes, self.precision)
 
     def _combine_since(self, time_order: int, current: int) -> GameStateUpdate | None:
         # Reuse the cached delta of the nearest newer base, if one is close: then only the
