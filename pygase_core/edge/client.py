@@ -109,6 +109,38 @@ def join_request(
     return control.JoinRequest(room, room_id, create, dict(options))
 
 
+def _required_port(port: int | None) -> int:
+    if port is None:
+        raise TypeError("connect needs the server's port (or matchmaker='http://host:port')")
+    return port
+
+
+def _matchmaking_mode(
+    port: object, connect_token: object, room: object, room_id: object, create: object,
+    options: object,
+) -> str:
+    """Check ``connect(matchmaker=...)``'s arguments; the matchmaking mode they ask for."""
+    if port is not None or connect_token is not None:
+        raise ValueError("with matchmaker=..., the matchmaker names the node and issues the"
+                         " token: give no port or connect_token")
+    join_request(room, room_id, create, options)  # the same checks as without a matchmaker
+    if room is None and room_id is None:
+        raise ValueError("with matchmaker=..., give room (a room type) or room_id")
+    return "join_by_id" if room_id is not None else "create" if create else "join_or_create"
+
+
+def _seat_by(
+    matchmaker: str, port: int | None, connect_token: object, room: str | None,
+    room_id: str | None, create: bool, options: dict[str, Any] | None,
+) -> tuple[int, str, bytes, str]:
+    """Ask the matchmaker for a seat: the node's port and host, the token, the room id."""
+    from pygase_core.cluster.seats import request_seat
+
+    mode = _matchmaking_mode(port, connect_token, room, room_id, create, options)
+    seat = request_seat(matchmaker, room, room_id=room_id, mode=mode, options=options)
+    return seat.port, seat.host, seat.token, seat.room_id
+
+
 def _listing(data: dict[str, Any]) -> RoomListing:
     metadata = data.get("metadata")
     return RoomListing(
@@ -306,7 +338,7 @@ class Client(EndpointViews):
 
     async def connect_async(
         self,
-        port: int,
+        port: int | None = None,
         hostname: str = "localhost",
         *,
         connect_token: ConnectToken | bytes | None = None,
@@ -315,6 +347,7 @@ class Client(EndpointViews):
         create: bool = False,
         options: dict[str, Any] | None = None,
         ready: threading.Event | None = None,
+        matchmaker: str | None = None,
     ) -> None:
         """Connect and serve the connection until it ends (coroutine form of :meth:`connect`).
 
@@ -328,6 +361,15 @@ class Client(EndpointViews):
         ``ConnectTimeoutError``, ``ServerFullError``, ``TokenRejectedError`` or
         ``VersionMismatchError``.
         """
+        if matchmaker is not None:
+            from pygase_core.cluster.seats import request_seat_async
+
+            mode = _matchmaking_mode(port, connect_token, room, room_id, create, options)
+            seat = await request_seat_async(matchmaker, room, room_id=room_id, mode=mode,
+                                            options=options)
+            port, hostname, connect_token = seat.port, seat.host, seat.token
+            room, room_id, create = None, seat.room_id, False
+        port = _required_port(port)
         request = join_request(room, room_id, create, options)
         await self._serve(port, hostname, connect_token, ready, own_loop=False, request=request)
 
@@ -409,7 +451,7 @@ class Client(EndpointViews):
 
     def connect(
         self,
-        port: int,
+        port: int | None = None,
         hostname: str = "localhost",
         *,
         connect_token: ConnectToken | bytes | None = None,
@@ -417,6 +459,7 @@ class Client(EndpointViews):
         room_id: str | None = None,
         create: bool = False,
         options: dict[str, Any] | None = None,
+        matchmaker: str | None = None,
     ) -> None:
         """Open a connection to a pygase server and serve it until it ends (blocking).
 
@@ -431,6 +474,12 @@ class Client(EndpointViews):
         Event handlers and ack/failure callbacks run on the client's handler thread (or, with
         a frame adapter, on the game's frame thread), never on the network loop.
         """
+        if matchmaker is not None:
+            port, hostname, connect_token, room_id = _seat_by(
+                matchmaker, port, connect_token, room, room_id, create, options
+            )
+            room, create = None, False
+        port = _required_port(port)
         check_port(port, "Client.connect")
         check_hostname(hostname, "Client.connect")
         request = join_request(room, room_id, create, options)
@@ -440,7 +489,7 @@ class Client(EndpointViews):
 
     def connect_in_thread(
         self,
-        port: int,
+        port: int | None = None,
         hostname: str = "localhost",
         *,
         connect_token: ConnectToken | bytes | None = None,
@@ -448,11 +497,18 @@ class Client(EndpointViews):
         room_id: str | None = None,
         create: bool = False,
         options: dict[str, Any] | None = None,
+        matchmaker: str | None = None,
     ) -> threading.Thread:
         """Connect from a background thread; returns the thread once the handshake succeeded.
 
         Raises the handshake's error in the calling thread if it failed.
         """
+        if matchmaker is not None:
+            port, hostname, connect_token, room_id = _seat_by(
+                matchmaker, port, connect_token, room, room_id, create, options
+            )
+            room, create = None, False
+        port = _required_port(port)
         check_port(port, "Client.connect_in_thread")
         check_hostname(hostname, "Client.connect_in_thread")
 

@@ -132,6 +132,14 @@ class _FirstInOneWorld:
 _ONE_WORLD_FIRST: Any = _FirstInOneWorld()
 
 
+class JoinGate(Protocol):
+    """What decides a join before matchmaking does (called on the server's I/O loop)."""
+
+    def admit(self, token_client_id: int | None, request: JoinRequest) -> JoinRequest | str:
+        """The request to carry out (perhaps rewritten), or the reason to refuse it."""
+        ...
+
+
 class EventWire(Protocol):
     """Where the server repeats client events: anything with a ``push_event`` method.
 
@@ -244,6 +252,26 @@ class Server(EndpointViews):
         self._event_wire: Any = None
         self._lock = threading.Lock()
         self._link = resolve_link(link)
+        self.join_gate: JoinGate | None = None
+        """Decides, on the I/O loop, which room a session may join (a cluster node's seat
+        reservations, :mod:`pygase_core.cluster.reservations`); None lets every join through."""
+
+    def require_connect_tokens(self, secret_key: bytes, public_address: str | None = None) -> None:
+        """Admit only clients with a connect token from now on (the next :meth:`run`).
+
+        Same as ``Server(secret_key=..., public_address=...)``, for a server made elsewhere (a
+        module that ``pygase node`` hosts). Raises ``UsageError`` while it runs.
+        """
+        if not isinstance(secret_key, bytes) or len(secret_key) != 32:
+            raise ValueError(
+                "secret_key must be 32 bytes (see pygase_core.protocol.crypto.generate_key)"
+            )
+        if public_address is not None and not isinstance(public_address, str):
+            raise TypeError("public_address must be a 'host:port' str or None")
+        if self.running:
+            raise UsageError("the server runs: set its connect tokens before run()")
+        self._secret_key = secret_key
+        self._public_address = public_address
 
     # -- read-only views -----------------------------------------------------------------------
 
@@ -518,6 +546,12 @@ class Server(EndpointViews):
             session_id in self._joining and not rerouted
         ):
             return  # asked twice: the first answer stands
+        if self.join_gate is not None and not rerouted:
+            verdict = self.join_gate.admit(session.token_client_id, request)
+            if isinstance(verdict, str):
+                self._answer(address, JoinRefused(verdict, "refused"))
+                return
+            request = verdict
         if request.room is None and request.room_id is None:
             if self._cache is None:
                 self._answer(address, JoinRefused(

@@ -112,7 +112,7 @@ from pygase_core.protocol.packets import (
     peek_version,
     resume_mac,
 )
-from pygase_core.protocol.statesync import PayloadCache, decode_state_payload
+from pygase_core.protocol.statesync import PayloadCache, StateDecoder
 
 Address = Any
 """A socket address as asyncio reports it: ``(host, port)`` or the 4-tuple of IPv6."""
@@ -273,6 +273,9 @@ class Session:
     joined_at: float
     cipher: SessionCipher | None = None
     accept_key: bytes | None = None
+    token_client_id: int | None = None
+    """The client id its connect token named (None: a plain session). A cluster node keys the
+    seat it reserved for the token on it."""
     cache: PayloadCache | None = None
     """The state this session is sent (its room's); None: the endpoint's own.
 
@@ -619,6 +622,7 @@ class ServerEndpoint:
                 contents, connection.session_id, packet.nonce, server=True
             )
             session.accept_key = contents.server_to_client_key
+            session.token_client_id = contents.client_id
             session.resume_secret = session.cipher.resume_secret
         else:
             session.resume_secret = self._random_bits(8 * RESUME_SECRET_SIZE).to_bytes(
@@ -989,6 +993,8 @@ class ClientEndpoint:
         """The key of this session's ``RESUME`` MACs (the accept's, or derived from the keys)."""
         self.resumes_sent = 0
         """The counter of the last ``RESUME`` sent (each one's is higher)."""
+        self.state_decoder = StateDecoder()
+        """Decodes state payloads with the precision the latest baseline declared."""
         self._challenge = bytes(CHALLENGE_SIZE)
         self._resumed_at = float("-inf")
         self._deadline = now + connect_timeout
@@ -1052,7 +1058,7 @@ class ClientEndpoint:
         """
         connection = self.connection
         try:
-            decoded = decode_state_payload(received.base, received.target, received.payload)
+            decoded = self.state_decoder.decode(received.base, received.target, received.payload)
         except ProtocolError:
             self.drops["undecodable state"] += 1
             return None

@@ -48,8 +48,9 @@ from pygase_core.errors import ProtocolError
 
 MAGIC = b"PG"
 PROTOCOL_VERSION = 3
-"""Version 3: ``INPUT`` and ``INPUT_ACK`` messages (version 2: resume secret in ``ACCEPT``;
-``RESUME`` and ``RESUME_PROMPT`` packets)."""
+"""Version 2: resume secret in ``ACCEPT``; ``RESUME`` and ``RESUME_PROMPT`` packets. Version 3:
+state payloads may carry declared precision (tagged ints and single floats, the declaration in
+baselines) and entries that left a client's view; ``INPUT`` and ``INPUT_ACK`` messages."""
 MAX_DATAGRAM_SIZE = 1200
 """Payload budget of one datagram; fits the path MTU of practically every internet route."""
 SESSION_SEAL_OVERHEAD = 24

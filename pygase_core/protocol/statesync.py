@@ -22,7 +22,8 @@ from dataclasses import dataclass, field
 from pygase_core.errors import PayloadTooLargeError, ProtocolError
 from pygase_core.model import codec
 from pygase_core.model.gamestate import GameState, GameStateUpdate
-from pygase_core.model.store import GameStateStore
+from pygase_core.model.precision import Precision
+from pygase_core.model.store import GameStateStore, encode_changes
 from pygase_core.protocol.packets import (
     FULL_STATE,
     MAX_FRAGMENT_DATA,
@@ -54,36 +55,74 @@ class StatePayload:
     messages: tuple[bytes, ...]
 
 
-def encode_full_state(state: GameState) -> bytes:
-    """The baseline payload: status and every attribute."""
-    return codec.pack([int(state.game_status), state.to_dict()])
+def encode_full_state(state: GameState, precision: Precision | None = None) -> bytes:
+    """The baseline payload: status and every attribute (and the precision declaration, if any).
+
+    The declaration travels with every baseline, so a client decodes the deltas that follow
+    with the very steps the server quantized with.
+    """
+    if precision is None:
+        return codec.pack([int(state.game_status), state.to_dict()])
+    attributes = precision.to_wire(state.to_dict())
+    return codec.pack([int(state.game_status), attributes, precision.describe()], wire=True)
 
 
-def encode_delta(update: GameStateUpdate) -> bytes:
-    """The delta payload: the combined changes."""
-    return codec.pack(update.changes)
+def encode_delta(update: GameStateUpdate, precision: Precision | None = None) -> bytes:
+    """The delta payload: the combined changes (declared floats as small ints)."""
+    return encode_changes(update.changes, precision)
+
+
+class StateDecoder:
+    """Client side: turns payloads back into states and updates, with the server's precision.
+
+    The precision declaration arrives with each baseline and applies to the deltas after it.
+    """
+
+    def __init__(self) -> None:
+        self.precision: Precision | None = None
+        """The declaration of the latest baseline (None: float64 everywhere)."""
+
+    def decode(self, base: int, target: int, payload: bytes) -> GameState | GameStateUpdate:
+        """Turn a received payload back into a state (baseline) or an update (delta).
+
+        Raises:
+            ProtocolError: for a payload that does not decode to a state or a delta.
+        """
+        data = codec.unpack(payload)
+        try:
+            if base == FULL_STATE:
+                if not isinstance(data, list) or len(data) not in (2, 3):
+                    raise ProtocolError("a baseline is not [status, attributes(, precision)]")
+                status, attributes = data[0], data[1]
+                if not isinstance(attributes, dict) or not all(
+                    isinstance(k, str) for k in attributes
+                ):
+                    raise ProtocolError("baseline attributes are not a dict of names")
+                precision = Precision.from_description(data[2]) if len(data) == 3 else None
+                if precision is not None:
+                    attributes = precision.from_wire(attributes)
+                state = GameState(time_order=target, game_status=status, **attributes)
+                self.precision = precision
+                return state
+            if not isinstance(data, dict) or not all(isinstance(k, str) for k in data):
+                raise ProtocolError("delta is not a dict of names")
+            if type(data.get("game_status", 0)) is not int:
+                raise ProtocolError("delta with a game status that is not an int")
+            if self.precision is not None:
+                data = self.precision.from_wire(data)
+            # codec.unpack already refused anything a game value cannot be, and the decoded
+            # dict belongs to nobody else: no need to validate or copy it again (the hot path
+            # of a client).
+            return GameStateUpdate.prechecked(target, data)
+        except ProtocolError:
+            raise
+        except (TypeError, ValueError) as error:
+            raise ProtocolError(f"undecodable state payload: {error}") from None
 
 
 def decode_state_payload(base: int, target: int, payload: bytes) -> GameState | GameStateUpdate:
-    """Turn a received payload back into a state (baseline) or an update (delta)."""
-    data = codec.unpack(payload)
-    try:
-        if base == FULL_STATE:
-            status, attributes = data
-            if not isinstance(attributes, dict) or not all(isinstance(k, str) for k in attributes):
-                raise ProtocolError("baseline attributes are not a dict of names")
-            return GameState(time_order=target, game_status=status, **attributes)
-        if not isinstance(data, dict) or not all(isinstance(k, str) for k in data):
-            raise ProtocolError("delta is not a dict of names")
-        if type(data.get("game_status", 0)) is not int:
-            raise ProtocolError("delta with a game status that is not an int")
-        # codec.unpack already refused anything a game value cannot be, and the decoded dict
-        # belongs to nobody else: no need to validate or copy it again (the hot path of a client).
-        return GameStateUpdate.prechecked(target, data)
-    except ProtocolError:
-        raise
-    except (TypeError, ValueError) as error:
-        raise ProtocolError(f"undecodable state payload: {error}") from None
+    """Turn a received payload of a server without declared precision into a state or update."""
+    return StateDecoder().decode(base, target, payload)
 
 
 def _fragment(base: int, target: int, payload: bytes, max_size: int) -> StatePayload:
@@ -144,24 +183,22 @@ class PayloadCache:
             return None
 
     def _encode(self, base: int) -> StatePayload:
-        with self._store.lock:
-            # The store folds later pushes into the delta it hands out: encode it right here.
-            update = None if base == NO_STATE else self._store.changes_since(base)
-            if update is not None:
-                raw, target = encode_delta(update), update.time_order
-        if update is None:
+        # Encoded by the store under its lock; a push's own encoding for a client one behind.
+        encoded = None if base == NO_STATE else self._store.encoded_changes_since(base)
+        if encoded is None:
             payload = self._payloads.get(FULL_STATE)
             if payload is None:
                 if FULL_STATE in self._oversize and self.oversize is not None:
                     raise self.oversize
                 self._oversize.add(FULL_STATE)  # until it proves to fit
                 snapshot = self._store.snapshot()
-                raw = encode_full_state(snapshot)
+                raw = encode_full_state(snapshot, self._store.precision)
                 payload = _fragment(FULL_STATE, snapshot.time_order, raw, self.max_state_size)
                 self._oversize.discard(FULL_STATE)
                 self.encodings += 1
                 self._payloads[FULL_STATE] = payload
         else:
+            target, raw = encoded
             payload = _fragment(base, target, raw, self.max_state_size)
             self.encodings += 1
         self._payloads[base] = payload
