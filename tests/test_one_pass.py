@@ -15,7 +15,7 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from pygase_core.errors import UnsupportedValueError
+from pygase_core.errors import ProtocolError, UnsupportedValueError
 from pygase_core.model import codec
 from pygase_core.model.codec import TO_DELETE, Overwrite, check_value
 from pygase_core.model.gamestate import GameState, GameStateUpdate
@@ -187,3 +187,65 @@ def test_store_deltas_equal_deltas_combined_from_scratch(
             rebuilt.apply(delta)
             assert rebuilt == history[step]
     assert store.get_game_state() == history[-1]
+
+
+# -- the client: decoding without a hook per array ---------------------------------------------
+
+WIRE_VALUES = st.recursive(
+    st.floats() | st.integers(-(2**63), 2**64 - 1) | st.text(max_size=2) | st.none()
+    | st.booleans() | st.just(TO_DELETE),
+    lambda children: (
+        st.lists(children, max_size=3)
+        | st.lists(children, max_size=3).map(tuple)
+        | st.dictionaries(st.text(max_size=2) | st.integers(-3, 3), children, max_size=3)
+        | st.dictionaries(st.text(max_size=2), children, max_size=3).map(Overwrite)
+    ),
+    max_leaves=12,
+)
+
+
+def reference_unpack(data: bytes) -> Any:
+    """The general decoder: a hook for every array, then the full check."""
+    return codec._unpack_checked(data, len(data))
+
+
+def outcome(decode: Any, data: bytes) -> tuple[str, Any]:
+    try:
+        return "value", decode(data)
+    except ProtocolError as error:
+        return "error", str(error)
+
+
+@settings(max_examples=300, deadline=None)
+@given(WIRE_VALUES, st.data())
+def test_unpack_matches_the_general_decoder(value: Any, data: st.DataObject) -> None:
+    packed = codec.pack(value)
+    fast = codec.unpack(packed)
+    assert same(fast, value)
+    # Damaged input: the same value, or a ProtocolError, either way.
+    damaged = bytearray(packed)
+    for _ in range(data.draw(st.integers(1, 3))):
+        index = data.draw(st.integers(0, len(damaged) - 1))
+        damaged[index] = data.draw(st.sampled_from([0x01, 0x90, 0x91, 0x81, 0xC0, 0xD4, 0xC3]))
+    fast_outcome = outcome(codec.unpack, bytes(damaged))
+    slow_outcome = outcome(reference_unpack, bytes(damaged))
+    assert fast_outcome[0] == slow_outcome[0]
+    if fast_outcome[0] == "value":
+        assert same(fast_outcome[1], slow_outcome[1])
+
+
+@pytest.mark.parametrize("depth", [codec.MAX_DEPTH, codec.MAX_DEPTH + 1])
+@pytest.mark.parametrize("parity", [0, 1])
+def test_unpack_depth_limit_is_the_same(depth: int, parity: int) -> None:
+    value: Any = [1.0, 2.0]
+    for level in range(depth - 1):
+        value = [value] if level % 2 == parity else {"k": value}
+    packed = codec.pack(value) if depth <= codec.MAX_DEPTH else _pack_unchecked(value)
+    assert outcome(codec.unpack, packed) == outcome(reference_unpack, packed)
+    assert (outcome(codec.unpack, packed)[0] == "value") == (depth <= codec.MAX_DEPTH)
+
+
+def _pack_unchecked(value: Any) -> bytes:
+    import msgpack  # type: ignore[import-untyped]
+
+    return bytes(msgpack.packb(value))

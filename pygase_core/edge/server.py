@@ -45,6 +45,7 @@ from pygase_core.errors import (
 from pygase_core.model.codec import check_value
 from pygase_core.model.events import Event
 from pygase_core.model.handlers import EventHandlerRegistry, call_with_accepted_kwargs
+from pygase_core.model.statemachine import DEFAULT_TICK_INTERVAL, GameStateMachine
 from pygase_core.model.store import GameStateStore
 from pygase_core.protocol import control
 from pygase_core.protocol.connection import (
@@ -80,6 +81,7 @@ from pygase_core.protocol.endpoint import (
     ShutdownRequested,
     StateTooLarge,
 )
+from pygase_core.protocol.inputs import InputReceiver
 from pygase_core.protocol.linksim import LinkConditions, resolve_link
 from pygase_core.protocol.packets import DisconnectReason
 from pygase_core.protocol.statesync import DEFAULT_MAX_STATE_SIZE, PayloadCache
@@ -237,6 +239,10 @@ class Server(EndpointViews):
         self._wake_pending = False
         self._world: set[Address] = set()
         """Sessions in the server's one world (the game_state_store's)."""
+        self._world_inputs: dict[Address, tuple[RoomClient, InputReceiver]] = {}
+        """The one world's clients and their jitter buffers (replaced, never changed: the game
+        loop's thread reads it)."""
+        self._machine: GameStateMachine | None = None
         self._endpoint: ServerEndpoint | None = None
         self._driver: EdgeDriver | None = None
         self._worker = HandlerThread("pygase-server-handlers", overrun_after=handler_overrun)
@@ -323,6 +329,9 @@ class Server(EndpointViews):
         try:
             loop = asyncio.get_running_loop()
             self._event_wire = wire
+            if isinstance(event_wire, GameStateMachine):
+                self._machine = event_wire
+                event_wire.input_source = lambda: self._world_inputs.values()
             self._stop = asyncio.Event()
             self._wake_pending = False
             endpoint = self._endpoint = ServerEndpoint(
@@ -551,7 +560,13 @@ class Server(EndpointViews):
             endpoint.assign_cache(address, self._cache)
             endpoint.room_caches.add(self._cache)
             self._world.add(address)
-            self._answer(address, Joined("", None, new_client_id(), 0.0))
+            client = RoomClient(new_client_id(), address)
+            inputs = session.connection.inputs_in
+            if inputs is not None:
+                self._world_inputs = {**self._world_inputs, address: (client, inputs)}
+            machine = self._machine
+            tick = machine.tick_interval if machine is not None else DEFAULT_TICK_INTERVAL
+            self._answer(address, Joined("", None, client.id, 0.0, tick))
             return
         matchmaker = self._matchmaker
         if request.room_id is not None:
@@ -644,8 +659,11 @@ class Server(EndpointViews):
         if window > 0:
             connection = session.connection
             connection.timeout = max(connection.timeout, SILENCE_BEFORE_WINDOW + window)
-        runner.seat(client, options)
-        self._answer(address, Joined(record.room_id, record.room_type.name, client.id, window))
+        runner.seat(client, options, session.connection.inputs_in)
+        self._answer(address, Joined(
+            record.room_id, record.room_type.name, client.id, window,
+            float(runner.room.tick_interval),
+        ))
         assert endpoint is not None
         endpoint.state_changed()
 
@@ -658,12 +676,25 @@ class Server(EndpointViews):
         if old in self._world:
             self._world.discard(old)
             self._world.add(new)
+            inputs = dict(self._world_inputs)
+            moved = inputs.pop(old, None)
+            if moved is not None:
+                moved[0].address = new
+                inputs[new] = moved
+            self._world_inputs = inputs
         for session_id, address in list(self._joining.items()):
             if address == old:
                 self._joining[session_id] = new
 
     def _leave_room(self, address: Address, reason: DisconnectReason) -> None:
         self._world.discard(address)
+        if address in self._world_inputs:
+            gone, _inputs = self._world_inputs[address]
+            self._world_inputs = {
+                key: seat for key, seat in self._world_inputs.items() if key != address
+            }
+            if self._machine is not None:
+                self._machine.forget_client(gone)
         for session_id, joining in list(self._joining.items()):
             if joining == address:
                 del self._joining[session_id]  # its decision, when it comes, finds no session
@@ -705,6 +736,7 @@ class Server(EndpointViews):
             runner.worker.stop(timeout=1.0)
         self._seats.clear()
         self._world.clear()
+        self._world_inputs = {}
         self._joining.clear()
 
     def _answer(self, address: Address, message: Control) -> None:

@@ -233,6 +233,9 @@ class StateSender:
     def __init__(self) -> None:
         self.client_time_order: int | None = None
         self._transfer: _Transfer | None = None
+        self.sending_target: int | None = None
+        """The state the client has or is being sent by the last flush (None: none yet); what
+        the flush's ``INPUT_ACK`` speaks of."""
 
     def on_report(self, time_order: int) -> None:
         """The client says it has applied ``time_order``.
@@ -252,6 +255,7 @@ class StateSender:
         self, cache: PayloadCache, now: float, rtt: float | None
     ) -> Iterator[tuple[TransferRef | None, bytes]]:
         """The state messages for this flush, each with the ref to record for its ack."""
+        self.sending_target = self.client_time_order
         if self.up_to_date(cache.time_order):
             self._transfer = None
             return
@@ -267,6 +271,7 @@ class StateSender:
             payload = cache.payload_for(base)
             if payload is None:
                 return
+            self.sending_target = payload.target
             if len(payload.messages) <= UNPINNED_FRAGMENTS and payload.base != FULL_STATE:
                 # A small delta goes out whole with every flush; the next one supersedes it.
                 for message in payload.messages:
@@ -276,6 +281,7 @@ class StateSender:
                 yield None, payload.messages[0]
                 return
             transfer = self._transfer = _Transfer(payload)
+        self.sending_target = transfer.payload.target
         timeout = resend_timeout(rtt)
         budget = FRAGMENTS_PER_FLUSH
         for index in sorted(transfer.unacked):
