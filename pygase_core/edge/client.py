@@ -534,11 +534,9 @@ class Client(EndpointViews):
         refused = shutdown_server and self._status is ClientStatus.CONNECTED and not self.is_host
         driver = self._driver
         loop = driver.loop if driver is not None else None
-        if loop is None:
+        if driver is None or loop is None:
             return
-        try:
-            loop.call_soon_threadsafe(self._close, shutdown_server and not refused)
-        except RuntimeError:
+        if not driver.post(self._close, shutdown_server and not refused):
             return
         if not on_loop_thread(loop):
             self._finished.wait(5.0)

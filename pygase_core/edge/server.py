@@ -235,8 +235,6 @@ class Server(EndpointViews):
         self._joining: dict[int, Address] = {}
         """Joins being decided: session id to where the session was when it asked."""
         self._stopping_rooms = False
-        self._wake_lock = threading.Lock()
-        self._wake_pending = False
         self._world: set[Address] = set()
         """Sessions in the server's one world (the game_state_store's)."""
         self._world_inputs: dict[Address, tuple[RoomClient, InputReceiver]] = {}
@@ -333,7 +331,6 @@ class Server(EndpointViews):
                 self._machine = event_wire
                 event_wire.input_source = lambda: self._world_inputs.values()
             self._stop = asyncio.Event()
-            self._wake_pending = False
             endpoint = self._endpoint = ServerEndpoint(
                 loop.time(),
                 max_clients=self.max_clients,
@@ -427,11 +424,9 @@ class Server(EndpointViews):
         """
         driver = self._driver
         loop = driver.loop if driver is not None else None
-        if loop is None:
+        if driver is None or loop is None:
             return
-        try:
-            loop.call_soon_threadsafe(self._request_stop)
-        except RuntimeError:  # the loop closed meanwhile
+        if not driver.post(self._request_stop):  # the loop closed meanwhile
             return
         if not on_loop_thread(loop):
             self._stopped.wait(ROOM_DISPOSE_WAIT + 5.0)
@@ -920,23 +915,18 @@ class Server(EndpointViews):
     # -- notices from the protocol -------------------------------------------------------------
 
     def _on_state_pushed(self, time_order: int) -> None:
-        """A world's state changed (any thread): wake the I/O loop, once for many pushes.
+        """A world's state changed (any thread): tell the I/O loop.
 
         Pushes from many rooms' threads between two turns of the I/O loop share one wakeup
-        (one write to the loop's self-pipe), since one pass over the sessions serves them all.
+        (the driver queues calls from other threads behind a single one), and one pass over
+        the sessions serves them all.
         """
         driver, endpoint = self._driver, self._endpoint
         if driver is None or endpoint is None:
             return
-        with self._wake_lock:
-            if self._wake_pending:
-                return
-            self._wake_pending = True
         driver.call(self._state_changed)
 
     def _state_changed(self) -> None:
-        with self._wake_lock:
-            self._wake_pending = False
         if self._endpoint is not None:
             self._endpoint.state_changed()
 
