@@ -43,6 +43,7 @@ _EXPORTS = {
 }
 _ERRORS = (
     "JoinRefusedError",
+    "MatchmakerError",
     "AddressResolutionError",
     "ServerUnreachableError",
     "ShutdownRefusedError",

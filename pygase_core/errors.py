@@ -87,3 +87,16 @@ class AddressResolutionError(ConnectionFailed):
 
 class ServerUnreachableError(ConnectionFailed):
     """Nothing listens at the server's address (the OS reported the port unreachable)."""
+
+
+class MatchmakerError(ConnectionFailed):
+    """The matchmaker could not seat the client: it is unreachable, or answered an error.
+
+    ``status`` is the HTTP status (0 when no answer came); a refusal of the authentication
+    hook or a room's is a :class:`JoinRefusedError` instead.
+    """
+
+    def __init__(self, reason: str, status: int = 0) -> None:
+        super().__init__(reason)
+        self.reason = reason
+        self.status = status

@@ -46,6 +46,7 @@ from pygase_core.protocol.packets import (
     HANDSHAKE_SIZE,
     PROTOCOL_VERSION,
     DisconnectReason,
+    InputEntry,
     PacketType,
     RejectReason,
     encode_accept,
@@ -54,6 +55,8 @@ from pygase_core.protocol.packets import (
     encode_disconnect,
     encode_event_floor,
     encode_event_fragment,
+    encode_input_ack,
+    encode_inputs,
     encode_reject,
     encode_request,
     encode_response,
@@ -304,7 +307,7 @@ MUTATION = st.one_of(
     st.tuples(st.just("append"), st.binary(min_size=1, max_size=64)),
     st.tuples(st.just("splice"), st.integers(0, 1200), st.binary(min_size=1, max_size=16)),
 )
-TEMPLATE_COUNT = 14
+TEMPLATE_COUNT = 16
 FIRST_DATA_TEMPLATE = 7
 EVENT_ID = st.one_of(st.integers(0, 40), st.integers(0, 0xFFFFFFFF))
 DATAGRAM = st.one_of(
@@ -335,6 +338,8 @@ def template(
         encode_event_fragment(event_id, 0, 1, event),
         encode_event_fragment(event_id, 1, 3, event[:4]),
         encode_state_fragment(FULL_STATE, 9, 0, 1, state),
+        encode_inputs([InputEntry(event_id, 9, b"\x92\x01\x00"), InputEntry(event_id + 1, 9, b"")]),
+        encode_input_ack(9, event_id),
     ]
     templates = [
         encode_request(nonce),

@@ -3,7 +3,13 @@
 # Usage: bash tools/test.sh [pytest options]
 set -euo pipefail
 cd "$(dirname "$0")/.."
-bash tools/setup.sh dev,pygame,arcade,docs
+# Playwright drives Debian's Chromium (the tests point it there); it must never fetch a browser.
+export PLAYWRIGHT_SKIP_BROWSER_DOWNLOAD=1
+bash tools/setup.sh dev,pygame,arcade,docs,cluster,browser
+if [ -f tools/cluster-deps.sh ]; then
+  # redis-server and Chromium for the cluster tests, from Debian's packages when missing.
+  bash tools/cluster-deps.sh
+fi
 if [ -f .ci/display.sh ]; then
   # pygame on SDL's dummy driver; arcade headless through EGL and Mesa's software OpenGL.
   source .ci/display.sh

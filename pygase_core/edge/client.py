@@ -49,10 +49,17 @@ from pygase_core.errors import (
     UsageError,
     VersionMismatchError,
 )
+from pygase_core.model import codec
 from pygase_core.model.codec import check_value
 from pygase_core.model.events import Event
 from pygase_core.model.gamestate import GameState
 from pygase_core.model.handlers import EventHandlerRegistry, dispatch_sync
+from pygase_core.model.prediction import (
+    DEFAULT_MAX_CORRECTION,
+    Prediction,
+    Step,
+    check_declaration,
+)
 from pygase_core.protocol import control
 from pygase_core.protocol.acks import ConnectionStats
 from pygase_core.protocol.connection import (
@@ -70,6 +77,7 @@ from pygase_core.protocol.connection import (
 )
 from pygase_core.protocol.crypto import ConnectToken
 from pygase_core.protocol.endpoint import ClientEndpoint, ClientNotice, Connected, Refused
+from pygase_core.protocol.inputs import DEFAULT_MAX_INPUT_SIZE, InputClock
 from pygase_core.protocol.linksim import LinkConditions, resolve_link
 from pygase_core.protocol.packets import DisconnectReason, RejectReason
 from pygase_core.protocol.statesync import DEFAULT_MAX_STATE_SIZE
@@ -99,6 +107,38 @@ def join_request(
         raise TypeError("options must be a dict with str keys")
     check_value(options, "the join options")
     return control.JoinRequest(room, room_id, create, dict(options))
+
+
+def _required_port(port: int | None) -> int:
+    if port is None:
+        raise TypeError("connect needs the server's port (or matchmaker='http://host:port')")
+    return port
+
+
+def _matchmaking_mode(
+    port: object, connect_token: object, room: object, room_id: object, create: object,
+    options: object,
+) -> str:
+    """Check ``connect(matchmaker=...)``'s arguments; the matchmaking mode they ask for."""
+    if port is not None or connect_token is not None:
+        raise ValueError("with matchmaker=..., the matchmaker names the node and issues the"
+                         " token: give no port or connect_token")
+    join_request(room, room_id, create, options)  # the same checks as without a matchmaker
+    if room is None and room_id is None:
+        raise ValueError("with matchmaker=..., give room (a room type) or room_id")
+    return "join_by_id" if room_id is not None else "create" if create else "join_or_create"
+
+
+def _seat_by(
+    matchmaker: str, port: int | None, connect_token: object, room: str | None,
+    room_id: str | None, create: bool, options: dict[str, Any] | None,
+) -> tuple[int, str, bytes, str]:
+    """Ask the matchmaker for a seat: the node's port and host, the token, the room id."""
+    from pygase_core.cluster.seats import request_seat
+
+    mode = _matchmaking_mode(port, connect_token, room, room_id, create, options)
+    seat = request_seat(matchmaker, room, room_id=room_id, mode=mode, options=options)
+    return seat.port, seat.host, seat.token, seat.room_id
 
 
 def _listing(data: dict[str, Any]) -> RoomListing:
@@ -152,6 +192,7 @@ class Client(EndpointViews):
         link: simulated network conditions for this client's datagrams (a
             :class:`~pygase_core.protocol.linksim.LinkConditions` or a string such as
             ``"average"``); None reads the ``PYGASE_LINK`` environment variable.
+        max_input_size: largest encoded input of :meth:`send_input`, in bytes (at most 255).
 
     Blocking calls have coroutine forms named with an ``_async`` suffix (``connect_async``,
     ``disconnect_async``).
@@ -166,9 +207,13 @@ class Client(EndpointViews):
         max_state_size: int = DEFAULT_MAX_STATE_SIZE,
         max_event_size: int = DEFAULT_MAX_STATE_SIZE,
         link: LinkConditions | str | None = None,
+        max_input_size: int = DEFAULT_MAX_INPUT_SIZE,
     ) -> None:
+        if isinstance(max_input_size, bool) or not isinstance(max_input_size, int):
+            raise TypeError("max_input_size must be an int")
         self._config = ConnectionConfig(
-            timeout=timeout, max_state_size=max_state_size, max_event_size=max_event_size
+            timeout=timeout, max_state_size=max_state_size, max_event_size=max_event_size,
+            max_input_size=max_input_size,
         )
         numeric = isinstance(connect_timeout, int | float) and not isinstance(connect_timeout, bool)
         if not (numeric and math.isfinite(connect_timeout) and connect_timeout > 0):
@@ -201,6 +246,18 @@ class Client(EndpointViews):
         self._event_dispatcher: Callable[[Callable[[], object]], None] | None = None
         self._start_lock = threading.Lock()
         self._link = resolve_link(link)
+        self.tick_interval = 0.02
+        """Seconds one input lasts: the tick interval of the world joined (from its answer)."""
+        self._input_clock: InputClock | None = None
+        self._input_lock = threading.Lock()
+        self._declared: tuple[str, Step, float, tuple[str, ...] | None] | None = None
+        self._prediction: Prediction | None = None
+        self.predicting = True
+        """Whether frames show the own entity predicted (True) or as the server last said;
+        inputs are sent either way, so this can be toggled at any time to feel the difference."""
+        self.view: int | None = None
+        """The state time_order the player is looking at (frame adapters set it each frame to
+        their snapshot's); sent with each input, for lag compensation. None: the newest."""
         self.plugin_manager.hook.pygase_client_created(client=self)
 
     # -- properties ----------------------------------------------------------------------------
@@ -295,7 +352,7 @@ class Client(EndpointViews):
 
     async def connect_async(
         self,
-        port: int,
+        port: int | None = None,
         hostname: str = "localhost",
         *,
         connect_token: ConnectToken | bytes | None = None,
@@ -304,6 +361,7 @@ class Client(EndpointViews):
         create: bool = False,
         options: dict[str, Any] | None = None,
         ready: threading.Event | None = None,
+        matchmaker: str | None = None,
     ) -> None:
         """Connect and serve the connection until it ends (coroutine form of :meth:`connect`).
 
@@ -317,6 +375,15 @@ class Client(EndpointViews):
         ``ConnectTimeoutError``, ``ServerFullError``, ``TokenRejectedError`` or
         ``VersionMismatchError``.
         """
+        if matchmaker is not None:
+            from pygase_core.cluster.seats import request_seat_async
+
+            mode = _matchmaking_mode(port, connect_token, room, room_id, create, options)
+            seat = await request_seat_async(matchmaker, room, room_id=room_id, mode=mode,
+                                            options=options)
+            port, hostname, connect_token = seat.port, seat.host, seat.token
+            room, room_id, create = None, seat.room_id, False
+        port = _required_port(port)
         request = join_request(room, room_id, create, options)
         await self._serve(port, hostname, connect_token, ready, own_loop=False, request=request)
 
@@ -360,6 +427,10 @@ class Client(EndpointViews):
                 )
             self.room_id = None
             self.id = None
+            with self._input_lock:
+                self._input_clock = None
+                self._prediction = None
+            self.view = None
             family, address = resolve(hostname, port)[0]
             endpoint = self._endpoint = ClientEndpoint(
                 loop.time(),
@@ -394,7 +465,7 @@ class Client(EndpointViews):
 
     def connect(
         self,
-        port: int,
+        port: int | None = None,
         hostname: str = "localhost",
         *,
         connect_token: ConnectToken | bytes | None = None,
@@ -402,6 +473,7 @@ class Client(EndpointViews):
         room_id: str | None = None,
         create: bool = False,
         options: dict[str, Any] | None = None,
+        matchmaker: str | None = None,
     ) -> None:
         """Open a connection to a pygase server and serve it until it ends (blocking).
 
@@ -416,6 +488,12 @@ class Client(EndpointViews):
         Event handlers and ack/failure callbacks run on the client's handler thread (or, with
         a frame adapter, on the game's frame thread), never on the network loop.
         """
+        if matchmaker is not None:
+            port, hostname, connect_token, room_id = _seat_by(
+                matchmaker, port, connect_token, room, room_id, create, options
+            )
+            room, create = None, False
+        port = _required_port(port)
         check_port(port, "Client.connect")
         check_hostname(hostname, "Client.connect")
         request = join_request(room, room_id, create, options)
@@ -425,7 +503,7 @@ class Client(EndpointViews):
 
     def connect_in_thread(
         self,
-        port: int,
+        port: int | None = None,
         hostname: str = "localhost",
         *,
         connect_token: ConnectToken | bytes | None = None,
@@ -433,11 +511,18 @@ class Client(EndpointViews):
         room_id: str | None = None,
         create: bool = False,
         options: dict[str, Any] | None = None,
+        matchmaker: str | None = None,
     ) -> threading.Thread:
         """Connect from a background thread; returns the thread once the handshake succeeded.
 
         Raises the handshake's error in the calling thread if it failed.
         """
+        if matchmaker is not None:
+            port, hostname, connect_token, room_id = _seat_by(
+                matchmaker, port, connect_token, room, room_id, create, options
+            )
+            room, create = None, False
+        port = _required_port(port)
         check_port(port, "Client.connect_in_thread")
         check_hostname(hostname, "Client.connect_in_thread")
 
@@ -463,11 +548,9 @@ class Client(EndpointViews):
         refused = shutdown_server and self._status is ClientStatus.CONNECTED and not self.is_host
         driver = self._driver
         loop = driver.loop if driver is not None else None
-        if loop is None:
+        if driver is None or loop is None:
             return
-        try:
-            loop.call_soon_threadsafe(self._close, shutdown_server and not refused)
-        except RuntimeError:
+        if not driver.post(self._close, shutdown_server and not refused):
             return
         if not on_loop_thread(loop):
             self._finished.wait(5.0)
@@ -584,6 +667,123 @@ class Client(EndpointViews):
                 pending.release([None])
 
         driver.call(queue)
+
+    # -- inputs and prediction ------------------------------------------------------------------
+
+    def send_input(self, value: Any) -> int | None:
+        """Send what the player does now (any sendable value, typically a small dict or tuple).
+
+        Call it every frame. The value belongs to the current input tick (ticks last
+        :attr:`tick_interval`, the server's step): the first call of a tick starts that tick's
+        input, and a changed value starts the next tick at once (at most one tick ahead), so a
+        key press is never held back. Other calls start no input and return None; else the
+        input's tick is returned. Inputs travel unreliably but redundantly (every packet
+        repeats the ones the server has not acknowledged) and the server applies at most one
+        per step, in tick order (``on_input``). With a :meth:`predict` declaration the own
+        entity moves at once.
+
+        Raises ``TypeError`` for a value that cannot be sent,
+        :class:`~pygase_core.errors.PayloadTooLargeError` for one over ``max_input_size``
+        bytes and :class:`~pygase_core.errors.NotConnectedError` without a joined session.
+        """
+        data = codec.pack(value)
+        if len(data) > self._config.max_input_size:
+            raise PayloadTooLargeError(
+                f"the input encodes to {len(data)} bytes, over the maximum of"
+                f" {self._config.max_input_size} (Client(max_input_size=...), at most 255)"
+            )
+        driver, endpoint = self._driver, self._endpoint
+        connection = endpoint.connection if endpoint is not None else None
+        if (
+            driver is None or connection is None
+            or self._status not in (ClientStatus.CONNECTED, ClientStatus.RECONNECTING)
+        ):
+            raise NotConnectedError("the client is not connected")
+        loop = driver.loop
+        if loop is None:
+            raise NotConnectedError("the client is not connected")
+        with self._input_lock:
+            clock = self._input_clock
+            if clock is None:
+                raise NotConnectedError("the client has not joined a world yet")
+            tick = clock.stamp(value, loop.time())
+            if tick is None:
+                return None
+            prediction = self._prediction
+            if prediction is not None:
+                prediction.add_input(tick, codec.unpack(data))  # the value as the server sees it
+        view = self.view
+        if view is None:
+            view = connection.applied_time_order or 0
+
+        def queue() -> None:
+            connection.queue_input(tick, view, data)
+
+        driver.call(queue)
+        return tick
+
+    def predict(
+        self,
+        path: str,
+        step: Step,
+        *,
+        max_correction: float = DEFAULT_MAX_CORRECTION,
+        smooth: Sequence[str] | None = None,
+    ) -> None:
+        """Predict the own entity at ``path`` with ``step``, the function the server applies.
+
+        ``path`` names it with ``{me}`` for this client's id (``"players.{me}"``);
+        ``step(entity, value, dt)`` returns the entity after one input (the server declares
+        the same with ``Room.predict``). Each frame then shows the entity as the latest state
+        has it plus the inputs the server has not applied yet (:attr:`prediction`);
+        a misprediction is corrected by at most ``max_correction`` per frame, over the
+        numeric fields named in ``smooth`` (None: all of the entity's). Call it before or
+        after connecting.
+        """
+        check_declaration(path, step)
+        if isinstance(max_correction, bool) or not isinstance(max_correction, int | float) or not (
+            math.isfinite(max_correction) and max_correction > 0
+        ):
+            raise ValueError(f"max_correction must be a positive number, not {max_correction!r}")
+        if smooth is not None and (
+            isinstance(smooth, str) or not all(isinstance(name, str) for name in smooth)
+        ):
+            raise TypeError("smooth must be a sequence of field names or None")
+        fields = None if smooth is None else tuple(smooth)
+        with self._input_lock:
+            self._declared = (path, step, float(max_correction), fields)
+            if self.id is not None:
+                self._prediction = self._make_prediction()
+
+    def _make_prediction(self) -> Prediction | None:
+        declared, me = self._declared, self.id
+        if declared is None or me is None:
+            return None
+        path, step, max_correction, fields = declared
+        prediction = Prediction(
+            path, step, self.tick_interval, me, max_correction=max_correction, smooth=fields
+        )
+        with self._state_lock:
+            prediction.reconcile(self._game_state, None)
+        return prediction
+
+    @property
+    def prediction(self) -> Prediction | None:
+        """The own entity's prediction (None without :meth:`predict` or before joining).
+
+        ``prediction.sample()`` is the entity to draw this frame, ``prediction.stats``
+        counts mispredictions and corrections.
+        """
+        return self._prediction
+
+    @property
+    def input_stats(self) -> tuple[int, int | None]:
+        """Inputs not acknowledged yet, and the last tick the server applied (None: none)."""
+        connection = self.connection
+        inputs = connection.inputs_out if connection is not None else None
+        if inputs is None:
+            return 0, None
+        return inputs.pending, inputs.acked
 
     # -- notices from the protocol -------------------------------------------------------------
 
@@ -706,6 +906,11 @@ class Client(EndpointViews):
             if state is None:
                 return
             self._game_state = state
+            prediction, connection = self._prediction, endpoint.connection
+            if prediction is not None and connection is not None:
+                inputs = connection.inputs_out
+                acked = inputs.ack_for(state.time_order) if inputs is not None else None
+                prediction.reconcile(state, acked)
             self.plugin_manager.hook.pygase_state_changed(
                 client=self, game_state=state, time_order=state.time_order
             )
@@ -720,6 +925,10 @@ class Client(EndpointViews):
         if isinstance(message, control.Joined):
             self.room_id = message.room_id or None
             self.id = message.client_id
+            self.tick_interval = message.tick_interval
+            with self._input_lock:
+                self._input_clock = InputClock(message.tick_interval)
+                self._prediction = self._make_prediction()
             connection = self.connection
             if connection is not None and message.reconnection_window > 0:
                 connection.timeout = max(

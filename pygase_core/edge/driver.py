@@ -11,7 +11,6 @@ loops.
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import logging
 import os
 import socket
@@ -19,6 +18,7 @@ import threading
 from collections.abc import Callable, Coroutine, Iterable, Sequence
 from typing import Any, Protocol, cast
 
+from pygase_core.edge.calls import Call, LoopCalls
 from pygase_core.errors import AddressResolutionError
 from pygase_core.protocol.linksim import (
     Direction,
@@ -30,6 +30,8 @@ from pygase_core.protocol.linksim import (
 logger = logging.getLogger("pygase")
 Held = tuple[bytes, Any]
 """A datagram and its address, as a simulated link holds it."""
+Outgoing = Iterable[tuple[bytes, Any]]
+"""Datagrams to send, each with its address."""
 
 
 class DatagramEndpoint(asyncio.DatagramProtocol):
@@ -119,6 +121,25 @@ class DatagramEndpoint(asyncio.DatagramProtocol):
         logger.debug("socket error: %s", exc)
         if self._on_error is not None:
             self._on_error(exc)
+
+    def send_all(self, out: Outgoing, connected: bool) -> None:
+        """Send datagrams (each with its address, which a connected socket leaves out).
+
+        What is the same for every datagram (whether a simulated link holds them, whether the
+        socket is open) is decided once for the batch.
+        """
+        outgoing, timer, sock = self._outgoing, self._out_timer, self._socket
+        if outgoing is None or timer is None or outgoing.idle:
+            if sock is None or sock.is_closing():
+                return
+            sendto = sock.sendto
+            for data, addr in out:
+                sendto(data, None if connected else addr)
+            return
+        now = self._now()
+        for data, addr in out:
+            outgoing.push((data, None if connected else addr), now)
+        timer.arm(outgoing.next_due())
 
     def send(self, data: bytes, addr: Any = None) -> None:
         """Send a datagram if the socket is still open."""
@@ -235,14 +256,6 @@ def on_loop_thread(loop: asyncio.AbstractEventLoop) -> bool:
         return False
 
 
-def call_on_loop(loop: asyncio.AbstractEventLoop, fn: Callable[..., None], *args: Any) -> None:
-    """Run ``fn`` on the loop: directly from its own thread, else through a thread-safe call."""
-    if on_loop_thread(loop):
-        fn(*args)
-    else:
-        loop.call_soon_threadsafe(fn, *args)
-
-
 def check_port(port: object, call: str) -> int:
     """``port`` if it is a UDP port number (0 to 65535); else the error for ``call`` to raise."""
     if isinstance(port, bool) or not isinstance(port, int):
@@ -357,8 +370,6 @@ def kernel_receive_drops(sock: Any) -> int | None:
     return None
 
 
-Outgoing = Iterable[tuple[bytes, Any]]
-
 
 class DrivenEndpoint(Protocol):
     """What a driver drives: a sans-IO endpoint that takes datagrams and time.
@@ -402,6 +413,7 @@ class EdgeDriver:
         """The socket's receive and send buffer sizes as the OS granted them."""
         self._socket: Any = None
         self._timer: DeadlineTimer | None = None
+        self._calls: LoopCalls | None = None
         self._connected = False
 
     async def open(self, family: int, *, local_addr: Any = None, remote_addr: Any = None) -> None:
@@ -417,6 +429,7 @@ class EdgeDriver:
         self.loop, self.io = loop, io
         self._connected = remote_addr is not None
         self._timer = DeadlineTimer(loop, self._timer_fired)
+        self._calls = LoopCalls(loop, self._run_calls)
         sock = io.transport.get_extra_info("socket")
         if sock is not None:  # asyncio's TransportSocket: options and fileno, no I/O
             self.buffer_sizes = size_socket_buffers(sock)
@@ -439,9 +452,7 @@ class EdgeDriver:
         io = self.io
         if io is None:
             return
-        connected = self._connected
-        for datagram, address in out:
-            io.send(datagram, None if connected else address)
+        io.send_all(out, self._connected)
         if self._timer is not None:
             self._timer.reset(self.endpoint.get_timer())
 
@@ -452,19 +463,42 @@ class EdgeDriver:
         else for none.
 
         For inputs that come from neither the socket nor the timer: a queued event, a state
-        change, a disconnect. Does nothing once the loop is gone.
+        change, a disconnect. On the loop's own thread it runs at once; from any other it is
+        queued (see :meth:`post`). Does nothing once the loop is gone.
         """
         loop = self.loop
         if loop is None:
             return
-
-        def run() -> None:
+        if on_loop_thread(loop):
             if self.io is not None:
                 out = fn(*args)
                 self.transmit(out if isinstance(out, list) else ())
+            return
+        self.post(fn, *args)
 
-        with contextlib.suppress(RuntimeError):  # the loop closed meanwhile
-            call_on_loop(loop, run)
+    def post(self, fn: Callable[..., Any], *args: Any) -> bool:
+        """Queue ``fn(*args)`` to run on the loop soon, after everything queued before it.
+
+        From any thread, the loop's own included (then it runs on a later turn). Calls queued
+        before the loop gets to them share one wakeup, and their datagrams go out together
+        with one re-arm of the timer. False if the loop is gone (nothing was queued).
+        """
+        calls = self._calls
+        return calls is not None and calls.submit(fn, *args)
+
+    def _run_calls(self, batch: list[Call]) -> None:
+        out: list[tuple[bytes, Any]] = []
+        for fn, args in batch:
+            if self.io is None:
+                return
+            try:
+                result = fn(*args)
+            except Exception:  # the I/O loop must survive anything a call does
+                logger.exception("unexpected error in a call to the network loop: %r", fn)
+                continue
+            if isinstance(result, list):
+                out.extend(result)
+        self.transmit(out)
 
     def _datagram(self, data: bytes, address: Any) -> None:
         out, notices = self.endpoint.receive_datagram(data, address, self.now())

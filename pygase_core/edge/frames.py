@@ -22,6 +22,7 @@ import pluggy
 
 from pygase_core.errors import UsageError
 from pygase_core.model.interpolation import Snapshot, SnapshotInterpolator
+from pygase_core.model.prediction import DEFAULT_MAX_CORRECTION, Step
 from pygase_core.plugins import DISABLE_ENV_VAR, EventDispatcher, get_plugin_manager, hookimpl
 
 if TYPE_CHECKING:
@@ -56,7 +57,9 @@ class FrameSession:
     only appends to a queue and copies states into a :class:`SnapshotInterpolator`; everything
     the game sees happens in :meth:`pump`, on the game's own thread, once per frame: event
     handlers run, status changes are announced and the frame's :attr:`snapshot` is taken. That
-    way game code never needs a lock and never races the network.
+    way game code never needs a lock and never races the network. With :meth:`predict`, the
+    snapshot's own entity is the predicted one (other entities stay interpolated), and
+    :meth:`send_input` sends the frame's input.
 
     Args:
         adapter: the adapter's entry-point name (``"pygame"``, ``"arcade"``); it names the
@@ -149,6 +152,58 @@ class FrameSession:
         """Send an event to the server (see :meth:`Client.dispatch_event`)."""
         self.client.dispatch_event(event_type, *args, **kwargs)
 
+    def send_input(self, value: Any) -> int | None:
+        """Send this frame's input (see :meth:`Client.send_input`); call it every frame.
+
+        With a :meth:`predict` declaration the current :attr:`snapshot` shows the input's
+        effect at once, so the frame drawn after this call already has the own entity moved.
+        """
+        tick = self.client.send_input(value)
+        if tick is not None and self.snapshot is not None:
+            self._overlay(self.snapshot, sample=False)
+        return tick
+
+    def predict(
+        self,
+        path: str,
+        step: Step,
+        *,
+        max_correction: float = DEFAULT_MAX_CORRECTION,
+        smooth: Iterable[str] | None = None,
+    ) -> None:
+        """Predict the own entity (see :meth:`Client.predict`); every snapshot includes it."""
+        self.client.predict(
+            path, step, max_correction=max_correction,
+            smooth=None if smooth is None else tuple(smooth),
+        )
+
+    @property
+    def predicting(self) -> bool:
+        """Whether snapshots show the own entity predicted; set False to show it as the
+        server last said (inputs are sent either way), to feel the difference."""
+        return self.client.predicting
+
+    @predicting.setter
+    def predicting(self, on: bool) -> None:
+        self.client.predicting = bool(on)
+
+    def _overlay(self, snapshot: Snapshot, sample: bool) -> None:
+        """Put the predicted own entity into the snapshot (``sample``: a new frame's)."""
+        prediction = self.client.prediction
+        if prediction is None:
+            return
+        entity = prediction.sample() if sample else prediction.current()
+        if entity is None or not self.client.predicting:
+            return
+        data: Any = snapshot._data
+        *parents, last = prediction.path
+        for part in parents:
+            child = data.get(part) if isinstance(data, dict) else None
+            if not isinstance(child, dict):
+                return
+            data = child
+        data[last] = entity
+
     def register_event_handler(self, event_type: str, handler: Callable[..., Any]) -> None:
         """Have ``handler(*args, **kwargs)`` called for server events of this type.
 
@@ -177,7 +232,10 @@ class FrameSession:
             result = delivery()
             if inspect.iscoroutine(result):  # an ack callback that is a coroutine function
                 asyncio.run(result)
-        self.snapshot = self.interpolator.sample(now)
+        snapshot = self.snapshot = self.interpolator.sample(now)
+        if snapshot is not None:
+            self.client.view = snapshot.time_order
+            self._overlay(snapshot, sample=True)
         self._frame_open = True
         self.client.plugin_manager.hook.pygase_frame_started(client=self.client, frame_time=now)
         return self.snapshot

@@ -45,6 +45,7 @@ from pygase_core.errors import (
 from pygase_core.model.codec import check_value
 from pygase_core.model.events import Event
 from pygase_core.model.handlers import EventHandlerRegistry, call_with_accepted_kwargs
+from pygase_core.model.statemachine import DEFAULT_TICK_INTERVAL, GameStateMachine
 from pygase_core.model.store import GameStateStore
 from pygase_core.model.views import View, ViewRules
 from pygase_core.protocol import control
@@ -81,6 +82,7 @@ from pygase_core.protocol.endpoint import (
     ShutdownRequested,
     StateTooLarge,
 )
+from pygase_core.protocol.inputs import InputReceiver
 from pygase_core.protocol.linksim import LinkConditions, resolve_link
 from pygase_core.protocol.packets import DisconnectReason
 from pygase_core.protocol.statesync import DEFAULT_MAX_STATE_SIZE, PayloadCache
@@ -130,6 +132,14 @@ class _FirstInOneWorld:
 
 
 _ONE_WORLD_FIRST: Any = _FirstInOneWorld()
+
+
+class JoinGate(Protocol):
+    """What decides a join before matchmaking does (called on the server's I/O loop)."""
+
+    def admit(self, token_client_id: int | None, request: JoinRequest) -> JoinRequest | str:
+        """The request to carry out (perhaps rewritten), or the reason to refuse it."""
+        ...
 
 
 class EventWire(Protocol):
@@ -240,10 +250,12 @@ class Server(EndpointViews):
         self._joining: dict[int, Address] = {}
         """Joins being decided: session id to where the session was when it asked."""
         self._stopping_rooms = False
-        self._wake_lock = threading.Lock()
-        self._wake_pending = False
         self._world: set[Address] = set()
         """Sessions in the server's one world (the game_state_store's)."""
+        self._world_inputs: dict[Address, tuple[RoomClient, InputReceiver]] = {}
+        """The one world's clients and their jitter buffers (replaced, never changed: the game
+        loop's thread reads it)."""
+        self._machine: GameStateMachine | None = None
         self._endpoint: ServerEndpoint | None = None
         self._driver: EdgeDriver | None = None
         self._worker = HandlerThread("pygase-server-handlers", overrun_after=handler_overrun)
@@ -253,6 +265,26 @@ class Server(EndpointViews):
         self._event_wire: Any = None
         self._lock = threading.Lock()
         self._link = resolve_link(link)
+        self.join_gate: JoinGate | None = None
+        """Decides, on the I/O loop, which room a session may join (a cluster node's seat
+        reservations, :mod:`pygase_core.cluster.reservations`); None lets every join through."""
+
+    def require_connect_tokens(self, secret_key: bytes, public_address: str | None = None) -> None:
+        """Admit only clients with a connect token from now on (the next :meth:`run`).
+
+        Same as ``Server(secret_key=..., public_address=...)``, for a server made elsewhere (a
+        module that ``pygase node`` hosts). Raises ``UsageError`` while it runs.
+        """
+        if not isinstance(secret_key, bytes) or len(secret_key) != 32:
+            raise ValueError(
+                "secret_key must be 32 bytes (see pygase_core.protocol.crypto.generate_key)"
+            )
+        if public_address is not None and not isinstance(public_address, str):
+            raise TypeError("public_address must be a 'host:port' str or None")
+        if self.running:
+            raise UsageError("the server runs: set its connect tokens before run()")
+        self._secret_key = secret_key
+        self._public_address = public_address
 
     # -- read-only views -----------------------------------------------------------------------
 
@@ -310,8 +342,10 @@ class Server(EndpointViews):
         try:
             loop = asyncio.get_running_loop()
             self._event_wire = wire
+            if isinstance(event_wire, GameStateMachine):
+                self._machine = event_wire
+                event_wire.input_source = lambda: self._world_inputs.values()
             self._stop = asyncio.Event()
-            self._wake_pending = False
             endpoint = self._endpoint = ServerEndpoint(
                 loop.time(),
                 max_clients=self.max_clients,
@@ -405,11 +439,9 @@ class Server(EndpointViews):
         """
         driver = self._driver
         loop = driver.loop if driver is not None else None
-        if loop is None:
+        if driver is None or loop is None:
             return
-        try:
-            loop.call_soon_threadsafe(self._request_stop)
-        except RuntimeError:  # the loop closed meanwhile
+        if not driver.post(self._request_stop):  # the loop closed meanwhile
             return
         if not on_loop_thread(loop):
             self._stopped.wait(ROOM_DISPOSE_WAIT + 5.0)
@@ -524,6 +556,12 @@ class Server(EndpointViews):
             session_id in self._joining and not rerouted
         ):
             return  # asked twice: the first answer stands
+        if self.join_gate is not None and not rerouted:
+            verdict = self.join_gate.admit(session.token_client_id, request)
+            if isinstance(verdict, str):
+                self._answer(address, JoinRefused(verdict, "refused"))
+                return
+            request = verdict
         if request.room is None and request.room_id is None:
             if self._cache is None:
                 self._answer(address, JoinRefused(
@@ -534,7 +572,13 @@ class Server(EndpointViews):
                 address, self._cache, self._viewed, lambda: seated.address))
             endpoint.room_caches.add(self._cache)
             self._world.add(address)
-            self._answer(address, Joined("", None, new_client_id(), 0.0))
+            client = RoomClient(new_client_id(), address)
+            inputs = session.connection.inputs_in
+            if inputs is not None:
+                self._world_inputs = {**self._world_inputs, address: (client, inputs)}
+            machine = self._machine
+            tick = machine.tick_interval if machine is not None else DEFAULT_TICK_INTERVAL
+            self._answer(address, Joined("", None, client.id, 0.0, tick))
             return
         matchmaker = self._matchmaker
         if request.room_id is not None:
@@ -629,8 +673,11 @@ class Server(EndpointViews):
         if window > 0:
             connection = session.connection
             connection.timeout = max(connection.timeout, SILENCE_BEFORE_WINDOW + window)
-        runner.seat(client, options)
-        self._answer(address, Joined(record.room_id, record.room_type.name, client.id, window))
+        runner.seat(client, options, session.connection.inputs_in)
+        self._answer(address, Joined(
+            record.room_id, record.room_type.name, client.id, window,
+            float(runner.room.tick_interval),
+        ))
         assert endpoint is not None
         endpoint.state_changed()
 
@@ -659,6 +706,12 @@ class Server(EndpointViews):
         if old in self._world:
             self._world.discard(old)
             self._world.add(new)
+            inputs = dict(self._world_inputs)
+            moved = inputs.pop(old, None)
+            if moved is not None:
+                moved[0].address = new
+                inputs[new] = moved
+            self._world_inputs = inputs
         for session_id, address in list(self._joining.items()):
             if address == old:
                 self._joining[session_id] = new
@@ -668,6 +721,13 @@ class Server(EndpointViews):
         payloads = self._viewer_payloads.pop(address, None)
         if payloads is not None and self._endpoint is not None:
             self._endpoint.forget_cache(payloads)
+        if address in self._world_inputs:
+            gone, _inputs = self._world_inputs[address]
+            self._world_inputs = {
+                key: seat for key, seat in self._world_inputs.items() if key != address
+            }
+            if self._machine is not None:
+                self._machine.forget_client(gone)
         for session_id, joining in list(self._joining.items()):
             if joining == address:
                 del self._joining[session_id]  # its decision, when it comes, finds no session
@@ -709,6 +769,7 @@ class Server(EndpointViews):
             runner.worker.stop(timeout=1.0)
         self._seats.clear()
         self._world.clear()
+        self._world_inputs = {}
         self._joining.clear()
 
     def _answer(self, address: Address, message: Control) -> None:
@@ -892,23 +953,18 @@ class Server(EndpointViews):
     # -- notices from the protocol -------------------------------------------------------------
 
     def _on_state_pushed(self, time_order: int) -> None:
-        """A world's state changed (any thread): wake the I/O loop, once for many pushes.
+        """A world's state changed (any thread): tell the I/O loop.
 
         Pushes from many rooms' threads between two turns of the I/O loop share one wakeup
-        (one write to the loop's self-pipe), since one pass over the sessions serves them all.
+        (the driver queues calls from other threads behind a single one), and one pass over
+        the sessions serves them all.
         """
         driver, endpoint = self._driver, self._endpoint
         if driver is None or endpoint is None:
             return
-        with self._wake_lock:
-            if self._wake_pending:
-                return
-            self._wake_pending = True
         driver.call(self._state_changed)
 
     def _state_changed(self) -> None:
-        with self._wake_lock:
-            self._wake_pending = False
         if self._endpoint is not None:
             self._endpoint.state_changed()
 

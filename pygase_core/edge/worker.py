@@ -12,7 +12,6 @@ from __future__ import annotations
 
 import asyncio
 import concurrent.futures
-import contextlib
 import inspect
 import logging
 import threading
@@ -21,6 +20,7 @@ from collections.abc import Callable, Coroutine
 from dataclasses import dataclass
 from typing import Any, TypeVar
 
+from pygase_core.edge.calls import LoopCalls
 from pygase_core.model.failurelog import FailureLog
 
 __all__ = ["EventCallbacks", "HandlerThread"]
@@ -37,6 +37,8 @@ class HandlerThread:
         self.overrun_after = overrun_after
         self.failures = FailureLog(logger)
         self._loop: asyncio.AbstractEventLoop | None = None
+        self._calls: LoopCalls | None = None
+        """Submissions queue here: a burst of them wakes the thread once."""
         self._thread: threading.Thread | None = None
         self._stop: asyncio.Future[None] | None = None
         self._lock = threading.Lock()
@@ -70,6 +72,7 @@ class HandlerThread:
     def _main(self, ready: threading.Event) -> None:
         async def main() -> None:
             self._loop = asyncio.get_running_loop()
+            self._calls = LoopCalls(self._loop)
             self._stop = self._loop.create_future()
             ready.set()
             await self._stop
@@ -88,19 +91,16 @@ class HandlerThread:
             with self._lock:
                 if self._loop is loop_of_this_run[0]:
                     self._loop = None
+                    self._calls = None
             ready.set()
 
     def submit(self, fn: Callable[..., Any], *args: Any, what: str = "") -> bool:
         """Run ``fn(*args)`` on the thread after everything submitted before; False if stopped."""
         with self._lock:
-            loop = self._loop
-            if loop is None or self._stopping:
+            calls = self._calls
+            if self._loop is None or calls is None or self._stopping:
                 return False
-            try:
-                loop.call_soon_threadsafe(self._run, fn, args, what or _describe(fn))
-            except RuntimeError:  # the loop closed meanwhile
-                return False
-        return True
+            return calls.submit(self._run, fn, args, what or _describe(fn))
 
     def run_coroutine(
         self, coroutine: Coroutine[Any, Any, T], *, start: bool = False
@@ -129,8 +129,13 @@ class HandlerThread:
             if not idle() or self._loop is None or self._stopping:
                 return False
             self._stopping = True
-            self._loop.call_soon_threadsafe(_resolve, self._stop)
+            self._resolve_after_queued()
             return True
+
+    def _resolve_after_queued(self) -> None:
+        """End this run of the thread once everything submitted before has run (lock held)."""
+        if self._calls is not None:
+            self._calls.submit(_resolve, self._stop)
 
     def _run(self, fn: Callable[..., Any], args: tuple[Any, ...], what: str) -> None:
         started = time.monotonic()
@@ -159,8 +164,7 @@ class HandlerThread:
             loop, thread = self._loop, self._thread
             if loop is not None:
                 self._stopping = True
-                with contextlib.suppress(RuntimeError):
-                    loop.call_soon_threadsafe(_resolve, self._stop)
+                self._resolve_after_queued()
         if thread is not None and thread is not threading.current_thread():
             thread.join(timeout)
         self.failures.flush()

@@ -29,6 +29,7 @@ input into :class:`~pygase_core.errors.ProtocolError` and bounds what a blob can
 
 from __future__ import annotations
 
+import itertools
 import struct
 import threading
 from typing import Any, Final, Literal
@@ -49,6 +50,7 @@ __all__ = [
     "exact_int_ext",
     "float32_ext",
     "pack",
+    "pack_checked",
     "unpack",
 ]
 
@@ -364,6 +366,10 @@ class _Packers(threading.local):
     """One reusable packer per thread: a packer keeps a buffer and is not thread-safe."""
 
     def __init__(self) -> None:
+        self.renew()
+
+    def renew(self) -> None:
+        """A fresh packer: a failed pack can leave partial data in the old one's buffer."""
         # strict_types keeps tuples and dict subclasses away from msgpack's own handling, so
         # they reach _default and get their tags.
         self.packer = msgpack.Packer(
@@ -384,15 +390,26 @@ def pack(obj: object, *, wire: bool = False) -> bytes:
     problem = _problem(obj, 0, _WIRE if wire else _ANYWHERE)
     if problem is not None:
         raise UnsupportedValueError(problem.describe("value"))
-    packer = _packers.packer
     try:
-        data: bytes = packer.pack(obj)
+        data: bytes = _packers.packer.pack(obj)
     except BaseException:
-        # A failed pack can leave partial data in the buffer; start afresh next time.
-        _packers.packer = msgpack.Packer(
-            default=_default, use_bin_type=True, strict_types=True, autoreset=True
-        )
+        _packers.renew()
         raise
+    return data
+
+
+def pack_checked(obj: object) -> bytes:
+    """:func:`pack` for a value that passed :func:`check_value` (the changes of an update).
+
+    Skips the checking walk, which costs several times the encoding itself. Should the value
+    have changed since it was checked, the encoder's own failure is answered with the full
+    check, so the error still names what cannot be sent.
+    """
+    try:
+        data: bytes = _packers.packer.pack(obj)
+    except Exception:
+        _packers.renew()
+        return pack(obj)
     return data
 
 
@@ -465,19 +482,37 @@ def unpack(data: bytes) -> Any:
         # Only array16/array32 headers can claim many slots; fixarrays claim at most 15.
         if b"\xdc" in data or b"\xdd" in data:
             _check_complete(data, size)
-        value = msgpack.unpackb(
-            data,
-            raw=False,
-            strict_map_key=False,
-            use_list=True,
-            list_hook=_list_hook,
-            ext_hook=_ext_hook,
-            max_str_len=size,
-            max_bin_len=size,
-            max_array_len=size,
-            max_map_len=size // 2,
-            max_ext_len=size,
-        )
+        value = msgpack.unpackb(data, list_hook=None, **_unpack_options(size))
+    except ProtocolError:
+        raise
+    except Exception as error:
+        raise ProtocolError(f"malformed msgpack data: {type(error).__name__}: {error}") from None
+    try:
+        return _finish(value, 0)
+    except _Suspect:
+        return _unpack_checked(data, size)
+
+
+def _unpack_options(size: int) -> dict[str, Any]:
+    return {
+        "raw": False,
+        "strict_map_key": False,
+        "use_list": True,
+        "ext_hook": _ext_hook,
+        "max_str_len": size,
+        "max_bin_len": size,
+        "max_array_len": size,
+        "max_map_len": size // 2,
+        "max_ext_len": size,
+    }
+
+
+def _unpack_checked(data: bytes | bytearray | memoryview, size: int) -> Any:
+    """The general decoder: a hook for every array and the full check, which words errors."""
+    try:
+        if b"\xdc" in data or b"\xdd" in data:
+            _check_complete(data, size)
+        value = msgpack.unpackb(data, list_hook=_list_hook, **_unpack_options(size))
     except ProtocolError:
         raise
     except Exception as error:
@@ -486,3 +521,75 @@ def unpack(data: bytes) -> Any:
     if problem is not None:
         raise ProtocolError(f"received an unsupported value: {problem.describe('value')}")
     return value
+
+
+class _Suspect(Exception):
+    """The fast finish met something it leaves to the general decoder (never escapes)."""
+
+
+_DECODED_LEAVES: Final = frozenset(
+    {str, bytes, int, float, bool, type(None), _ToDeleteType, ExactInt, Float32}
+)
+"""The leaf types msgpack and the extension hook produce: all of them valid game values."""
+_KEY_TYPES: Final = frozenset({str, int})
+"""Key types a game value may have (msgpack ints always fit in 64 bits)."""
+
+
+def _flat_lists(items: Any) -> bool:
+    """Whether ``items`` are all lists of leaves only, decided without a Python loop per item."""
+    return set(map(type, items)) == {list} and _DECODED_LEAVES.issuperset(
+        map(type, itertools.chain.from_iterable(items))
+    )
+
+
+def _finish(value: Any, depth: int) -> Any:
+    """Check a freshly decoded value and turn tagged arrays into tuples and overwrites.
+
+    Decoded by msgpack without a hook per array, which costs more than the decoding itself
+    for a state of many small lists. Containers whose items are all leaves, or all lists of
+    leaves, are cleared in one C-level pass; anything unusual (a tag where it does not belong,
+    a key that is not a str or int, nesting near the limit) raises :class:`_Suspect`, and the
+    general decoder decides, with the same result or error as before.
+    """
+    kind = type(value)
+    if kind is list:
+        if depth >= MAX_DEPTH:
+            raise _Suspect
+        if _DECODED_LEAVES.issuperset(map(type, value)):
+            return value
+        if value and type(value[0]) is _Marker:
+            return _untag(value, depth)
+        if depth + 1 < MAX_DEPTH and _flat_lists(value):
+            return value
+        for index, item in enumerate(value):
+            if type(item) not in _DECODED_LEAVES:
+                value[index] = _finish(item, depth + 1)
+        return value
+    if kind is dict:
+        if depth >= MAX_DEPTH or not _KEY_TYPES.issuperset(map(type, value)):
+            raise _Suspect
+        items = value.values()
+        if _DECODED_LEAVES.issuperset(map(type, items)):
+            return value
+        if depth + 1 < MAX_DEPTH and _flat_lists(items):
+            return value
+        for key, item in list(value.items()):
+            if type(item) not in _DECODED_LEAVES:
+                value[key] = _finish(item, depth + 1)
+        return value
+    if kind in _DECODED_LEAVES:
+        return value
+    raise _Suspect
+
+
+def _untag(value: list[Any], depth: int) -> Any:
+    """A tagged array: the tuple or overwrite it stands for (see the wire layout above)."""
+    mark = value[0]
+    if mark is _TUPLE_MARK:
+        return tuple(
+            item if type(item) in _DECODED_LEAVES else _finish(item, depth + 1)
+            for item in value[1:]
+        )
+    if mark is _OVERWRITE_MARK and len(value) == 2 and type(value[1]) is dict:
+        return Overwrite(_finish(value[1], depth))
+    raise _Suspect

@@ -26,7 +26,7 @@ are sent.
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from enum import IntEnum
 from typing import Any, Final
 
@@ -91,12 +91,27 @@ def _check_name(name: object, reserved: frozenset[str]) -> str:
 # ---------------------------------------------------------------------------------------------
 
 
+_SHARED_LEAVES: Final = frozenset({float, int, str, bool, bytes, type(None)})
+"""Exact types whose values are immutable: a copy of a tree shares them."""
+_SENDABLE_LEAVES: Final = frozenset({float, str, bool, bytes, type(None)})
+"""Exact leaf types that can always be sent (an int also needs its range checked)."""
+
+
 def _copy_tree(value: Any) -> Any:
     """Copy containers, so a state and the updates applied to it never share mutable parts.
 
     Copies are plain dicts, lists and tuples. A tuple without containers inside is immutable
-    all the way down and is shared instead of copied.
+    all the way down and is shared instead of copied. The exact built-in types take a fast
+    path (a Python call per leaf would dominate the cost of a state of many small lists);
+    subclasses and markers take the general one.
     """
+    kind = type(value)
+    if kind is dict:
+        return _copy_dict(value)
+    if kind is list:
+        return _copy_list(value)
+    if kind in _SHARED_LEAVES:
+        return value
     if isinstance(value, dict):
         if type(value) is Overwrite:
             return Overwrite({k: _copy_tree(v) for k, v in value.items()})
@@ -111,6 +126,27 @@ def _copy_tree(value: Any) -> Any:
     return value
 
 
+def _copy_dict(value: dict[Any, Any]) -> dict[Any, Any]:
+    """:func:`_copy_tree` of an exact dict."""
+    copied: dict[Any, Any] = {}
+    for key, item in value.items():
+        kind = type(item)
+        if kind in _SHARED_LEAVES:
+            copied[key] = item
+        elif kind is list:
+            copied[key] = _copy_list(item)
+        else:
+            copied[key] = _copy_tree(item)
+    return copied
+
+
+def _copy_list(value: list[Any]) -> list[Any]:
+    """:func:`_copy_tree` of an exact list."""
+    if _SHARED_LEAVES.issuperset(map(type, value)):
+        return value.copy()
+    return [item if type(item) in _SHARED_LEAVES else _copy_tree(item) for item in value]
+
+
 def _is_merge_dict(value: object) -> bool:
     return isinstance(value, dict) and type(value) is not Overwrite
 
@@ -122,15 +158,20 @@ def _merge(target: dict[Any, Any], changes: Mapping[Any, Any], owned: bool = Fal
     taken over instead of copied.
     """
     for key, value in changes.items():
-        if value is TO_DELETE:
+        kind = type(value)
+        if kind in _SHARED_LEAVES:
+            target[key] = value
+        elif kind is list:
+            target[key] = value if owned else _copy_list(value)
+        elif value is TO_DELETE:
             target.pop(key, None)
-        elif _is_merge_dict(value):
+        elif kind is dict or _is_merge_dict(value):
             current = target.get(key)
             if isinstance(current, dict):
                 _merge(current, value, owned)
             else:
                 target[key] = _plain(value)
-        elif type(value) is Overwrite:
+        elif kind is Overwrite:
             target[key] = _plain(value)
         else:
             target[key] = value if owned else _copy_tree(value)
@@ -152,13 +193,102 @@ def _copy_change(value: Any) -> Any:
 
     An :class:`Overwrite` is normalised to plain content, so later merges into it are plain merges.
     """
-    if value is TO_DELETE:
+    kind = type(value)
+    if kind is dict:
+        copied: dict[Any, Any] = {}
+        for key, item in value.items():
+            item_kind = type(item)
+            if item_kind in _SHARED_LEAVES or item is TO_DELETE:
+                copied[key] = item
+            elif item_kind is list:
+                copied[key] = _copy_list(item)
+            else:
+                copied[key] = _copy_change(item)
+        return copied
+    if value is TO_DELETE or kind in _SHARED_LEAVES:
         return value
-    if type(value) is Overwrite:
+    if kind is Overwrite:
         return Overwrite(_plain(value))
     if isinstance(value, dict):
         return {k: _copy_change(v) for k, v in value.items()}
     return _copy_tree(value)
+
+
+class _Unusual(Exception):
+    """The fast checking copy met something it leaves to the full check (never escapes)."""
+
+
+def _checked_change(value: Any, depth: int) -> Any:
+    """:func:`_copy_change` of a value that passes ``check_value(sentinels="dict_values")``.
+
+    One walk that checks and copies together, for the exact built-in types that make up nearly
+    every update; anything else (a tuple with containers, a subclass, a marker, a problem)
+    raises :class:`_Unusual`, and the caller falls back to the separate check and copy, which
+    also word the error. It accepts nothing the full check would refuse.
+    """
+    kind = type(value)
+    if kind in _SENDABLE_LEAVES:
+        return value
+    if kind is dict:
+        return _checked_dict(value, depth, _checked_change)
+    if kind is list:
+        return _checked_list(value, depth)
+    if value is TO_DELETE:
+        return value
+    return _checked_data(value, depth)
+
+
+def _checked_data(value: Any, depth: int) -> Any:
+    """A checked copy of a value inside a sequence: plain data, no sentinel anywhere."""
+    kind = type(value)
+    if kind in _SENDABLE_LEAVES:
+        return value
+    if kind is int:
+        if codec.INT_MIN <= value <= codec.INT_MAX:
+            return value
+        raise _Unusual
+    if kind is list:
+        return _checked_list(value, depth)
+    if kind is dict:
+        return _checked_dict(value, depth, _checked_data)
+    if kind is tuple:
+        if depth >= codec.MAX_DEPTH or not _SENDABLE_LEAVES.issuperset(map(type, value)):
+            raise _Unusual
+        return value  # a tuple of plain leaves is shared, as _copy_tree does
+    raise _Unusual
+
+
+def _checked_dict(
+    value: dict[Any, Any], depth: int, inner: Callable[[Any, int], Any]
+) -> dict[Any, Any]:
+    """A checked copy of an exact dict; ``inner`` checks and copies its non-leaf values."""
+    if depth >= codec.MAX_DEPTH:
+        raise _Unusual
+    depth += 1
+    copied: dict[Any, Any] = {}
+    for key, item in value.items():
+        key_kind = type(key)
+        if key_kind is not str and (
+            key_kind is not int or not codec.INT_MIN <= key <= codec.INT_MAX
+        ):
+            raise _Unusual
+        item_kind = type(item)
+        if item_kind in _SENDABLE_LEAVES:
+            copied[key] = item
+        elif item_kind is list:
+            copied[key] = _checked_list(item, depth)
+        else:
+            copied[key] = inner(item, depth)
+    return copied
+
+
+def _checked_list(value: list[Any], depth: int) -> list[Any]:
+    """A checked copy of an exact list; inside sequences no sentinel may appear."""
+    if depth >= codec.MAX_DEPTH:
+        raise _Unusual
+    if _SENDABLE_LEAVES.issuperset(map(type, value)):
+        return value.copy()
+    return [_checked_data(item, depth + 1) for item in value]
 
 
 def _combine_into(combined: dict[Any, Any], newer: Mapping[Any, Any]) -> None:
@@ -173,7 +303,12 @@ def _combine_into(combined: dict[Any, Any], newer: Mapping[Any, Any]) -> None:
     * a new merge dict after a merge dict: the two merge dicts combined, key by key.
     """
     for key, new in newer.items():
-        if _is_merge_dict(new) and key in combined:
+        kind = type(new)
+        if kind in _SHARED_LEAVES:
+            combined[key] = new
+        elif kind is list:
+            combined[key] = _copy_list(new)
+        elif _is_merge_dict(new) and key in combined:
             old = combined[key]
             if type(old) is Overwrite:
                 _merge(old, new)
@@ -382,13 +517,24 @@ class GameStateUpdate:
 
     def __init__(self, time_order: int, **changes: Any) -> None:
         self.time_order = _check_time_order(time_order)
-        for name, value in changes.items():
-            if name == "game_status":
-                _check_status(value)
-            else:
-                _check_name(name, _UPDATE_RESERVED)
-                codec.check_value(value, name, sentinels="dict_values")
-        self.changes = _copy_change(changes)
+        copied: dict[str, Any] = {}
+        try:
+            # The common case in one walk: check and copy each value together.
+            for name, value in changes.items():
+                if name == "game_status":
+                    _check_status(value)
+                    copied[name] = value
+                else:
+                    _check_name(name, _UPDATE_RESERVED)
+                    copied[name] = _checked_change(value, 0)
+        except _Unusual:
+            # Something the fast walk leaves alone: check it in full (which words any error),
+            # then copy it the general way.
+            for name, value in changes.items():
+                if name != "game_status":
+                    codec.check_value(value, name, sentinels="dict_values")
+            copied = _copy_change(changes)
+        self.changes = copied
 
     @classmethod
     def from_changes(cls, time_order: int, changes: Mapping[str, Any]) -> GameStateUpdate:

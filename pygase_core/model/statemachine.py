@@ -11,6 +11,15 @@ falls several steps behind (a long step, a suspended process) it starts counting
 of running a burst of catch-up steps. ``dt`` is always the real time since the previous step, so
 a simulation that scales its changes by ``dt`` stays correct either way.
 
+Inputs (``Client.send_input``) reach the game through :meth:`GameStateMachine.on_input`: each
+step, after the events and before ``time_step``, the machine takes at most one input per client
+from its :attr:`GameStateMachine.input_source` (the server sets it) and calls
+``on_input(client, value, game_state, dt)``, whose update dict is pushed like a handler's. ``dt``
+is the tick interval, the same on every step and on the client, so a step function shared with
+the client's prediction (:meth:`GameStateMachine.predict`) gives the same result on both sides.
+While inputs flow the machine keeps a short history of its states for lag compensation
+(:meth:`GameStateMachine.world_at`).
+
 Game logic errors must not end the game: an exception in a handler or in ``time_step``, or a
 return value that cannot be applied, is logged with its traceback and the loop goes on. A failure
 that repeats every tick is logged in full once, then as a count of repeats every few seconds; a
@@ -30,15 +39,24 @@ import math
 import threading
 import time
 from collections import deque
-from collections.abc import Callable, Mapping
-from typing import Any, Final
+from collections.abc import Callable, Iterable, Mapping
+from typing import TYPE_CHECKING, Any, Final
 
 from pygase_core.errors import UsageError
 from pygase_core.model.events import Event
 from pygase_core.model.failurelog import FailureLog
 from pygase_core.model.gamestate import GameState, GameStateUpdate, GameStatus
 from pygase_core.model.handlers import EventHandlerRegistry, Handler, dispatch_async
+from pygase_core.model.history import DEFAULT_HISTORY_SECONDS, HistoricalState, StateHistory
+from pygase_core.model.prediction import Step, apply_input, check_declaration
 from pygase_core.model.store import GameStateStore
+
+if TYPE_CHECKING:
+    from pygase_core.protocol.inputs import InputReceiver
+
+InputSource = Callable[[], Iterable[tuple[Any, "InputReceiver"]]]
+"""What the machine takes inputs from: each client (with an ``id``) and its jitter buffer."""
+DEFAULT_TICK_INTERVAL = 0.02
 
 __all__ = ["GameStateMachine"]
 
@@ -70,6 +88,8 @@ class GameStateMachine:
 
     max_queued_events: int = 100_000
     """Events waiting for the next step beyond this many are dropped (with a warning)."""
+    history_seconds: float = DEFAULT_HISTORY_SECONDS
+    """How far back :meth:`world_at` reaches (the history is kept while inputs flow)."""
 
     def __init__(
         self, game_state_store: GameStateStore, *, clock: Callable[[], float] = time.monotonic
@@ -100,6 +120,11 @@ class GameStateMachine:
         # Only touched in the loop's own thread.
         self._sleeper: asyncio.Future[None] | None = None
         self._in_step = False
+        self.input_source: InputSource | None = None
+        """Where each step takes the clients' inputs from (set by the server or room)."""
+        self._prediction: tuple[tuple[str, ...], Step] | None = None
+        self._views: dict[str, int] = {}
+        self._history: StateHistory | None = None
 
     # -- game logic ------------------------------------------------------------------------------
 
@@ -117,6 +142,57 @@ class GameStateMachine:
         raise NotImplementedError(
             "implement GameStateMachine.time_step in a subclass or assign a function to it"
         )
+
+    def on_input(
+        self, client: Any, value: Any, game_state: GameState, dt: float
+    ) -> dict[str, Any] | None:
+        """Apply one client's input for this step; returns a dict of changes (None: none).
+
+        Called each step, after the events and before :meth:`time_step`, at most once per
+        client, with its inputs in tick order. ``client`` has the ``id`` the client knows as
+        ``Client.id``; ``dt`` is the tick interval. By default it applies the step declared
+        with :meth:`predict`; override it (or assign a function) for anything else. It may be a
+        coroutine function.
+        """
+        if self._prediction is None:
+            return None
+        segments, step = self._prediction
+        return apply_input(segments, step, str(client.id), value, game_state, dt)
+
+    def predict(self, path: str, step: Step) -> None:
+        """Declare how inputs move each client's entity, the same way clients predict it.
+
+        ``path`` names the entity with ``{me}`` for the client's id (``"players.{me}"``);
+        ``step(entity, value, dt)`` returns the entity after one input. The default
+        :meth:`on_input` applies it; the client declares the same with ``Client.predict``.
+        """
+        self._prediction = (check_declaration(path, step), step)
+
+    @property
+    def tick_interval(self) -> float:
+        """Seconds between steps of the running loop (the default interval when stopped)."""
+        return self._interval or DEFAULT_TICK_INTERVAL
+
+    @property
+    def history(self) -> StateHistory | None:
+        """The recent states by time_order, kept while clients send inputs (None: not yet)."""
+        return self._history
+
+    def world_at(self, client: Any) -> HistoricalState | None:
+        """The world as ``client`` saw it when it made its latest applied input.
+
+        That is the state it was showing (its input's view: the state it had, less its
+        interpolation delay), from the history, clamped at the history's bound. None before
+        the client's first input, or without a history.
+        """
+        client_id = getattr(client, "id", None)
+        if not isinstance(client_id, str):
+            raise TypeError("world_at takes a client (with the id the Client knows as Client.id)")
+        view = self._views.get(client_id)
+        history = self._history
+        if view is None or history is None:
+            return None
+        return history.at(view)
 
     def register_event_handler(self, event_type: str, event_handler_function: Handler) -> None:
         """Call ``event_handler_function`` for events of ``event_type`` during the game loop.
@@ -385,20 +461,62 @@ class GameStateMachine:
         try:
             store = self.game_state_store
             await self.apply_events_async(dt)
+            inputs = await self._apply_inputs(dt)
             try:
                 changes: object = self.time_step(store.get_game_state(), dt)
                 if inspect.isawaitable(changes):
                     changes = await changes
             except Exception as error:
                 self.failures.failed("time_step", error)
-                return
+                changes = None
             self._push_changes(changes, "time_step")
+            if inputs or self._history is not None:
+                self._record_history()
         finally:
             self._in_step = False
             took = self._clock() - started
             interval = self._interval
             if interval is not None and took > interval:
                 self.failures.overran("a game loop step", took, interval)
+
+    async def _apply_inputs(self, dt: float) -> bool:
+        """Hand each client's next input to :meth:`on_input`; returns whether any came."""
+        source = self.input_source
+        if source is None:
+            return False
+        store = self.game_state_store
+        interval = self._interval or dt
+        any_input = False
+        for client, receiver in source():
+            taken = receiver.take()
+            if taken is None:
+                continue
+            any_input = True
+            # Before the push: no state that contains this input goes out acked for less.
+            receiver.record_applied(store.time_order + 1, taken.tick)
+            self._views[str(client.id)] = taken.view
+            try:
+                changes: object = self.on_input(client, taken.value, store.get_game_state(),
+                                                interval)
+                if inspect.isawaitable(changes):
+                    changes = await changes
+            except Exception as error:
+                self.failures.failed("on_input", error)
+                continue
+            self._push_changes(changes, "on_input")
+        return any_input
+
+    def _record_history(self) -> None:
+        history = self._history
+        if history is None:
+            history = self._history = StateHistory(self.history_seconds, self.tick_interval)
+        store = self.game_state_store
+        with store.lock:
+            history.record(store.time_order, store.get_game_state().to_dict())
+
+    def forget_client(self, client: Any) -> None:
+        """Drop what the machine keeps about a client that left (its last view)."""
+        self._views.pop(str(getattr(client, "id", "")), None)
 
     def _failed(self, source: str) -> Callable[[BaseException], None]:
         return lambda error: self.failures.failed(source, error)

@@ -15,13 +15,14 @@ import logging
 import threading
 from collections import deque
 from collections.abc import Callable, Mapping
+from typing import Any
 
 from pygase_core.errors import PayloadTooLargeError
 from pygase_core.model import codec
 from pygase_core.model.gamestate import GameState, GameStateUpdate
 from pygase_core.model.precision import Precision, PrecisionValue
 
-__all__ = ["GameStateStore"]
+__all__ = ["GameStateStore", "encode_changes"]
 
 logger = logging.getLogger("pygase.store")
 
@@ -30,6 +31,17 @@ MAX_DELTA_SPAN = 32
 
 Listener = Callable[[int], None]
 """Called with the new ``time_order`` after each applied push."""
+
+
+def encode_changes(changes: Mapping[str, Any], precision: Precision | None) -> bytes:
+    """The wire form of an update's changes: float64 as they are, declared floats as small ints.
+
+    The changes come from an update, whose constructor (or the store's combining) checked
+    them, so the checking walk is skipped (see :func:`~pygase_core.model.codec.pack_checked`).
+    """
+    if precision is None:
+        return codec.pack_checked(changes)
+    return codec.pack(precision.to_wire(changes), wire=True)
 
 
 class GameStateStore:
@@ -81,8 +93,13 @@ class GameStateStore:
         self._cache: deque[GameStateUpdate] = deque(maxlen=update_cache_size)
         # Every update newer than this is still in the cache: deltas can start from here on.
         self._reach = initial_game_state.time_order
-        self._deltas: dict[int, GameStateUpdate | None] = {}
+        self._deltas: dict[int, GameStateUpdate] = {}
+        """Combined deltas by base, owned by the store, as up to date as their time_order."""
         self._requested: set[int] = set()
+        self._latest_base = initial_game_state.time_order
+        """The time_order the state had before the latest cached update."""
+        self._latest_encoded: bytes | None = None
+        """The latest update's changes, encoded (None: not yet)."""
         self._listeners: list[Listener] = []
         self.max_update_size: int | None = None
         """Largest encoded update :meth:`push_update` accepts (None: any). A Server sets it to
@@ -120,6 +137,7 @@ class GameStateStore:
             self._reach = game_state.time_order
             self._deltas.clear()
             self._requested.clear()
+            self._latest_encoded = None
             listeners = list(self._listeners)
             time_order = game_state.time_order
         for listener in listeners:
@@ -164,22 +182,30 @@ class GameStateStore:
         cached, and the listeners are called with the new ``time_order`` in this thread, after
         the lock is released.
 
+        One pass over the update's values: its constructor checked and copied them, applying
+        it copies them into the state, and the encoding that measures it (when
+        :attr:`max_update_size` is set) is the one clients one version behind are sent.
+        Deltas for clients further behind absorb it when they are next asked for.
+
         Raises:
             TypeError: if ``update`` is not a :class:`GameStateUpdate`.
             PayloadTooLargeError: if the update encodes to more than :attr:`max_update_size`.
         """
         if not isinstance(update, GameStateUpdate):
             raise TypeError(f"expected a GameStateUpdate, not {type(update).__name__}")
-        limit = self.max_update_size
-        if limit is not None:
-            size = len(codec.pack(update.changes))
-            if size > limit:
-                raise PayloadTooLargeError(
-                    f"update {update.time_order} encodes to {size} bytes, over the servers'"
-                    f" maximum state size of {limit} bytes (Server(max_state_size=...))"
-                )
         with self._lock:
             update = self._settled(update)
+            limit = self.max_update_size
+            encoded: bytes | None = None
+            if limit is not None:
+                encoded = encode_changes(update.changes, self.precision)
+                if len(encoded) > limit:
+                    raise PayloadTooLargeError(
+                        f"update {update.time_order} encodes to {len(encoded)} bytes, over the"
+                        f" servers' maximum state size of {limit} bytes"
+                        " (Server(max_state_size=...))"
+                    )
+            previous = self._state.time_order
             if not self._state.apply(update):
                 logger.debug(
                     "ignored update %d: the state is already at %d",
@@ -190,15 +216,17 @@ class GameStateStore:
             if len(self._cache) == self._cache.maxlen:
                 self._reach = self._cache[0].time_order
             self._cache.append(update)
-            # Bring the deltas someone asked for since the last push up to date, in place (the
-            # store made them; callers only read them until the next push); forget the others.
-            kept: dict[int, GameStateUpdate | None] = {}
-            for base, delta in self._deltas.items():
-                if delta is not None and base in self._requested and base >= self._reach:
-                    delta.fold_in(update)
-                    kept[base] = delta
-            self._deltas = kept
-            self._requested.clear()
+            self._latest_base = previous
+            self._latest_encoded = encoded
+            # Keep the deltas someone asked for since the last push (they are brought up to date
+            # when asked again); forget the others.
+            reach, requested = self._reach, self._requested
+            self._deltas = {
+                base: delta
+                for base, delta in self._deltas.items()
+                if base in requested and base >= reach
+            }
+            requested.clear()
             time_order = self._state.time_order
             listeners = list(self._listeners)
         for listener in listeners:
@@ -212,35 +240,58 @@ class GameStateStore:
 
         Returns an update without changes (at the current ``time_order``) if nothing is newer,
         and None if the cache no longer reaches back to ``time_order`` (or it lies in the
-        future): the caller must then send the full state. Results are cached until the next
-        push, as clients often share a base; treat the returned update as read-only and do not
-        keep it past the next push, which updates it in place.
+        future): the caller must then send the full state. Results are cached, as clients
+        often share a base; treat the returned update as read-only and do not keep it past the
+        next push (a later call may update it in place). For a base one version behind it is
+        the pushed update itself.
         """
         with self._lock:
-            self._requested.add(time_order)
-            try:
-                return self._deltas[time_order]
-            except KeyError:
-                pass
             current = self._state.time_order
-            delta: GameStateUpdate | None
             if time_order > current or time_order < self._reach:
-                delta = None
-            else:
-                delta = self._combine_since(time_order, current)
-            self._deltas[time_order] = delta
+                return None
+            if self._cache and self._latest_base <= time_order < current:
+                return self._cache[-1]  # one version behind: the update is the delta
+            self._requested.add(time_order)
+            delta = self._deltas.get(time_order)
+            if delta is not None:
+                if delta.time_order < current:
+                    for update in self._cache:
+                        if update.time_order > delta.time_order:
+                            delta.fold_in(update)
+                return delta
+            delta = self._combine_since(time_order, current)
+            if delta is not None:
+                self._deltas[time_order] = delta
             return delta
+
+    def encoded_changes_since(self, time_order: int) -> tuple[int, bytes] | None:
+        """:meth:`changes_since`, encoded: ``(target time_order, msgpack bytes)`` or None.
+
+        A client one version behind gets the bytes the push already made, so each pushed
+        update is encoded once however many clients it reaches.
+        """
+        with self._lock:
+            delta = self.changes_since(time_order)
+            if delta is None:
+                return None
+            if self._cache and delta is self._cache[-1]:
+                if self._latest_encoded is None:
+                    self._latest_encoded = encode_changes(delta.changes, self.precision)
+                return delta.time_order, self._latest_encoded
+            return delta.time_order, encode_changes(delta.changes, self.precision)
 
     def _combine_since(self, time_order: int, current: int) -> GameStateUpdate | None:
         # Reuse the cached delta of the nearest newer base, if one is close: then only the
         # updates between the two bases are combined, not the whole history.
-        above = [b for b, d in self._deltas.items() if d is not None and time_order < b]
+        above = [b for b in self._deltas if time_order < b]
         start = min(above, default=current)
         if start - time_order > MAX_DELTA_SPAN:
             return None  # cheaper to send the full state, encoded once, than to combine this
         between = [u for u in self._cache if time_order < u.time_order <= start]
         if start < current:
-            between.append(self._deltas[start])  # type: ignore[arg-type]
+            newer = self.changes_since(start)  # brought up to date first
+            assert newer is not None
+            between.append(newer)
         return GameStateUpdate.combine(between) or GameStateUpdate.prechecked(current, {})
 
     def add_listener(self, listener: Listener) -> None:

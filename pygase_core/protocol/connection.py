@@ -39,10 +39,12 @@ from pygase_core.protocol.acks import (
     SentPacket,
 )
 from pygase_core.protocol.eventwire import encode_event
+from pygase_core.protocol.inputs import DEFAULT_MAX_INPUT_SIZE, InputReceiver, InputSender
 from pygase_core.protocol.packets import (
     DATA_PACKET_OVERHEAD,
     EVENT_FLOOR_SIZE,
     EVENT_FRAGMENT_OVERHEAD,
+    INPUT_ACK_SIZE,
     MAX_PLAIN_DATAGRAM,
     NO_STATE,
     STATE_REPORT_SIZE,
@@ -51,6 +53,8 @@ from pygase_core.protocol.packets import (
     EventFloor,
     EventFragment,
     HostRole,
+    InputAck,
+    Inputs,
     StateFragment,
     StateReport,
     encode_data_header,
@@ -58,6 +62,7 @@ from pygase_core.protocol.packets import (
     encode_event_floor,
     encode_event_fragment,
     encode_host_role,
+    encode_input_ack,
     encode_state_report,
     split_payload,
 )
@@ -72,7 +77,7 @@ from pygase_core.protocol.statesync import (
 
 MAX_EVENT_FRAGMENT_DATA = (
     MAX_PLAIN_DATAGRAM - DATA_PACKET_OVERHEAD - STATE_REPORT_SIZE - EVENT_FLOOR_SIZE
-    - EVENT_FRAGMENT_OVERHEAD
+    - INPUT_ACK_SIZE - EVENT_FRAGMENT_OVERHEAD
 )
 DISCONNECT_REPEATS = 5
 """How many copies of a disconnect packet are sent, since nobody acknowledges it."""
@@ -120,8 +125,12 @@ class ConnectionConfig:
     """How often a client sends (acks and its state report) when the link is good."""
     max_state_size: int = DEFAULT_MAX_STATE_SIZE
     max_event_size: int = DEFAULT_MAX_STATE_SIZE
+    max_input_size: int = DEFAULT_MAX_INPUT_SIZE
+    """Largest encoded input (see :mod:`pygase_core.protocol.inputs`), at most 255 bytes."""
 
     def __post_init__(self) -> None:
+        if not 1 <= self.max_input_size <= 255:
+            raise ValueError("max_input_size must be from 1 to 255 bytes")
         for name in ("timeout", "silent_after", "keepalive_interval", "client_send_interval"):
             if not getattr(self, name) > 0:
                 raise ValueError(f"{name} must be positive")
@@ -314,6 +323,12 @@ class Connection:
         self._acks_owed_since: float | None = None
         self.state_out = StateSender() if role is Role.SERVER else None
         self.state_in = StateReceiver(self.config.max_state_size) if role is Role.CLIENT else None
+        self.inputs_out = InputSender() if role is Role.CLIENT else None
+        """Client role: the inputs the server has not acknowledged, repeated in every packet."""
+        self.inputs_in = (
+            InputReceiver(self.config.max_input_size) if role is Role.SERVER else None
+        )
+        """Server role: this client's jitter buffer of inputs, drained by the game loop."""
         self._state_sent_for: int | None = None
         self.is_host = False
         """Whether the client of this session holds the host role (as the server last said)."""
@@ -344,6 +359,17 @@ class Connection:
         if isinstance(token, ControlToken):
             self._control_in_flight.add(token)
         return self._events_out.queue(fragments, retries, token)
+
+    def queue_input(self, tick: int, view: int, data: bytes) -> None:
+        """Client role: send an encoded input for ``tick`` (seen state ``view``) from now on.
+
+        It rides along every packet until the server acknowledges it, and the next
+        :meth:`poll` sends at once, so the input does not wait for the send interval.
+        """
+        if self.inputs_out is None:
+            raise ValueError("only a client sends inputs")
+        self.inputs_out.queue(tick, view, data)
+        self._flush_requested = True
 
     @property
     def events_in_flight(self) -> int:
@@ -399,18 +425,27 @@ class Connection:
             for ref, data in self._events_out.due(now, self.stats.rtt)
         ]
         prelude = encode_event_floor(self._events_out.floor)  # after due(): it may have risen
+        state: list[tuple[TransferRef | None, bytes]] = []
         if self.role is Role.CLIENT:
             report = NO_STATE if self.applied_time_order is None else self.applied_time_order
             prelude = encode_state_report(report) + prelude
+        elif self.state_out is not None:
+            if cache is not None:
+                self._state_sent_for = cache.time_order
+                state = list(self.state_out.messages(cache, now, self.stats.rtt))
+            prelude += self._input_ack()
         outgoing = _Outgoing(DATA_PACKET_OVERHEAD + len(prelude))
+        inputs = self.inputs_out
+        if inputs is not None:
+            message = inputs.message(MAX_PLAIN_DATAGRAM - DATA_PACKET_OVERHEAD - len(prelude))
+            if message is not None:
+                outgoing.add(message, None)
         if self._host_role_news:
             outgoing.add(encode_host_role(self.is_host), HostRoleRef(self.is_host))
         for message, ref in fragments:
             outgoing.add(message, ref)
-        if self.state_out is not None and cache is not None:
-            self._state_sent_for = cache.time_order
-            for transfer_ref, message in self.state_out.messages(cache, now, self.stats.rtt):
-                outgoing.add(message, transfer_ref)
+        for transfer_ref, message in state:
+            outgoing.add(message, transfer_ref)
         if not outgoing.datagrams:
             outgoing.datagrams.append(([], []))
         datagrams = []
@@ -433,6 +468,17 @@ class Connection:
         self._acks_owed_since = None
         self._flush_requested = False
         return datagrams
+
+    def _input_ack(self) -> bytes:
+        """Server role: the ``INPUT_ACK`` for the state this client has or is being sent."""
+        receiver, sender = self.inputs_in, self.state_out
+        if receiver is None or sender is None or receiver.last_applied is None:
+            return b""
+        target = sender.sending_target
+        if target is None:
+            return b""
+        tick = receiver.ack_for(target)
+        return b"" if tick is None else encode_input_ack(target, tick)
 
     def _remember_events(self, sequence: int, refs: list[FragmentRef]) -> None:
         """Keep a packet's event fragments, apart from the loss statistics' record of it, so
@@ -613,6 +659,12 @@ class Connection:
                     payload = self.state_in.add(message, self.applied_time_order)
                     if payload is not None:
                         notices.append(StateReceived(message.base, message.target, payload))
+            elif isinstance(message, Inputs):
+                if self.inputs_in is not None:
+                    self.inputs_in.receive(message.entries)
+            elif isinstance(message, InputAck):
+                if self.inputs_out is not None:
+                    self.inputs_out.on_ack(message.time_order, message.tick)
             elif isinstance(message, StateReport) and self.state_out is not None:
                 self.state_out.on_report(message.time_order)
             elif (

@@ -51,6 +51,8 @@ class Joined:
     room: str | None
     client_id: str
     reconnection_window: float
+    tick_interval: float = 0.02
+    """Seconds between the world's steps: how long one input lasts (``Client.send_input``)."""
 
 
 @dataclass(frozen=True)
@@ -89,6 +91,7 @@ def encode(message: Control) -> bytes:
         return encode_event(JOINED, (), {
             "room_id": message.room_id, "room": message.room,
             "client_id": message.client_id, "window": message.reconnection_window,
+            "tick": message.tick_interval,
         })
     if isinstance(message, JoinRefused):
         return encode_event(REFUSED, (), {"reason": message.reason, "kind": message.kind})
@@ -117,6 +120,7 @@ def parse(event: Event) -> Control:
                 _optional_str(data.get("room")),
                 _str(data["client_id"]),
                 float(data["window"]),
+                _interval(data.get("tick", 0.02)),
             )
         if event.event_type == REFUSED:
             return JoinRefused(_str(data["reason"]), _str(data["kind"]))
@@ -130,6 +134,12 @@ def parse(event: Event) -> Control:
     except (KeyError, TypeError, ValueError) as error:
         raise ProtocolError(f"malformed control message {event.event_type!r}: {error}") from error
     raise ProtocolError(f"unknown control message {event.event_type!r}")
+
+
+def _interval(value: object) -> float:
+    if isinstance(value, bool) or not isinstance(value, int | float) or not 0.001 <= value <= 10:
+        raise ProtocolError("a tick interval must be 0.001 to 10 seconds")
+    return float(value)
 
 
 def _str(value: object) -> str:

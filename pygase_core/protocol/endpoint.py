@@ -273,6 +273,9 @@ class Session:
     joined_at: float
     cipher: SessionCipher | None = None
     accept_key: bytes | None = None
+    token_client_id: int | None = None
+    """The client id its connect token named (None: a plain session). A cluster node keys the
+    seat it reserved for the token on it."""
     cache: PayloadCache | None = None
     """The state this session is sent (its room's); None: the endpoint's own.
 
@@ -619,6 +622,7 @@ class ServerEndpoint:
                 contents, connection.session_id, packet.nonce, server=True
             )
             session.accept_key = contents.server_to_client_key
+            session.token_client_id = contents.client_id
             session.resume_secret = session.cipher.resume_secret
         else:
             session.resume_secret = self._random_bits(8 * RESUME_SECRET_SIZE).to_bytes(

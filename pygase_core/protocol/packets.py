@@ -25,7 +25,12 @@ before it) and a list of messages, each a one-byte tag and fixed fields:
 * ``STATE_FRAGMENT``: a piece of a state payload taking the receiver from ``base`` to ``target``;
 * ``EVENT_FRAGMENT``: a piece of an encoded event;
 * ``HOST_ROLE``: whether the receiving client is now the host (server to client, repeated until
-  acknowledged).
+  acknowledged);
+* ``INPUT``: the client's inputs the server has not acknowledged yet, each stamped with its
+  input tick and the state the player was looking at (client to server, unreliable, every
+  packet repeating the unacknowledged ones up to a bound);
+* ``INPUT_ACK``: the last input tick the server applied for this client as of a state
+  ``time_order`` (server to client, in every packet once an input was applied).
 
 Decoding is defensive: any truncated, oversized or inconsistent input raises
 :class:`~pygase_core.errors.ProtocolError`, and nothing else.
@@ -45,7 +50,7 @@ MAGIC = b"PG"
 PROTOCOL_VERSION = 3
 """Version 2: resume secret in ``ACCEPT``; ``RESUME`` and ``RESUME_PROMPT`` packets. Version 3:
 state payloads may carry declared precision (tagged ints and single floats, the declaration in
-baselines) and entries that left a client's view."""
+baselines) and entries that left a client's view; ``INPUT`` and ``INPUT_ACK`` messages."""
 MAX_DATAGRAM_SIZE = 1200
 """Payload budget of one datagram; fits the path MTU of practically every internet route."""
 SESSION_SEAL_OVERHEAD = 24
@@ -101,6 +106,8 @@ class MessageTag(IntEnum):
     STATE_FRAGMENT = 3
     EVENT_FRAGMENT = 4
     HOST_ROLE = 5
+    INPUT = 6
+    INPUT_ACK = 7
 
 
 _PREFIX = struct.Struct("!2sBB")
@@ -130,6 +137,17 @@ _FRAGMENT_HEADER = struct.Struct("!QQHHH")
 _EVENT_FRAGMENT_HEADER = struct.Struct("!IHHH")
 _U32 = struct.Struct("!I")
 
+_INPUT_HEADER = struct.Struct("!IQB")
+_INPUT_ENTRY = struct.Struct("!BBB")
+_INPUT_ACK = struct.Struct("!QI")
+MAX_INPUT_WIRE_SIZE = 255
+"""Largest encoded input one ``INPUT`` entry can carry (its size is one byte)."""
+MAX_INPUT_SPAN = 255
+"""Ticks one ``INPUT`` message can span (each entry's tick is an offset of one byte)."""
+INPUT_ACK_SIZE = 1 + _INPUT_ACK.size
+INPUT_HEADER_SIZE = 1 + _INPUT_HEADER.size
+INPUT_ENTRY_OVERHEAD = _INPUT_ENTRY.size
+
 DATA_PACKET_OVERHEAD = _PREFIX.size + DATA_HEADER.size
 STATE_FRAGMENT_OVERHEAD = 1 + _FRAGMENT_HEADER.size
 EVENT_FRAGMENT_OVERHEAD = 1 + _EVENT_FRAGMENT_HEADER.size
@@ -137,7 +155,7 @@ STATE_REPORT_SIZE = 1 + _U64.size
 EVENT_FLOOR_SIZE = 1 + _U32.size
 MAX_FRAGMENT_DATA = (
     MAX_PLAIN_DATAGRAM - DATA_PACKET_OVERHEAD - STATE_REPORT_SIZE - EVENT_FLOOR_SIZE
-    - STATE_FRAGMENT_OVERHEAD
+    - INPUT_ACK_SIZE - STATE_FRAGMENT_OVERHEAD
 )
 """Largest fragment body that still fits a datagram beside the per-packet messages."""
 MAX_FRAGMENTS = 0xFFFF
@@ -263,7 +281,31 @@ class HostRole:
     is_host: bool
 
 
-Message = StateReport | EventFloor | StateFragment | EventFragment | HostRole
+@dataclass(frozen=True)
+class InputEntry:
+    """One input: its tick, the state ``time_order`` the player saw, its encoded value."""
+
+    tick: int
+    view: int
+    data: bytes
+
+
+@dataclass(frozen=True)
+class Inputs:
+    """The client's unacknowledged inputs, oldest first (ticks strictly increasing)."""
+
+    entries: tuple[InputEntry, ...]
+
+
+@dataclass(frozen=True)
+class InputAck:
+    """As of state ``time_order``, the server has applied this client's inputs up to ``tick``."""
+
+    time_order: int
+    tick: int
+
+
+Message = StateReport | EventFloor | StateFragment | EventFragment | HostRole | Inputs | InputAck
 
 
 @dataclass(frozen=True)
@@ -381,6 +423,30 @@ def encode_state_report(time_order: int) -> bytes:
 def encode_host_role(is_host: bool) -> bytes:
     """Encode a ``HOST_ROLE`` message."""
     return bytes((MessageTag.HOST_ROLE, 1 if is_host else 0))
+
+
+def encode_inputs(entries: list[InputEntry]) -> bytes:
+    """Encode an ``INPUT`` message: entries oldest first, within :data:`MAX_INPUT_SPAN` ticks.
+
+    Each entry's view is sent as a step back from the newest entry's (at most 255).
+    """
+    if not entries or len(entries) > 255:
+        raise ValueError("an INPUT message carries 1 to 255 inputs")
+    first, newest = entries[0].tick, entries[-1]
+    parts = [bytes((MessageTag.INPUT,)), _INPUT_HEADER.pack(first, newest.view, len(entries))]
+    for entry in entries:
+        offset = entry.tick - first
+        if not 0 <= offset <= MAX_INPUT_SPAN or len(entry.data) > MAX_INPUT_WIRE_SIZE:
+            raise ValueError("input outside the span of one message, or too large")
+        back = min(255, max(0, newest.view - entry.view))
+        parts.append(_INPUT_ENTRY.pack(offset, back, len(entry.data)))
+        parts.append(entry.data)
+    return b"".join(parts)
+
+
+def encode_input_ack(time_order: int, tick: int) -> bytes:
+    """Encode an ``INPUT_ACK`` message."""
+    return bytes((MessageTag.INPUT_ACK,)) + _INPUT_ACK.pack(time_order, tick)
 
 
 def encode_event_floor(event_id: int) -> bytes:
@@ -532,6 +598,27 @@ def _decode_data(body: memoryview) -> Data:
             if flag > 1:
                 raise ProtocolError(f"host role flag {flag}")
             messages.append(HostRole(flag == 1))
+        elif tag == MessageTag.INPUT:
+            first, view, count = _INPUT_HEADER.unpack_from(body, offset)
+            offset += _INPUT_HEADER.size
+            entries: list[InputEntry] = []
+            previous = -1
+            for _ in range(count):
+                tick_offset, back, size = _INPUT_ENTRY.unpack_from(body, offset)
+                offset += _INPUT_ENTRY.size
+                data = _take(body, offset, size)
+                offset += size
+                if tick_offset <= previous:
+                    raise ProtocolError("input ticks not strictly increasing")
+                previous = tick_offset
+                entries.append(InputEntry(first + tick_offset, max(0, view - back), data))
+            if not entries:
+                raise ProtocolError("an INPUT message without inputs")
+            messages.append(Inputs(tuple(entries)))
+        elif tag == MessageTag.INPUT_ACK:
+            time_order, tick = _INPUT_ACK.unpack_from(body, offset)
+            offset += _INPUT_ACK.size
+            messages.append(InputAck(time_order, tick))
         elif tag == MessageTag.EVENT_FLOOR:
             (event_id,) = _U32.unpack_from(body, offset)
             offset += _U32.size

@@ -25,7 +25,7 @@ from pygase_core.model import codec
 from pygase_core.model.codec import TO_DELETE
 from pygase_core.model.gamestate import GameState, GameStateUpdate
 from pygase_core.model.precision import Precision
-from pygase_core.model.store import GameStateStore
+from pygase_core.model.store import GameStateStore, encode_changes
 from pygase_core.protocol.packets import (
     FULL_STATE,
     MAX_FRAGMENT_DATA,
@@ -71,9 +71,7 @@ def encode_full_state(state: GameState, precision: Precision | None = None) -> b
 
 def encode_delta(update: GameStateUpdate, precision: Precision | None = None) -> bytes:
     """The delta payload: the combined changes (declared floats as small ints)."""
-    if precision is None:
-        return codec.pack(update.changes)
-    return codec.pack(precision.to_wire(update.changes), wire=True)
+    return encode_changes(update.changes, precision)
 
 
 LEFT_KEY = "_left"
@@ -224,13 +222,9 @@ class PayloadCache:
             return None
 
     def _encode(self, base: int) -> StatePayload:
-        with self._store.lock:
-            # The store folds later pushes into the delta it hands out: encode it right here.
-            update = None if base == NO_STATE else self._store.changes_since(base)
-            if update is not None:
-                raw = encode_delta(update, self._store.precision)
-                target = update.time_order
-        if update is None:
+        # Encoded by the store under its lock; a push's own encoding for a client one behind.
+        encoded = None if base == NO_STATE else self._store.encoded_changes_since(base)
+        if encoded is None:
             payload = self._payloads.get(FULL_STATE)
             if payload is None:
                 if FULL_STATE in self._oversize and self.oversize is not None:
@@ -243,6 +237,7 @@ class PayloadCache:
                 self.encodings += 1
                 self._payloads[FULL_STATE] = payload
         else:
+            target, raw = encoded
             payload = _fragment(base, target, raw, self.max_state_size)
             self.encodings += 1
         self._payloads[base] = payload
@@ -277,6 +272,9 @@ class StateSender:
     def __init__(self) -> None:
         self.client_time_order: int | None = None
         self._transfer: _Transfer | None = None
+        self.sending_target: int | None = None
+        """The state the client has or is being sent by the last flush (None: none yet); what
+        the flush's ``INPUT_ACK`` speaks of."""
 
     def on_report(self, time_order: int) -> None:
         """The client says it has applied ``time_order``.
@@ -296,6 +294,7 @@ class StateSender:
         self, cache: PayloadCache, now: float, rtt: float | None
     ) -> Iterator[tuple[TransferRef | None, bytes]]:
         """The state messages for this flush, each with the ref to record for its ack."""
+        self.sending_target = self.client_time_order
         if self.up_to_date(cache.time_order):
             self._transfer = None
             return
@@ -311,6 +310,7 @@ class StateSender:
             payload = cache.payload_for(base)
             if payload is None:
                 return
+            self.sending_target = payload.target
             if len(payload.messages) <= UNPINNED_FRAGMENTS and payload.base != FULL_STATE:
                 # A small delta goes out whole with every flush; the next one supersedes it.
                 for message in payload.messages:
@@ -320,6 +320,7 @@ class StateSender:
                 yield None, payload.messages[0]
                 return
             transfer = self._transfer = _Transfer(payload)
+        self.sending_target = transfer.payload.target
         timeout = resend_timeout(rtt)
         budget = FRAGMENTS_PER_FLUSH
         for index in sorted(transfer.unacked):

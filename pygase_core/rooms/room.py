@@ -7,6 +7,11 @@ handler raises or blocks stalls nobody else. Hooks that take ``game_state`` (``t
 ``on_join``, ``on_leave`` and event handlers) run inside a step and return update dicts, as in
 the original PyGaSe, so what they return is in the very state the clients then see.
 
+Inputs (``Client.send_input``) reach :meth:`Room.on_input`, once per step and client, in tick
+order, before ``time_step``; :meth:`Room.predict` declares the step the clients predict with,
+which the default ``on_input`` applies. :meth:`Room.world_at` gives the world as a client saw
+it when it made its input (lag compensation).
+
 The :class:`RoomRunner` is the server's side of a room: it creates it, asks it about joins,
 seats and unseats clients, pauses its loop while nobody is seated and disposes of it.
 """
@@ -29,11 +34,14 @@ from pygase_core.model.codec import check_value
 from pygase_core.model.events import Event
 from pygase_core.model.gamestate import GameState
 from pygase_core.model.handlers import Handler
+from pygase_core.model.history import HistoricalState
 from pygase_core.model.precision import PrecisionValue
+from pygase_core.model.prediction import Step, apply_input, check_declaration
 from pygase_core.model.statemachine import GameStateMachine
 from pygase_core.model.store import GameStateStore
 from pygase_core.model.views import View, ViewRules
 from pygase_core.protocol.connection import ConnectionConfig
+from pygase_core.protocol.inputs import InputReceiver
 from pygase_core.protocol.statesync import PayloadCache
 from pygase_core.protocol.viewsync import ViewedWorld
 
@@ -78,7 +86,8 @@ class Room:
       set in ``__init__``, since the store is made before :meth:`on_create`;
     * ``views``: per-client view rules of the room's state (see :mod:`pygase_core.model.views`),
       whose callables are given the :class:`RoomClient`; read when the first client is seated,
-      so :meth:`on_create` may set them.
+      so :meth:`on_create` may set them;
+    * ``history_seconds``: how far back :meth:`world_at` reaches (default 1).
     """
 
     max_clients: int = 8
@@ -87,6 +96,7 @@ class Room:
     auto_dispose: bool = True
     precision: Mapping[str, PrecisionValue] | None = None
     views: Sequence[View] = ()
+    history_seconds: float = 1.0
 
     def __init__(self) -> None:
         self.room_id = ""
@@ -100,6 +110,7 @@ class Room:
         self.private = False
         """A private room is never offered by matchmaking or listed; join it by its id."""
         self._runner: RoomRunner | None = None
+        self._prediction: tuple[tuple[str, ...], Step] | None = None
 
     # -- hooks -----------------------------------------------------------------------------------
 
@@ -110,6 +121,20 @@ class Room:
     def time_step(self, game_state: GameState, dt: float) -> dict[str, Any] | None:
         """One step of the room's simulation; returns a dict of changes (None: no change)."""
         return None
+
+    def on_input(
+        self, client: RoomClient, value: Any, game_state: GameState, dt: float
+    ) -> dict[str, Any] | None:
+        """One client's input for this step; returns a dict of changes (None: no change).
+
+        Runs inside a step, after its events and before :meth:`time_step`, at most once per
+        client per step, with each client's inputs in tick order; ``dt`` is the tick interval.
+        By default it applies the step declared with :meth:`predict`.
+        """
+        if self._prediction is None:
+            return None
+        segments, step = self._prediction
+        return apply_input(segments, step, client.id, value, game_state, dt)
 
     def on_auth(self, client: RoomClient, options: dict[str, Any]) -> Any:
         """Decide whether ``client`` may join; raise ``JoinRefusedError(reason)`` to refuse.
@@ -135,6 +160,27 @@ class Room:
         """The room is going away (its last client left, or the server stops)."""
 
     # -- the room's API --------------------------------------------------------------------------
+
+    def predict(self, path: str, step: Step) -> None:
+        """Declare how an input moves its client's entity: the step clients predict with.
+
+        ``path`` names the entity with ``{me}`` for the client's id (``"players.{me}"``),
+        ``step(entity, value, dt)`` returns the entity after one input. The default
+        :meth:`on_input` applies it; clients declare the same with ``Client.predict``.
+        """
+        self._prediction = (check_declaration(path, step), step)
+
+    def world_at(self, client: RoomClient) -> HistoricalState | None:
+        """The world as ``client`` saw it when it made its latest applied input.
+
+        For fair hit tests: the state the client was showing then (its view, which is its
+        state less its interpolation delay), from a history of about :attr:`history_seconds`;
+        a view older than that is clamped to the oldest state kept (``clamped`` is set).
+        None before the client's first input.
+        """
+        if not isinstance(client, RoomClient):
+            raise TypeError(f"world_at takes a RoomClient, not {type(client).__name__}")
+        return self._require_runner().machine.world_at(client)
 
     @property
     def metadata(self) -> dict[str, Any]:
@@ -239,6 +285,10 @@ class RoomRunner:
         self._viewed: ViewedWorld | None = None
         self.machine = GameStateMachine(self.store)
         self.machine.time_step = room.time_step  # type: ignore[method-assign, assignment]
+        self.machine.on_input = room.on_input  # type: ignore[method-assign]
+        self._inputs: dict[str, tuple[RoomClient, InputReceiver]] = {}
+        """Each seated client's jitter buffer (replaced, never changed: the room reads it)."""
+        self.machine.input_source = lambda: self._inputs.values()
         self.machine.register_event_handler(_JOIN, self._seat)
         self.machine.register_event_handler(_LEAVE, self._unseat)
         self._created: concurrent.futures.Future[None] | None = None
@@ -285,15 +335,23 @@ class RoomRunner:
         if self.seated == 0 and self._deciding == 0:
             self.worker.run_coroutine(self._pause(), start=True)
 
-    def seat(self, client: RoomClient, options: dict[str, Any]) -> None:
-        """Give ``client`` its seat: ``on_join`` runs in the next step; the loop runs."""
+    def seat(
+        self, client: RoomClient, options: dict[str, Any], inputs: InputReceiver | None = None
+    ) -> None:
+        """Give ``client`` its seat: ``on_join`` runs in the next step; the loop runs.
+
+        ``inputs`` is the client's jitter buffer, which each step takes its input from.
+        """
         self.seated += 1
+        if inputs is not None:
+            self._inputs = {**self._inputs, client.id: (client, inputs)}
         self.machine.push_event(Event(_JOIN, (client, options), {}, client.address, client))
         self.worker.run_coroutine(self._resume(), start=True)
 
     def unseat(self, client: RoomClient, consented: bool) -> None:
         """Free ``client``'s seat: ``on_leave`` runs; with nobody left the loop pauses."""
         self.seated -= 1
+        self._inputs = {key: seat for key, seat in self._inputs.items() if key != client.id}
         self.machine.push_event(Event(_LEAVE, (client, consented), {}, client.address, client))
         if self.seated == 0:
             self.worker.run_coroutine(self._pause(), start=True)
@@ -382,6 +440,12 @@ class RoomRunner:
             self.worker.failures.failed(f"{self.name}.on_create", ValueError(
                 f"tick_interval must be a number of seconds above 0, not {tick!r}"))
             room.tick_interval = cls.tick_interval
+        history = room.history_seconds
+        if isinstance(history, bool) or not isinstance(history, int | float) or not history > 0:
+            self.worker.failures.failed(f"{self.name}.on_create", ValueError(
+                f"history_seconds must be a number of seconds above 0, not {history!r}"))
+            room.history_seconds = cls.history_seconds
+        self.machine.history_seconds = float(room.history_seconds)
         window = room.reconnection_window
         if isinstance(window, bool) or not isinstance(window, int | float) or not window >= 0:
             self.worker.failures.failed(f"{self.name}.on_create", ValueError(
@@ -415,6 +479,7 @@ class RoomRunner:
         return self.room.on_join(client, options, game_state)
 
     def _unseat(self, client: RoomClient, consented: bool, game_state: GameState) -> Any:
+        self.machine.forget_client(client)
         try:
             return self.room.on_leave(client, consented, game_state)
         finally:

@@ -132,6 +132,9 @@ def build_parser() -> argparse.ArgumentParser:
     _add_serve_parser(commands)
     _add_demo_parser(commands)
     _add_bots_parser(commands)
+    from pygase_core.cluster.commands import add_parsers
+
+    add_parsers(commands, _Formatter)
     return parser
 
 
@@ -432,6 +435,12 @@ def main(argv: Sequence[str] | None = None) -> int:
         return serve(args.backend, args.host, args.port)
     if args.command == "bots":
         return _run_bots(args)
+    if args.command in ("node", "matchmaker"):
+        from pygase_core.cluster import commands
+
+        return commands.run_node(args) if args.command == "node" else commands.run_matchmaker(
+            args
+        )
     from pygase_core.tools.demo import run_demo
 
     run_demo(
