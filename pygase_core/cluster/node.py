@@ -31,7 +31,14 @@ from collections.abc import Awaitable, Callable
 from typing import Any, TypeVar
 
 from pygase_core.cluster.messages import SeatReply, SeatRequest, parse_request
-from pygase_core.cluster.registry import HEARTBEAT, NODE_TTL, PREFIX, Registry, canonical_filter
+from pygase_core.cluster.registry import (
+    HEARTBEAT,
+    NODE_TTL,
+    PREFIX,
+    Registry,
+    canonical_filter,
+    connect,
+)
 from pygase_core.cluster.reservations import SeatReservations
 from pygase_core.edge.server import Server
 from pygase_core.errors import ServerFullError
@@ -116,13 +123,8 @@ class Node:
 
         ``ready()`` (it may be a coroutine function) runs once the node is listed.
         """
-        import redis.asyncio as aioredis
-
         await asyncio.to_thread(self.server.run_in_thread, self.port, self.host)
-        client = aioredis.from_url(
-            self.redis_url, socket_timeout=5.0, socket_connect_timeout=2.0,
-            health_check_interval=5,
-        )
+        client = connect(self.redis_url)
         self.registry = Registry(client, self.prefix)
         logger.info("pygase node %s serving on %s (public %s)", self.node_id,
                     self.server.port, self.public_address)
