@@ -131,12 +131,13 @@ class Cluster:
         assert ready in started.output, f"{name} failed:\n{started.output}"
         return started
 
-    def node(self, port: int | None = None, *extra: str,
-             env: dict[str, str] | None = None) -> Process:
+    def node(self, port: int | None = None, *extra: str, env: dict[str, str] | None = None,
+             public_address: str | None = None) -> Process:
         port = port or free_port(socket.SOCK_DGRAM)
         return self._start(f"node {port}", [
             "node", GAME, "--redis", self.redis.url, "--secret-key-file", str(self.key_file),
-            "--host", "127.0.0.1", "--port", str(port), "--public-address", f"127.0.0.1:{port}",
+            "--host", "127.0.0.1", "--port", str(port),
+            "--public-address", public_address or f"127.0.0.1:{port}",
             "--node-id", f"node-{port}", *extra,
         ], "serving on UDP port", env)
 

@@ -1,30 +1,269 @@
-"""The cluster for real: redis-server, ``pygase node`` and ``pygase matchmaker`` processes."""
+"""The cluster for real: redis-server, ``pygase node`` and ``pygase matchmaker`` processes.
+
+Every part is the process a user would run, on loopback: Redis from Debian's package, nodes and
+matchmakers through the ``pygase`` command, and real clients over UDP with connect tokens.
+"""
 
 from __future__ import annotations
 
+import asyncio
+import collections
+import json
+import threading
+import time
+from typing import Any
+
 import pytest
 
-from pygase_core import Client, ClientStatus
+from pygase_core import Client, ClientStatus, JoinRefusedError, TokenRejectedError
+from pygase_core.cluster.seats import Seat, request_seat, request_seat_async
 from tests.cluster_support import Cluster, cluster_fixture, http, redis_server_fixture
-
-__all__ = ["cluster_fixture", "redis_server_fixture"]  # the fixtures this module uses
 from tests.waiting import wait_for
 
 pytest.importorskip("redis", reason="needs the cluster extra")
+pytest.importorskip("aiohttp", reason="needs the cluster extra")
+
+__all__ = ["cluster_fixture", "redis_server_fixture"]  # the fixtures this module uses
+
+NODE_GONE_WITHIN = 3.0
+"""A dead node's entry expires this long after its last heartbeat at the latest."""
 
 
-def test_a_client_matchmakes_into_a_room_on_a_node(cluster: Cluster) -> None:
-    node = cluster.node()
-    _mm, url = cluster.matchmaker()
-    client = Client(timeout=2.0)
-    client.connect_in_thread(matchmaker=url, room="chase", options={"mode": "classic"})
+def monitor_data(url: str) -> dict[str, Any]:
+    status, data = http("GET", f"{url}/monitor/data")
+    assert status == 200, data
+    return data  # type: ignore[no-any-return]
+
+
+def listed_nodes(url: str) -> set[str]:
+    """The ids of the nodes the monitor lists (none while the registry is unreachable)."""
+    status, data = http("GET", f"{url}/monitor/data")
+    return {node["id"] for node in data["nodes"]} if status == 200 else set()
+
+
+def open_rooms(url: str) -> list[dict[str, Any]]:
+    status, rooms = http("GET", f"{url}/rooms/chase")
+    assert status == 200, rooms
+    return rooms  # type: ignore[no-any-return]
+
+
+async def connect_all(
+    count: int, urls: list[str], in_flight: int = 24
+) -> list[tuple[Client, Seat | None, asyncio.Task[None]]]:
+    """``count`` clients on this loop, alternating matchmakers; half ask for their seat over
+    HTTP themselves, half through ``Client.connect_async(matchmaker=...)``."""
+    gate = asyncio.Semaphore(in_flight)
+    made: list[tuple[Client, Seat | None, asyncio.Task[None]]] = []
+
+    async def one(index: int) -> None:
+        async with gate:
+            url = urls[index % len(urls)]
+            client = Client(timeout=3.0, connect_timeout=15.0)
+            ready = threading.Event()
+            seat: Seat | None = None
+            if index % 2:
+                seat = await request_seat_async(url, "chase", options={"mode": "classic"})
+                # The request names a room type; the node seats it where its token says.
+                task = asyncio.create_task(client.connect_async(
+                    seat.port, seat.host, connect_token=seat.token, room="chase", ready=ready))
+            else:
+                task = asyncio.create_task(client.connect_async(
+                    matchmaker=url, room="chase", options={"mode": "classic"}, ready=ready))
+            made.append((client, seat, task))
+            while not ready.is_set():
+                if task.done():
+                    task.result()
+                await asyncio.sleep(0.01)
+
+    await asyncio.gather(*(one(index) for index in range(count)))
+    return made
+
+
+def test_300_clients_through_two_matchmakers_fill_rooms_of_4_spread_over_three_nodes(
+    cluster: Cluster,
+) -> None:
+    nodes = [cluster.node() for _ in range(3)]
+    urls = [cluster.matchmaker()[1] for _ in range(2)]
+    wait_for(lambda: len(monitor_data(urls[0])["nodes"]) == 3, 10.0, "three nodes listed")
+
+    async def scenario() -> None:
+        made = await connect_all(300, urls)
+        try:
+            assert all(client.status is ClientStatus.CONNECTED for client, _, _ in made)
+            for client, seat, _ in made:
+                if seat is not None:
+                    assert client.room_id == seat.room_id  # the room its token named
+            per_room = collections.Counter(client.room_id for client, _, _ in made)
+            assert max(per_room.values()) <= 4, "a room seated more than its 4 seats"
+
+            def listed() -> dict[str, Any] | None:
+                data = monitor_data(urls[1])
+                seated = sum(room["clients"] for room in data["rooms"])
+                return data if seated == 300 else None
+
+            data = await asyncio.to_thread(wait_for, listed, 15.0, "300 seated in the registry")
+            rooms = {room["id"]: room for room in data["rooms"]}
+            assert set(rooms) == set(per_room)
+            for room_id, seated in per_room.items():
+                assert rooms[room_id]["clients"] == seated
+                assert rooms[room_id]["max_clients"] == 4
+            per_node = collections.Counter(room["node"] for room in data["rooms"])
+            assert set(per_node) == {node.name.replace("node ", "node-") for node in nodes}
+            assert max(per_node.values()) - min(per_node.values()) <= 1, per_node
+        finally:
+            for client, _, _ in made:
+                await client.disconnect_async()
+            await asyncio.gather(*(task for _, _, task in made), return_exceptions=True)
+
+    asyncio.run(scenario())
+
+
+def test_an_unused_reservation_frees_its_seat_after_its_expiry(cluster: Cluster) -> None:
+    cluster.node()
+    _mm, url = cluster.matchmaker(None, "--token-expiry", "1")
+    clients = [Client(timeout=3.0) for _ in range(3)]
     try:
-        assert client.status is ClientStatus.CONNECTED
-        assert client.room_id
-        status, rooms = http("GET", f"{url}/rooms/chase")
-        assert status == 200
-        assert [room["room_id"] for room in rooms] == [client.room_id]
-        assert rooms[0]["address"] == node.name.replace("node ", "127.0.0.1:")
-        wait_for(lambda: http("GET", f"{url}/rooms/chase")[1][0]["clients"] == 1, 5.0)
+        clients[0].connect_in_thread(matchmaker=url, room="chase")
+        room_id = clients[0].room_id
+        for client in clients[1:]:
+            client.connect_in_thread(matchmaker=url, room="chase")
+            assert client.room_id == room_id
+        unused = request_seat(url, "chase", mode="join")  # the 4th seat; nobody comes
+        assert unused.room_id == room_id
+        status, answer = http("POST", f"{url}/matchmake/join/chase", b"{}")
+        assert status == 404, answer  # full: the unused seat is held
+        assert open_rooms(url) == []
+        # Held until the token's expiry (1 s) and the handshake's grace; then free again.
+        wait_for(lambda: [room["room_id"] for room in open_rooms(url)] == [room_id], 10.0,
+                 "the room offered again")
+        late = Client(timeout=3.0)
+        clients.append(late)
+        late.connect_in_thread(matchmaker=url, room="chase", create=False)
+        assert late.room_id == room_id
+        stale = Client(timeout=3.0)
+        with pytest.raises(TokenRejectedError):  # its token expired with it
+            stale.connect_in_thread(unused.port, unused.host, connect_token=unused.token,
+                                    room_id=unused.room_id)
     finally:
-        client.disconnect()
+        for client in clients:
+            client.disconnect()
+
+
+def test_a_killed_node_is_gone_within_3_s_and_its_clients_are_told(cluster: Cluster) -> None:
+    doomed = cluster.node()
+    _mm, url = cluster.matchmaker()
+    victims = [Client(timeout=2.0) for _ in range(2)]
+    for client in victims:
+        client.connect_in_thread(matchmaker=url, room="chase")
+    survivor_node = cluster.node()
+    wait_for(lambda: len(monitor_data(url)["nodes"]) == 2, 10.0)
+    doomed_id = doomed.name.replace("node ", "node-")
+    assert {room["node"] for room in monitor_data(url)["rooms"]} == {doomed_id}
+
+    doomed.kill()
+    killed_at = time.monotonic()
+
+    def gone() -> bool:
+        data = monitor_data(url)
+        return (
+            all(node["id"] != doomed_id for node in data["nodes"])
+            and all(room["node"] != doomed_id for room in data["rooms"])
+            and all(room["node"] != doomed_id for room in open_rooms(url))
+        )
+
+    wait_for(gone, 10.0, "the killed node still listed")
+    assert time.monotonic() - killed_at <= NODE_GONE_WITHIN + 0.5
+    newcomer = Client(timeout=2.0)
+    try:
+        newcomer.connect_in_thread(matchmaker=url, room="chase")
+        rooms = {room["id"]: room["node"] for room in monitor_data(url)["rooms"]}
+        wait_for(lambda: newcomer.room_id in {r["id"] for r in monitor_data(url)["rooms"]}, 5.0)
+        rooms = {room["id"]: room["node"] for room in monitor_data(url)["rooms"]}
+        assert rooms[newcomer.room_id] == survivor_node.name.replace("node ", "node-")
+        for client in victims:
+            assert client.wait_until_disconnected(10.0)
+            assert client.status is ClientStatus.DISCONNECTED
+            assert client.disconnect_reason == "the server stopped answering"
+    finally:
+        newcomer.disconnect()
+
+
+def test_restarting_a_matchmaker_or_redis_loses_nothing(cluster: Cluster) -> None:
+    nodes = [cluster.node(), cluster.node()]
+    matchmaker, url = cluster.matchmaker()
+    port = int(url.rsplit(":", 1)[1])
+    first = Client(timeout=3.0)
+    first.connect_in_thread(matchmaker=url, room="chase", options={"mode": "tag"})
+    try:
+        wait_for(lambda: [r["clients"] for r in open_rooms(url)] == [1], 5.0)
+        before = open_rooms(url)
+
+        matchmaker.kill()
+        _again, url = cluster.matchmaker(port)
+        assert open_rooms(url) == before
+        second = Client(timeout=3.0)
+        second.connect_in_thread(matchmaker=url, room="chase", options={"mode": "tag"})
+        assert second.room_id == first.room_id
+        second.disconnect()
+
+        cluster.redis.stop()
+        cluster.redis.start()  # empty: no persistence
+        restarted = time.monotonic()
+        wait_for(lambda: cluster.redis.command("EXISTS", "pygase:room:" + first.room_id), 10.0)
+        names = {node.name.replace("node ", "node-") for node in nodes}
+        wait_for(lambda: listed_nodes(url) == names, 10.0)
+        took = time.monotonic() - restarted
+        assert took <= 2 * 1.0 + 1.0, f"re-registered after {took:.1f} s"
+        assert first.status is ClientStatus.CONNECTED  # players never noticed
+        third = Client(timeout=3.0)
+        third.connect_in_thread(matchmaker=url, room="chase", options={"mode": "tag"})
+        assert third.room_id == first.room_id
+        third.disconnect()
+    finally:
+        first.disconnect()
+
+
+BAD_REQUESTS = [
+    ("POST", "/matchmake/join_or_create/chase", b"{not json", 400, "not valid JSON"),
+    ("POST", "/matchmake/join_or_create/chase", b"[1, 2]", 400, "JSON object"),
+    ("POST", "/matchmake/join_or_create/chase", b'{"x": ' + b"1" * 5000 + b"}", 413, "bytes"),
+    ("POST", "/matchmake/join_or_create/nosuchtype", b"{}", 404, "no live node hosts"),
+    ("POST", "/matchmake/teleport/chase", b"{}", 404, "unknown matchmaking mode"),
+    ("POST", "/matchmake/join_by_id/AAAAAAAAAAAA", b"{}", 404, "no room"),
+    ("POST", "/matchmake/join/chase", b'{"mode": "nobody-plays-this"}', 404, "no open room"),
+    ("POST", "/matchmake/join_or_create/a,b", b"{}", 400, "not a valid name"),
+    ("POST", "/matchmake/join_or_create/chase", b"\xff\xfe{", 400, "not valid JSON"),
+    ("GET", "/matchmake/join_or_create/chase", None, 405, ""),
+    ("GET", "/nowhere", None, 404, ""),
+]
+
+
+def test_bad_http_input_gets_a_clear_4xx_and_auth_refusals_reach_the_client(
+    cluster: Cluster,
+) -> None:
+    cluster.node()
+    _open, url = cluster.matchmaker()
+    for method, path, body, status, reason in BAD_REQUESTS:
+        got, answer = http(method, url + path, body, {"Content-Type": "application/json"})
+        assert got == status, (path, body and body[:40], answer)
+        assert isinstance(answer, dict) and reason in answer["error"], (path, answer)
+    assert http("GET", f"{url}/healthz")[0] == 200
+
+    _guarded, guarded = cluster.matchmaker(None, "--auth", "tests.programs.cluster_auth:check")
+    assert http("POST", f"{guarded}/matchmake/join_or_create/chase", b"{}") == (
+        401, {"error": "sign in first"})
+    with pytest.raises(JoinRefusedError, match="sign in first"):
+        Client().connect_in_thread(matchmaker=guarded, room="chase")
+    with pytest.raises(JoinRefusedError, match="not valid here"):
+        Client().connect_in_thread(matchmaker=guarded, room="chase", options={"ticket": "x"})
+    admitted = Client(timeout=3.0)
+    admitted.connect_in_thread(matchmaker=guarded, room="chase", options={"ticket": "let-me-in"})
+    try:
+        assert admitted.status is ClientStatus.CONNECTED
+        metrics = http("GET", f"{guarded}/metrics")[1]
+        assert "pygase_joins_total" in metrics and 'pygase_refusals_total{status="403"}' in metrics
+        assert "pygase_matchmaking_seconds_bucket" in metrics
+        assert json.dumps(sorted(open_rooms(guarded)[0])) == json.dumps(
+            ["address", "clients", "max_clients", "metadata", "node", "room", "room_id"])
+    finally:
+        admitted.disconnect()

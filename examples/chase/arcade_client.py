@@ -4,9 +4,11 @@ It joins the best open room by default; ``--private`` opens a private room inste
 ID`` joins the room with that id, and ``--lobby`` first shows the open rooms to pick one from
 (or to open a new one). The header shows the room's id, to share.
 
-Move with the arrow keys or WASD; close the window or press Escape to leave. The window is a
-:class:`~pygase_arcade.PygaseWindow`: it pumps the network before every ``on_update``, so
-``self.pygase.snapshot`` is the interpolated state to draw this frame, and server events arrive
+Move with the arrow keys or WASD; close the window or press Escape to leave; P toggles the
+prediction of the own player (it moves at once, whatever the round trip; see the pygame
+client). The window is a :class:`~pygase_arcade.PygaseWindow`: it pumps the network before
+every ``on_update``, so ``self.pygase.snapshot`` is the state to draw this frame (the own player
+predicted, the others interpolated), and server events arrive
 on the window's thread: to the handlers registered on ``self.pygase`` (``TAG`` here), and as
 the window events ``on_pygase_event`` and ``on_pygase_status``, which the shown view receives
 too (the game view uses the latter for the connection's end). The connection overlay is drawn
@@ -27,7 +29,7 @@ from typing import Any
 import arcade
 
 from examples.chase import common, rules
-from examples.chase.common import InputSender
+from examples.chase.room import PREDICTED
 from pygase_arcade import PygaseView, PygaseWindow
 from pygase_core import Client, ClientStatus, ConnectionFailed, PygaseError, RoomListing
 
@@ -76,6 +78,7 @@ class ChaseArcadeWindow(PygaseWindow):
         self.hostname = hostname
         self.game = ChaseView(self)
         self.pygase.register_event_handler("TAG", self.game.on_tag)
+        self.pygase.predict(PREDICTED, rules.steer)
 
     def join(self, room_id: str | None = None, *, private: bool = False, new: bool = False) -> None:
         """Join a room (see :func:`examples.chase.common.join_options`) and play in it.
@@ -112,7 +115,6 @@ class ChaseView(PygaseView):
         self.message = ""
         self._message_until = 0.0
         self._labels: dict[str, arcade.Text] = {}
-        self._sender = InputSender(self._send)
         middle = window.height - common.HEADER_HEIGHT / 2
         self._header = arcade.Text("", 8, middle, _rgb(common.HEADER_COLOR), 12, anchor_y="center")
         self._room = arcade.Text(
@@ -134,9 +136,6 @@ class ChaseView(PygaseView):
     def room_caption(self) -> str:
         """The room's name in the header: its id, for the player to share."""
         return common.room_caption(self.room_id, self.private)
-
-    def _send(self, *args: Any) -> None:
-        self.pygase.dispatch_event(*args)
 
     def on_tag(self, tagger: str, tagged: str) -> None:
         """Announce a tag (``TAG`` handler, on the window's thread)."""
@@ -160,6 +159,8 @@ class ChaseView(PygaseView):
         """Remember held keys; Escape closes the window."""
         if symbol == arcade.key.ESCAPE:
             self.window.close()
+        elif symbol == arcade.key.P:
+            self.pygase.predicting = not self.pygase.predicting
         self.pressed.add(symbol)
 
     def on_key_release(self, symbol: int, modifiers: int) -> None:
@@ -167,11 +168,11 @@ class ChaseView(PygaseView):
         self.pressed.discard(symbol)
 
     def on_update(self, delta_time: float) -> None:
-        """Send the direction the held keys point to."""
+        """Send the direction the held keys point to, as this frame's input."""
         if self.pygase.status is not ClientStatus.CONNECTED:
             return
         held = self.pressed
-        self._sender.update(
+        self.pygase.send_input(
             common.direction_from_keys(
                 bool(held & _LEFT), bool(held & _RIGHT), bool(held & _UP), bool(held & _DOWN)
             )
@@ -197,6 +198,7 @@ class ChaseView(PygaseView):
             for gone in self._labels.keys() - snapshot.players.keys():
                 del self._labels[gone]
             header = common.status_line(self.player_id, snapshot)
+            header = f"{header}   {common.prediction_caption(self.pygase.predicting)}"
         else:
             header = self.pygase.status_text()
         if time.monotonic() < self._message_until:

@@ -152,6 +152,11 @@ class InputSender:
         return True
 
 
+def prediction_caption(predicting: bool) -> str:
+    """What the header says about the own player's prediction, and the key that toggles it."""
+    return f"[P] prediction {'on' if predicting else 'off'}"
+
+
 def status_line(own_id: str | None, game_state: Any) -> str:
     """Describe the player's situation in one line for a client's header."""
     if own_id is None or own_id not in game_state.players:

@@ -7,6 +7,11 @@ room's id, to share.
 Move with the arrow keys or WASD; close the window or press Escape to leave. The game keeps its
 own pygame loop; :class:`~pygase_pygame.PygaseClientMixin` adds ``self.pygase``, which is pumped
 once per frame by ``self.pygase.tick(clock, 60)`` and provides an interpolated snapshot to draw.
+
+The held keys' direction goes to the server as an input every frame (``send_input``), and the
+own player is predicted with the same step the room applies (``predict``), so it moves on the
+next frame whatever the round trip; everyone else is interpolated. Press P to toggle the
+prediction and feel the difference, for example under ``PYGASE_LINK=average``.
 Server events reach this game on its own thread in two ways, both shown here: registered
 handlers (``TAG``) and pygame events of type ``PYGASE_STATUS``.
 """
@@ -19,7 +24,7 @@ from typing import Any
 import pygame
 
 from examples.chase import common, rules
-from examples.chase.common import InputSender
+from examples.chase.room import PREDICTED
 from pygase_core import ClientStatus, ConnectionFailed
 from pygase_core.model.interpolation import Snapshot
 from pygase_pygame import PYGASE_STATUS, PygaseClientMixin
@@ -48,7 +53,10 @@ class ChasePygameClient(PygaseClientMixin):
         self.message = ""
         self._message_until = 0.0
         self.running = False
+        self.held: set[int] = set()
+        """The keys held down, from the key events (so that posted events steer too)."""
         self.pygase.register_event_handler("TAG", self._on_tag)
+        self.pygase.predict(PREDICTED, rules.steer)
 
     def _on_tag(self, tagger: str, tagged: str) -> None:
         snapshot = self.pygase.snapshot
@@ -83,7 +91,6 @@ class ChasePygameClient(PygaseClientMixin):
         self.player_id = self.pygase.client.id
         caption = common.room_caption(self.room_id, self.private)
         pygame.display.set_caption(f"chase - {self.name} - {caption}")
-        self.sender = InputSender(self.pygase.dispatch_event)
         self.running = True
 
     def frame(self) -> Snapshot | None:
@@ -92,7 +99,8 @@ class ChasePygameClient(PygaseClientMixin):
         for event in pygame.event.get():
             self._handle(event)
         if self.pygase.status is ClientStatus.CONNECTED:
-            self._send_input(self.sender)
+            self._send_input()
+        snapshot = self.pygase.snapshot  # with this frame's input, if it moved the own player
         self.draw(self.screen, self.font, snapshot)
         pygame.display.flip()
         return snapshot
@@ -106,18 +114,24 @@ class ChasePygameClient(PygaseClientMixin):
         escape = event.type == pygame.KEYDOWN and event.key == pygame.K_ESCAPE
         if event.type == pygame.QUIT or escape:
             self.running = False
+        elif event.type == pygame.KEYDOWN and event.key == pygame.K_p:
+            self.pygase.predicting = not self.pygase.predicting
+        elif event.type == pygame.KEYDOWN:
+            self.held.add(event.key)
+        elif event.type == pygame.KEYUP:
+            self.held.discard(event.key)
         elif event.type == PYGASE_STATUS and event.status is ClientStatus.DISCONNECTED:
             self._show(f"Disconnected: {event.reason}")
             self._message_until = float("inf")
 
-    def _send_input(self, sender: InputSender) -> None:
-        keys = pygame.key.get_pressed()
-        sender.update(
+    def _send_input(self) -> None:
+        held = self.held
+        self.pygase.send_input(
             common.direction_from_keys(
-                keys[pygame.K_LEFT] or keys[pygame.K_a],
-                keys[pygame.K_RIGHT] or keys[pygame.K_d],
-                keys[pygame.K_UP] or keys[pygame.K_w],
-                keys[pygame.K_DOWN] or keys[pygame.K_s],
+                bool(held & {pygame.K_LEFT, pygame.K_a}),
+                bool(held & {pygame.K_RIGHT, pygame.K_d}),
+                bool(held & {pygame.K_UP, pygame.K_w}),
+                bool(held & {pygame.K_DOWN, pygame.K_s}),
             )
         )
 
@@ -139,6 +153,7 @@ class ChasePygameClient(PygaseClientMixin):
                 self._draw_player(screen, font, snapshot, player_id, player)
             screen.set_clip(None)
             header = common.status_line(self.player_id, snapshot)
+            header = f"{header}   {common.prediction_caption(self.pygase.predicting)}"
         else:
             header = self.pygase.status_text()
         if time.monotonic() < self._message_until:

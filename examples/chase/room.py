@@ -6,7 +6,10 @@ network:
 
 * ``on_join`` adds the client's player, named by the ``name`` join option;
 * ``on_leave`` removes it, whether the client said goodbye or its connection was lost;
-* ``MOVE(dx, dy)`` events steer the sender's own player;
+* inputs (``Client.send_input([dx, dy])``) steer the sender's own player: the room declares
+  :func:`examples.chase.rules.steer` as the step (``self.predict``), which the default
+  ``on_input`` applies once per tick and the clients replay to predict their own player;
+* ``MOVE(dx, dy)`` events (from bots) set a direction that ``time_step`` follows;
 * ``time_step`` moves everyone and tags, 50 times per second, and sends each tag to the room's
   clients as ``TAG(tagger_id, tagged_id)``.
 
@@ -25,6 +28,8 @@ from pygase_core import GameState, Room, RoomClient
 
 #: Seats per room, unless the server says otherwise (``--max-players``).
 MAX_PLAYERS = 6
+#: Where each client's own player is in the state: what inputs move and clients predict.
+PREDICTED = "players.{me}"
 
 
 class ChaseRoom(Room):
@@ -43,6 +48,7 @@ class ChaseRoom(Room):
         self._names: dict[str, str] = {}
         self.metadata = {"players": []}
         self.register_event_handler("MOVE", self.on_move)
+        self.predict(PREDICTED, rules.steer)
         return rules.initial_state()
 
     def on_join(

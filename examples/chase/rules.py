@@ -9,6 +9,14 @@ their client's seat id (``client.id``), so a client can only ever steer its own 
 Clients never send positions, only the direction they want to go in; the server moves everyone
 at the speed their role allows. That is how the server keeps a client from teleporting or
 running faster than the rules say, whatever it sends.
+
+Players steer in one of two ways. The pygame and arcade clients send an *input* every tick
+(``Client.send_input``): :func:`steer` is the step that moves a player by one input, a pure
+function of the player and the input that the server applies in the room's ``on_input`` and the
+client replays to predict its own player, so both sides agree exactly. Bots send ``MOVE`` events
+instead (:func:`move`), which set a direction that :func:`step` follows every tick. Each player
+carries its ``speed``, which changes with the chaser role, so that :func:`steer` needs nothing
+but the player.
 """
 
 from __future__ import annotations
@@ -68,6 +76,7 @@ def join(name: Any, *, game_state: Any, player_id: str, rng: random.Random) -> d
         "dx": 0.0,
         "dy": 0.0,
         "tags": 0,
+        "speed": CHASER_SPEED if game_state.chaser is None else RUNNER_SPEED,
     }
     update: dict[str, Any] = {
         "players": {player_id: player},
@@ -109,6 +118,27 @@ def move(dx: Any, dy: Any, *, game_state: Any, player_id: str) -> dict[str, Any]
     return {"players": {player_id: player}}
 
 
+def steer(player: dict[str, Any], direction: Any, dt: float) -> dict[str, Any]:
+    """Move ``player`` by one input: ``direction`` (``[dx, dy]``) for ``dt`` seconds.
+
+    The shared step of prediction: the room applies it to each input (``on_input``) and the
+    clients replay it. A direction that is not a pair of finite numbers moves nothing, and a
+    longer one is shortened to length 1, so full speed is the most anyone gets.
+    """
+    if not isinstance(direction, list | tuple) or len(direction) != 2:
+        return player
+    dx, dy = direction
+    if not _is_finite_number(dx) or not _is_finite_number(dy) or (dx == 0 and dy == 0):
+        return player
+    length = math.hypot(dx, dy)
+    if length > 1.0:
+        dx, dy = dx / length, dy / length
+    speed = player.get("speed", RUNNER_SPEED)
+    x = _clamp(player["x"] + dx * speed * dt, PLAYER_RADIUS, ARENA_WIDTH - PLAYER_RADIUS)
+    y = _clamp(player["y"] + dy * speed * dt, PLAYER_RADIUS, ARENA_HEIGHT - PLAYER_RADIUS)
+    return {**player, "x": x, "y": y}
+
+
 def _is_finite_number(value: Any) -> bool:
     return isinstance(value, int | float) and not isinstance(value, bool) and math.isfinite(value)
 
@@ -121,6 +151,9 @@ def leave(*, game_state: Any, player_id: str) -> dict[str, Any]:
     if game_state.chaser == player_id:
         others = [(p["number"], pid) for pid, p in game_state.players.items() if pid != player_id]
         update["chaser"] = min(others)[1] if others else None
+        if others:
+            heir = update["chaser"]
+            update["players"][heir] = {**game_state.players[heir], "speed": CHASER_SPEED}
     return update
 
 
@@ -155,7 +188,9 @@ def step(game_state: Any, dt: float) -> tuple[dict[str, Any], Tag | None]:
     if tag is not None:
         players = update.setdefault("players", {})
         tagger = players.get(tag.tagger, game_state.players[tag.tagger])
-        players[tag.tagger] = {**tagger, "tags": tagger["tags"] + 1}
+        players[tag.tagger] = {**tagger, "tags": tagger["tags"] + 1, "speed": RUNNER_SPEED}
+        tagged = players.get(tag.tagged, game_state.players[tag.tagged])
+        players[tag.tagged] = {**tagged, "speed": CHASER_SPEED}
         update["chaser"] = tag.tagged
         update["protected_until"] = clock + PROTECTION_SECONDS
     return update, tag

@@ -22,6 +22,7 @@ import contextlib
 import inspect
 import json
 import logging
+import math
 import secrets
 import time
 from collections.abc import Awaitable, Callable, Mapping
@@ -40,7 +41,14 @@ from prometheus_client import (
 
 from pygase_core.cluster import monitor
 from pygase_core.cluster.messages import SeatReply, SeatRequest, parse_reply
-from pygase_core.cluster.registry import PREFIX, Registry, Reserved, canonical_filter, now_ms
+from pygase_core.cluster.registry import (
+    PREFIX,
+    Registry,
+    Reserved,
+    canonical_filter,
+    connect,
+    now_ms,
+)
 from pygase_core.errors import UnsupportedValueError
 from pygase_core.model.codec import check_value
 from pygase_core.protocol.crypto import make_connect_token
@@ -170,12 +178,7 @@ class Matchmaker:
         return app
 
     async def _start(self, app: web.Application) -> None:
-        import redis.asyncio as aioredis
-
-        client = aioredis.from_url(
-            self.redis_url, socket_timeout=5.0, socket_connect_timeout=2.0,
-            health_check_interval=5,
-        )
+        client = connect(self.redis_url)
         self.registry = Registry(client, self.prefix)
         self._tasks = [
             asyncio.create_task(self._replies()),
@@ -261,7 +264,9 @@ class Matchmaker:
             filter_text = canonical_filter(filter_by, {**defaults, **options})
         for _attempt in range(ATTEMPTS):
             seat = secrets.randbits(63)
-            now = time.time()
+            # Tokens expire on a whole second; counting from the next one, a token lasts at
+            # least token_expiry (at most a second more).
+            now = float(math.ceil(time.time()))
             expires_at = int(now + self.token_expiry)
             if mode in ("join", "join_or_create", "join_by_id"):
                 request = self._request("reserve", room_type, seat, expires_at, options)

@@ -202,6 +202,28 @@ return out
 """
 
 
+def connect(url: str) -> Any:
+    """A ``redis.asyncio.Redis`` for ``url`` that rides out a Redis restart.
+
+    A command that finds its connection broken (the server restarted) retries on a new one a
+    few times, with short pauses, before it fails.
+    """
+    import redis.asyncio as aioredis
+    from redis.asyncio.retry import Retry
+    from redis.backoff import ExponentialBackoff
+    from redis.exceptions import ConnectionError as RedisConnectionError
+    from redis.exceptions import TimeoutError as RedisTimeoutError
+
+    return aioredis.from_url(
+        url,
+        socket_timeout=5.0,
+        socket_connect_timeout=2.0,
+        health_check_interval=5,
+        retry=Retry(ExponentialBackoff(cap=0.5, base=0.05), 4),
+        retry_on_error=[RedisConnectionError, RedisTimeoutError, ConnectionResetError],
+    )
+
+
 def now_ms() -> int:
     """Unix time in milliseconds, the clock of every score and deadline in the registry."""
     return int(time.time() * 1000)

@@ -278,6 +278,20 @@ class Client(EndpointViews):
         return self._endpoint.connection if self._endpoint is not None else None
 
     @property
+    def left_view(self) -> dict[str, set[Any]]:
+        """Entries removed from the state because they left this client's view, not deleted.
+
+        Per viewed attribute of the state (a server's or room's ``views``), the keys of the
+        entries the server took out of this client's view; a key is listed until its entry comes
+        back. An entry that vanished and is not listed was deleted by the server. (A new dict.)
+        """
+        with self._state_lock:
+            endpoint = self._endpoint
+            if endpoint is None:
+                return {}
+            return {name: set(keys) for name, keys in endpoint.left_view.items() if keys}
+
+    @property
     def status(self) -> ClientStatus:
         """Disconnected, connecting, connected or reconnecting (see :class:`ClientStatus`)."""
         return self._status

@@ -48,6 +48,7 @@ from pygase_core.model.events import Event
 from pygase_core.model.handlers import EventHandlerRegistry, call_with_accepted_kwargs
 from pygase_core.model.statemachine import DEFAULT_TICK_INTERVAL, GameStateMachine
 from pygase_core.model.store import GameStateStore
+from pygase_core.model.views import View, ViewRules
 from pygase_core.protocol import control
 from pygase_core.protocol.connection import (
     Connection,
@@ -86,6 +87,7 @@ from pygase_core.protocol.inputs import InputReceiver
 from pygase_core.protocol.linksim import LinkConditions, resolve_link
 from pygase_core.protocol.packets import DisconnectReason
 from pygase_core.protocol.statesync import DEFAULT_MAX_STATE_SIZE, PayloadCache
+from pygase_core.protocol.viewsync import ViewedWorld, ViewerPayloads
 from pygase_core.rooms.matchmaker import Matchmaker, RoomListing, RoomRecord, RoomType
 from pygase_core.rooms.room import Room, RoomClient, RoomRunner, new_client_id
 
@@ -174,6 +176,11 @@ class Server(EndpointViews):
         public_address: the ``host:port`` tokens name for this server, if it differs from the
             address it is bound to (behind NAT, for example).
         handler_overrun: seconds after which a handler or callback is logged as slow.
+        views: per-client views of the one world's state (a list of
+            :class:`~pygase_core.model.views.GridView`, :class:`~pygase_core.model.views.FilterView`
+            and :class:`~pygase_core.model.views.PrivateField` rules, whose callables are given
+            the client's address): each client is sent only what its view shows. Rooms have
+            their own ``Room.views``.
 
     Blocking calls have coroutine forms named with an ``_async`` suffix (``run_async``,
     ``shutdown_async``) for programs that run their own asyncio loop.
@@ -194,6 +201,7 @@ class Server(EndpointViews):
         secret_key: bytes | None = None,
         public_address: str | None = None,
         handler_overrun: float = 0.1,
+        views: Sequence[View] | None = None,
     ) -> None:
         if game_state_store is not None and not isinstance(game_state_store, GameStateStore):
             raise TypeError("game_state_store must be a GameStateStore or None")
@@ -230,6 +238,13 @@ class Server(EndpointViews):
             PayloadCache(game_state_store, max_state_size) if game_state_store is not None
             else None
         )
+        rules = ViewRules(views) if views is not None else None
+        if rules and self._cache is None:
+            raise ValueError("views apply to the server's one world: give it a game_state_store"
+                             " (each room has its own Room.views)")
+        self._viewed = ViewedWorld(self._cache, rules) if rules and self._cache else None
+        self._viewer_payloads: dict[Address, ViewerPayloads] = {}
+        """The payloads of each client sent through a view, by the client's address."""
         self._matchmaker = Matchmaker(max_rooms)
         self._runners: dict[str, RoomRunner] = {}
         self._seats: dict[Address, _Seat] = {}
@@ -556,7 +571,9 @@ class Server(EndpointViews):
                 self._answer(address, JoinRefused(
                     "this server hosts rooms: connect with room=... or room_id=...", "missing"))
                 return
-            endpoint.assign_cache(address, self._cache)
+            seated = session  # the viewer is where the session is now, also after a move
+            endpoint.assign_cache(address, self._payloads_for(
+                address, self._cache, self._viewed, lambda: seated.address))
             endpoint.room_caches.add(self._cache)
             self._world.add(address)
             client = RoomClient(new_client_id(), address)
@@ -652,7 +669,9 @@ class Server(EndpointViews):
         record.disposable = True
         self._seats[address] = _Seat(record, client)
         assert endpoint is not None
-        endpoint.assign_cache(address, runner.cache)
+        endpoint.assign_cache(
+            address, self._payloads_for(address, runner.cache, runner.viewed(), lambda: client)
+        )
         endpoint.room_caches.add(runner.cache)
         window = runner.reconnection_window
         if window > 0:
@@ -666,8 +685,24 @@ class Server(EndpointViews):
         assert endpoint is not None
         endpoint.state_changed()
 
+    def _payloads_for(
+        self,
+        address: Address,
+        cache: PayloadCache,
+        viewed: ViewedWorld | None,
+        viewer: Callable[[], Any],
+    ) -> PayloadCache:
+        """What a client of a world is sent from: the world's cache, or its own view of it."""
+        if viewed is None:
+            return cache
+        payloads = self._viewer_payloads[address] = viewed.viewer(viewer)
+        return payloads
+
     def _follow(self, old: Address, new: Address) -> None:
         """A client's session moved to a new address: its seat and memberships follow."""
+        payloads = self._viewer_payloads.pop(old, None)
+        if payloads is not None:
+            self._viewer_payloads[new] = payloads
         seat = self._seats.pop(old, None)
         if seat is not None:
             seat.client.address = new
@@ -687,6 +722,9 @@ class Server(EndpointViews):
 
     def _leave_room(self, address: Address, reason: DisconnectReason) -> None:
         self._world.discard(address)
+        payloads = self._viewer_payloads.pop(address, None)
+        if payloads is not None and self._endpoint is not None:
+            self._endpoint.forget_cache(payloads)
         if address in self._world_inputs:
             gone, _inputs = self._world_inputs[address]
             self._world_inputs = {

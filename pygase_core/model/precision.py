@@ -263,6 +263,16 @@ class Precision:
         """Attributes or changes (quantized already) as they travel: steps as small ints."""
         return self._top(attributes, _to_wire)
 
+    def to_wire_at(self, path: tuple[Any, ...], value: Any) -> Any:
+        """:meth:`to_wire` for one value at ``path`` (a top-level name, then keys)."""
+        nodes: tuple[_Node, ...] = (self._root,)
+        precision: Any = None
+        for key in path:
+            nodes, precision = _descend(nodes, precision, key)
+        if not nodes and precision is None:
+            return value
+        return self._walk(value, nodes, precision, _to_wire)
+
     def from_wire(self, attributes: Mapping[str, Any]) -> dict[str, Any]:
         """What :meth:`to_wire` made, back as the server holds it (bit for bit)."""
         return self._top(attributes, _from_wire)

@@ -995,6 +995,9 @@ class ClientEndpoint:
         """The counter of the last ``RESUME`` sent (each one's is higher)."""
         self.state_decoder = StateDecoder()
         """Decodes state payloads with the precision the latest baseline declared."""
+        self.left_view: dict[str, set[Any]] = {}
+        """Per viewed attribute, the keys of the entries that were removed from the state
+        because they left this client's view (not deleted), until they come back."""
         self._challenge = bytes(CHALLENGE_SIZE)
         self._resumed_at = float("-inf")
         self._deadline = now + connect_timeout
@@ -1063,12 +1066,28 @@ class ClientEndpoint:
             self.drops["undecodable state"] += 1
             return None
         applied = None if connection is None else connection.applied_time_order
+        left_view = self.left_view
         if isinstance(decoded, GameState):
             if applied is not None and decoded.time_order <= applied:
                 return None
             state = decoded
-        elif not state.apply_owned(decoded):
-            return None  # (the decoded delta is this client's own: no need to copy its values)
+            for name, keys in left_view.items():
+                entries = getattr(state, name, None)
+                if isinstance(entries, dict):
+                    keys.difference_update(entries.keys())
+        else:
+            left = [
+                (name, key) for name, key in self.state_decoder.left
+                if isinstance(entries := getattr(state, name, None), dict) and key in entries
+            ]
+            if not state.apply_owned(decoded):
+                return None  # (the decoded delta is this client's own: no need to copy its values)
+            for name, keys in left_view.items():
+                came = decoded.changes.get(name)
+                if isinstance(came, dict) and keys:
+                    keys.difference_update(came.keys())
+            for name, key in left:
+                left_view.setdefault(name, set()).add(key)
         if connection is not None:
             connection.applied_time_order = state.time_order
         return state

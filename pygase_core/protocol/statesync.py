@@ -18,9 +18,11 @@ from __future__ import annotations
 
 from collections.abc import Iterator
 from dataclasses import dataclass, field
+from typing import Any
 
 from pygase_core.errors import PayloadTooLargeError, ProtocolError
 from pygase_core.model import codec
+from pygase_core.model.codec import TO_DELETE
 from pygase_core.model.gamestate import GameState, GameStateUpdate
 from pygase_core.model.precision import Precision
 from pygase_core.model.store import GameStateStore, encode_changes
@@ -72,6 +74,11 @@ def encode_delta(update: GameStateUpdate, precision: Precision | None = None) ->
     return encode_changes(update.changes, precision)
 
 
+LEFT_KEY = "_left"
+"""The wire key of a delta listing entries that left the client's view (see
+:mod:`pygase_core.protocol.viewsync`); no game attribute can have this name."""
+
+
 class StateDecoder:
     """Client side: turns payloads back into states and updates, with the server's precision.
 
@@ -81,6 +88,8 @@ class StateDecoder:
     def __init__(self) -> None:
         self.precision: Precision | None = None
         """The declaration of the latest baseline (None: float64 everywhere)."""
+        self.left: list[tuple[str, Any]] = []
+        """The entries the latest delta removes because they left the view (attribute, key)."""
 
     def decode(self, base: int, target: int, payload: bytes) -> GameState | GameStateUpdate:
         """Turn a received payload back into a state (baseline) or an update (delta).
@@ -108,6 +117,10 @@ class StateDecoder:
                 raise ProtocolError("delta is not a dict of names")
             if type(data.get("game_status", 0)) is not int:
                 raise ProtocolError("delta with a game status that is not an int")
+            self.left = []
+            left = data.pop(LEFT_KEY, None)
+            if left is not None:
+                self._removals(data, left)
             if self.precision is not None:
                 data = self.precision.from_wire(data)
             # codec.unpack already refused anything a game value cannot be, and the decoded
@@ -118,6 +131,27 @@ class StateDecoder:
             raise
         except (TypeError, ValueError) as error:
             raise ProtocolError(f"undecodable state payload: {error}") from None
+
+
+    def _removals(self, data: dict[str, Any], left: object) -> None:
+        """Turn the listed entries that left the view into removals, and remember them."""
+        if not isinstance(left, list):
+            raise ProtocolError("malformed list of entries that left the view")
+        for item in left:
+            if not (
+                isinstance(item, list) and len(item) == 2 and isinstance(item[0], str)
+                and not item[0].startswith("_") and isinstance(item[1], list)
+            ):
+                raise ProtocolError("malformed list of entries that left the view")
+            name, keys = item
+            changes = data.setdefault(name, {})
+            if type(changes) is not dict:
+                raise ProtocolError("entries left the view of an attribute that was replaced")
+            for key in keys:
+                if not isinstance(key, str | int) or isinstance(key, bool):
+                    raise ProtocolError("an entry that left the view has a key of no dict")
+                changes[key] = TO_DELETE
+                self.left.append((name, key))
 
 
 def decode_state_payload(base: int, target: int, payload: bytes) -> GameState | GameStateUpdate:
@@ -158,6 +192,11 @@ class PayloadCache:
     def time_order(self) -> int:
         """The store's current time_order."""
         return self._store.time_order
+
+    @property
+    def store(self) -> GameStateStore:
+        """The store whose state this cache encodes."""
+        return self._store
 
     def payload_for(self, base: int) -> StatePayload | None:
         """The payload that takes a client at ``base`` (or :data:`NO_STATE`) to now.

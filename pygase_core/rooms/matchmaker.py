@@ -19,6 +19,8 @@ from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
 from pygase_core.model import codec
+from pygase_core.model.precision import Precision
+from pygase_core.model.views import ViewRules
 
 if TYPE_CHECKING:
     from pygase_core.rooms.room import Room
@@ -178,6 +180,9 @@ def check_room_class(room_class: type[Room]) -> None:
                              f"{' above 0' if name == 'tick_interval' else ', 0 or more'}")
     if not isinstance(room_class.auto_dispose, bool):
         raise ValueError(f"{room_class.__name__}.auto_dispose must be True or False")
+    if room_class.precision is not None:
+        Precision(room_class.precision)  # raises what is wrong with it
+    ViewRules(room_class.views)
     try:
         inspect.signature(room_class).bind()
     except TypeError as error:

@@ -24,7 +24,7 @@ import contextlib
 import secrets
 import threading
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any, Protocol
 
@@ -35,12 +35,15 @@ from pygase_core.model.events import Event
 from pygase_core.model.gamestate import GameState
 from pygase_core.model.handlers import Handler
 from pygase_core.model.history import HistoricalState
+from pygase_core.model.precision import PrecisionValue
 from pygase_core.model.prediction import Step, apply_input, check_declaration
 from pygase_core.model.statemachine import GameStateMachine
 from pygase_core.model.store import GameStateStore
+from pygase_core.model.views import View, ViewRules
 from pygase_core.protocol.connection import ConnectionConfig
 from pygase_core.protocol.inputs import InputReceiver
 from pygase_core.protocol.statesync import PayloadCache
+from pygase_core.protocol.viewsync import ViewedWorld
 
 __all__ = ["Room", "RoomClient", "RoomRunner"]
 
@@ -78,6 +81,12 @@ class Room:
       ``timeout`` of silence; the window makes that ``1 + reconnection_window`` seconds
       when it is longer. With 0, a seat lasts only the server's ``timeout``;
     * ``auto_dispose``: dispose of the room once its last seat is free (default True);
+    * ``precision``: declared precision of the room's state (see
+      :class:`~pygase_core.GameStateStore`), None for float64 everywhere; a class attribute or
+      set in ``__init__``, since the store is made before :meth:`on_create`;
+    * ``views``: per-client view rules of the room's state (see :mod:`pygase_core.model.views`),
+      whose callables are given the :class:`RoomClient`; read when the first client is seated,
+      so :meth:`on_create` may set them;
     * ``history_seconds``: how far back :meth:`world_at` reaches (default 1).
     """
 
@@ -85,6 +94,8 @@ class Room:
     tick_interval: float = 0.02
     reconnection_window: float = 10.0
     auto_dispose: bool = True
+    precision: Mapping[str, PrecisionValue] | None = None
+    views: Sequence[View] = ()
     history_seconds: float = 1.0
 
     def __init__(self) -> None:
@@ -268,9 +279,10 @@ class RoomRunner:
         room.room_id, room.name = room_id, name
         room._runner = self
         self.worker = HandlerThread(f"pygase-room-{name}-{room_id}")
-        self.store = GameStateStore(GameState())
+        self.store = GameStateStore(GameState(), precision=room.precision)
         self.store.max_update_size = config.max_state_size
         self.cache = PayloadCache(self.store, config.max_state_size)
+        self._viewed: ViewedWorld | None = None
         self.machine = GameStateMachine(self.store)
         self.machine.time_step = room.time_step  # type: ignore[method-assign, assignment]
         self.machine.on_input = room.on_input  # type: ignore[method-assign]
@@ -286,6 +298,14 @@ class RoomRunner:
         self._deciding = 0
         """Joins asked for and not decided yet."""
         self._counting = threading.Lock()
+
+    def viewed(self) -> ViewedWorld | None:
+        """The room's views (made from ``room.views`` at the first seat), or None without."""
+        if self._viewed is None:
+            rules = ViewRules(self.room.views)
+            if rules:
+                self._viewed = ViewedWorld(self.cache, rules)
+        return self._viewed
 
     @property
     def reconnection_window(self) -> float:

@@ -43,8 +43,9 @@ function fmt(value, digits) {
 
 function render(data) {
   const players = data.nodes.reduce((sum, node) => sum + node.clients, 0);
-  document.getElementById("summary").textContent =
-    data.nodes.length + " nodes, " + data.rooms.length + " rooms, " + players + " players";
+  const count = (n, word) => n + " " + word + (n === 1 ? "" : "s");
+  document.getElementById("summary").textContent = count(data.nodes.length, "node") + ", " +
+    count(data.rooms.length, "room") + ", " + count(players, "player");
   fill("nodes", data.nodes.map(node => {
     const row = document.createElement("tr");
     row.dataset.node = node.id;
@@ -74,14 +75,16 @@ function render(data) {
     return row;
   }));
   const series = data.series;
-  plot("plot-players", series.map(p => [p.t, p.players]));
+  // The plots end at what the page shows now, between two samples of the history.
+  const kbpsNow = data.nodes.reduce((sum, node) => sum + node.kbps_in + node.kbps_out, 0);
+  plot("plot-players", series.map(p => [p.t, p.players]).concat([[data.now, players]]));
   const rates = [];
   for (let i = 1; i < series.length; i++) {
     const dt = series[i].t - series[i - 1].t;
     if (dt > 0) rates.push([series[i].t, Math.max(0, series[i].joins - series[i - 1].joins) / dt]);
   }
   plot("plot-joins", rates);
-  plot("plot-kbps", series.map(p => [p.t, p.kbps]));
+  plot("plot-kbps", series.map(p => [p.t, p.kbps]).concat([[data.now, kbpsNow]]));
   document.body.dataset.updated = String(data.now);
 }
 

@@ -1,0 +1,301 @@
+"""Per-client views: each client holds the server's state filtered by its view, and no more."""
+
+from __future__ import annotations
+
+import math
+import random
+from typing import Any
+
+import pytest
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
+
+from pygase_core.model.codec import TO_DELETE
+from pygase_core.model.gamestate import GameState, GameStateUpdate
+from pygase_core.model.store import GameStateStore
+from pygase_core.model.views import FilterView, GridView, PrivateField, ViewRules
+from pygase_core.protocol.statesync import PayloadCache
+from pygase_core.protocol.viewsync import ViewedWorld
+from tests.memlink import Network
+
+SIZE = 60.0
+CELL = 10.0
+
+
+def cell_of(entry: dict[str, Any]) -> tuple[int, int]:
+    return math.floor(entry["x"] / CELL), math.floor(entry["y"] / CELL)
+
+
+def seen_by(state: GameState, own: Any, radius: float) -> set[Any]:
+    """The reference view: the entities in the cells within ``radius`` of the own one's."""
+    entities = state.entities
+    if own not in entities:
+        return set()
+    cx, cy = cell_of(entities[own])
+    reach = math.ceil(radius / CELL)
+    return {
+        key for key, entry in entities.items()
+        if abs(cell_of(entry)[0] - cx) <= reach and abs(cell_of(entry)[1] - cy) <= reach
+    }
+
+
+def filtered(state: GameState, own: Any, player: Any, radius: float) -> dict[str, Any]:
+    """The server's state as one client may see it."""
+    attributes = state.to_dict()
+    entities = {}
+    for key in seen_by(state, own, radius):
+        entry = dict(state.entities[key])
+        if key != own:
+            entry.pop("secret", None)
+        entities[key] = entry
+    attributes["entities"] = entities
+    attributes["players"] = {
+        key: {k: v for k, v in entry.items() if k != "hand" or key == player}
+        for key, entry in state.players.items()
+    }
+    return attributes
+
+
+class World:
+    """Random walkers, spawning and despawning, with bytes that must stay hidden."""
+
+    def __init__(self, rng: random.Random, entities: int, clients: int) -> None:
+        self.rng = rng
+        self.next_key = 0
+        self.state = GameState(entities={}, players={}, tick=0)
+        for _ in range(entities):
+            self.spawn(self.state.entities)
+        self.state.players = {
+            f"p{i}": {"name": f"player {i}", "hand": self.token(b"H")} for i in range(clients)
+        }
+
+    def token(self, kind: bytes) -> bytes:
+        return kind + self.rng.randbytes(12)
+
+    def spawn(self, into: dict[Any, Any]) -> None:
+        into[self.next_key] = {
+            "x": self.rng.uniform(0, SIZE), "y": self.rng.uniform(0, SIZE),
+            "tag": self.token(b"T"), "secret": self.token(b"S"),
+        }
+        self.next_key += 1
+
+    def tick(self, store: GameStateStore, own: list[Any]) -> None:
+        current = store.get_game_state()
+        changes: dict[Any, Any] = {}
+        for key, entry in current.entities.items():
+            roll = self.rng.random()
+            if roll < 0.03 and key not in own:
+                changes[key] = TO_DELETE
+            elif roll < 0.8:
+                step = 4.0 if key in own else 2.0
+                changes[key] = {
+                    "x": min(max(entry["x"] + self.rng.uniform(-step, step), 0.0), SIZE),
+                    "y": min(max(entry["y"] + self.rng.uniform(-step, step), 0.0), SIZE),
+                }
+        if self.rng.random() < 0.2:
+            self.spawn(changes)
+        hands = {}
+        if self.rng.random() < 0.3:
+            player = self.rng.choice(sorted(current.players))
+            hands[player] = {"hand": self.token(b"H")}
+        store.push_update(GameStateUpdate(
+            current.time_order + 1, entities=changes, players=hands, tick=current.time_order + 1
+        ))
+
+
+def views_for(own: dict[Any, Any], players: dict[Any, Any], radius: float) -> ViewRules:
+    return ViewRules([
+        GridView("entities", cell_size=CELL, radius=radius, entity=own.get),
+        PrivateField("entities.*.secret", owner=own.get),
+        PrivateField("players.*.hand", owner=players.get),
+    ])
+
+
+def connect_viewers(
+    network: Network, world: ViewedWorld, count: int, loss: float, latency: float = 0.005
+) -> list[Any]:
+    addresses = [(f"10.0.1.{i}", 6000 + i) for i in range(count)]
+    for address in addresses:
+        network.add_client(address, loss=loss, latency=latency, jitter=latency)
+    network.run_until(lambda: len(network.joined()) == count)
+    for address in addresses:
+        network.server.assign_cache(address, world.viewer(lambda a=address: a))
+    return addresses
+
+
+def hidden_tokens(state: GameState, own: Any, player: Any, radius: float) -> set[bytes]:
+    """The bytes this client must not receive at this version: what it does not see."""
+    seen = seen_by(state, own, radius)
+    hidden = {e["tag"] for k, e in state.entities.items() if k not in seen}
+    hidden |= {e["secret"] for k, e in state.entities.items() if k != own}
+    hidden |= {p["hand"] for k, p in state.players.items() if k != player}
+    return hidden
+
+
+@settings(
+    derandomize=True, max_examples=25, deadline=None,
+    suppress_health_check=[HealthCheck.too_slow],
+)
+@given(
+    seed=st.integers(0, 2**32),
+    entities=st.integers(3, 40),
+    radius=st.sampled_from([5.0, 10.0, 20.0]),
+    loss=st.sampled_from([0.0, 0.2]),
+    latency=st.sampled_from([0.002, 0.04]),
+    precise=st.booleans(),
+)
+def test_each_client_holds_the_state_filtered_by_its_view_and_never_receives_hidden_bytes(
+    seed: int, entities: int, radius: float, loss: float, latency: float, precise: bool
+) -> None:
+    rng = random.Random(seed)
+    clients = 3
+    world = World(rng, entities, clients)
+    store = GameStateStore(
+        world.state, precision={"entities.*.x": 0.01, "entities.*.y": 0.01} if precise else None
+    )
+    network = Network(store, seed=seed)
+    network.cache = None  # type: ignore[assignment]  # (sessions get state through views only)
+    addresses = [(f"10.0.1.{i}", 6000 + i) for i in range(clients)]
+    keys = sorted(store.get_game_state().entities)[:clients]
+    own = dict(zip(addresses, keys, strict=True))
+    players = {address: f"p{i}" for i, address in enumerate(addresses)}
+    viewed = ViewedWorld(PayloadCache(store), views_for(own, players, radius))
+    connect_viewers(network, viewed, clients, loss, latency)
+    snapshots = {store.time_order: store.snapshot()}
+    ever_seen: dict[Any, set[bytes]] = {address: set() for address in addresses}
+    checked = 0
+    for _ in range(40):
+        world.tick(store, list(own.values()))
+        snapshots[store.time_order] = store.snapshot()
+        network.run(0.02)
+        for address in addresses:
+            client = network.clients[address]
+            connection = client.endpoint.connection
+            if connection is None or connection.applied_time_order is None:
+                continue
+            checked += 1
+            at = snapshots[client.state.time_order]
+            assert client.state.to_dict() == filtered(at, own[address], players[address], radius)
+    assert checked > 40
+    # Nothing hidden ever reached a client's socket: no tag of an entity that was outside its
+    # view at every version, no secret but its own entity's, no hand but its own.
+    for address in addresses:
+        hidden: set[bytes] = set()
+        for state in snapshots.values():
+            hidden |= hidden_tokens(state, own[address], players[address], radius)
+            ever_seen[address] |= {
+                state.entities[key]["tag"] for key in seen_by(state, own[address], radius)
+            }
+        hidden -= ever_seen[address]
+        sent = [data for data, to in network.server_out if to == address]
+        assert sent
+        for token in hidden:
+            assert not any(token in data for data in sent), (address, token)
+    # And once the world stops, every client ends with exactly its view of it.
+    final = store.get_game_state()
+
+    def converged() -> bool:
+        return all(
+            network.clients[a].state.to_dict() == filtered(final, own[a], players[a], radius)
+            for a in addresses
+        )
+
+    network.run_until(converged, timeout=10.0)
+
+
+def test_an_entity_leaving_the_view_is_removed_and_listed_and_a_deleted_one_is_not() -> None:
+    store = GameStateStore(GameState(entities={
+        "me": {"x": 5.0, "y": 5.0}, "near": {"x": 6.0, "y": 6.0}, "doomed": {"x": 7.0, "y": 7.0},
+        "far": {"x": 55.0, "y": 55.0},
+    }))
+    network = Network(store, seed=3)
+    network.cache = None  # type: ignore[assignment]
+    viewed = ViewedWorld(PayloadCache(store), ViewRules([
+        GridView("entities", cell_size=CELL, radius=CELL, entity=lambda viewer: "me"),
+    ]))
+    (address,) = connect_viewers(network, viewed, 1, 0.0)
+    client = network.clients[address]
+    network.run_until(lambda: client.state.time_order == 0 and "entities" in client.state.to_dict())
+    assert set(client.state.entities) == {"me", "near", "doomed"}
+    store.push_update(GameStateUpdate(
+        1, entities={"near": {"x": 40.0}, "doomed": TO_DELETE, "far": {"x": 15.0, "y": 15.0}}
+    ))
+    network.run_until(lambda: client.state.time_order == 1)
+    assert set(client.state.entities) == {"me", "far"}
+    assert client.state.entities["far"] == {"x": 15.0, "y": 15.0}
+    assert client.endpoint.left_view == {"entities": {"near"}}  # "doomed" was deleted
+    store.push_update(GameStateUpdate(2, entities={"near": {"x": 8.0}}))
+    network.run_until(lambda: client.state.time_order == 2)
+    assert client.state.entities["near"] == {"x": 8.0, "y": 6.0}
+    assert client.endpoint.left_view == {"entities": set()}
+
+
+def test_a_filter_view_shows_a_team_its_own_units() -> None:
+    units = {f"u{i}": {"team": "red" if i % 2 else "blue", "hp": i} for i in range(10)}
+    store = GameStateStore(GameState(units=units))
+    network = Network(store, seed=4)
+    network.cache = None  # type: ignore[assignment]
+    teams = {}
+
+    def visible(viewer: Any, state: GameState) -> list[str]:
+        return [k for k, unit in state.units.items() if unit["team"] == teams[viewer]]
+
+    viewed = ViewedWorld(PayloadCache(store), ViewRules([FilterView("units", visible)]))
+    addresses = [("10.0.1.0", 6000), ("10.0.1.1", 6001)]  # (as connect_viewers names them)
+    teams.update(zip(addresses, ["red", "blue"], strict=True))
+    connect_viewers(network, viewed, 2, 0.0)
+    store.push_update(GameStateUpdate(1, units={"u1": {"team": "blue"}}))  # a unit changes sides
+    network.run_until(lambda: all(network.clients[a].state.time_order == 1 for a in addresses))
+    red, blue = (network.clients[a].state.units for a in addresses)
+    assert set(red) == {"u3", "u5", "u7", "u9"}
+    assert set(blue) == {"u0", "u1", "u2", "u4", "u6", "u8"}
+    assert blue["u1"] == {"team": "blue", "hp": 1}
+
+
+def test_clients_in_one_cell_share_their_payloads() -> None:
+    entities = {i: {"x": float(i % 10) * 6.0, "y": float(i // 10) * 6.0} for i in range(100)}
+    store = GameStateStore(GameState(entities=entities))
+    cache = PayloadCache(store)
+    viewed = ViewedWorld(cache, ViewRules([
+        GridView("entities", cell_size=CELL, radius=CELL, entity=lambda viewer: viewer),
+    ]))
+    viewers = [viewed.viewer(lambda key=key: key) for key in (0, 1, 11, 99)]  # 0, 1, 11 share
+    first = [payloads.payload_for(2**64 - 1) for payloads in viewers]
+    assert first[0] is first[1] is first[2] and first[3] is not first[0]
+    moved = {i: {"x": entry["x"] + 0.5} for i, entry in entities.items()}
+    store.push_update(GameStateUpdate(1, entities=moved))
+    deltas = [payloads.payload_for(0) for payloads in viewers]
+    assert deltas[0] is deltas[1] is deltas[2]
+    assert viewed.encodings == 4
+
+
+@pytest.mark.parametrize(
+    ("rules", "error"),
+    [
+        ([GridView], TypeError),
+        ("entities", TypeError),
+        ([FilterView("a", lambda v, s: ()), FilterView("a", lambda v, s: ())], ValueError),
+    ],
+)
+def test_bad_view_lists_fail_at_once(rules: Any, error: type[Exception]) -> None:
+    with pytest.raises(error):
+        ViewRules(rules)
+
+
+@pytest.mark.parametrize(
+    ("make", "error"),
+    [
+        (lambda: GridView("a.b", cell_size=1, radius=1, entity=str), ValueError),
+        (lambda: GridView("a", cell_size=0, radius=1, entity=str), ValueError),
+        (lambda: GridView("a", cell_size=1, radius=math.inf, entity=str), ValueError),
+        (lambda: GridView("a", cell_size="1", radius=1, entity=str), TypeError),
+        (lambda: GridView("a", cell_size=1, radius=1, entity=3), TypeError),
+        (lambda: FilterView("a", None), TypeError),
+        (lambda: PrivateField("players.hand", owner=str), ValueError),
+        (lambda: PrivateField("players.*", owner=str), ValueError),
+        (lambda: PrivateField("*.*.hand", owner=str), ValueError),
+    ],
+)
+def test_bad_view_rules_fail_at_construction(make: Any, error: type[Exception]) -> None:
+    with pytest.raises(error):
+        make()
