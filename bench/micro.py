@@ -30,7 +30,7 @@ from server import World
 from pygase_core import GameState, GameStateStore, GameStateUpdate
 from pygase_core.protocol.statesync import PayloadCache, StateDecoder
 
-ROUNDS = 7
+ROUNDS = 15
 
 
 def best_cpu_seconds(work: Any, repeat: int) -> float:

@@ -142,9 +142,10 @@ async function main() {
     cpu: (cpu.user + cpu.system) / 1e6,
     probes: bots.map((bot) => bot.data()),
   };
-  process.stdout.write(`RESULT ${JSON.stringify(result)}\n`);
-  await Promise.all(bots.map((bot) => (bot.room ? bot.room.leave().catch(() => {}) : null)));
-  process.exit(0);
+  const leaving = Promise.all(bots.map((bot) => (bot.room ? bot.room.leave().catch(() => {}) : null)));
+  await Promise.race([leaving, new Promise((resolve) => setTimeout(resolve, 2000))]);
+  // A pipe takes a long line in pieces: exit only once all of it is written.
+  process.stdout.write(`RESULT ${JSON.stringify(result)}\n`, () => process.exit(0));
 }
 
 main().catch((error) => {
