@@ -22,6 +22,7 @@ from typing import Any
 
 import pluggy
 
+from pygase_core.edge import loops
 from pygase_core.edge.driver import (
     EdgeDriver,
     EndpointViews,
@@ -324,7 +325,7 @@ class Client(EndpointViews):
         try:
             asyncio.get_running_loop()
         except RuntimeError:
-            return asyncio.run(Client.list_rooms_async(port, hostname, room, timeout=timeout))
+            return loops.run(Client.list_rooms_async(port, hostname, room, timeout=timeout))
         raise UsageError("an event loop runs in this thread: await Client.list_rooms_async()")
 
     @staticmethod
@@ -497,7 +498,7 @@ class Client(EndpointViews):
         check_port(port, "Client.connect")
         check_hostname(hostname, "Client.connect")
         request = join_request(room, room_id, create, options)
-        asyncio.run(
+        loops.run(
             self._serve(port, hostname, connect_token, None, own_loop=True, request=request)
         )
 
