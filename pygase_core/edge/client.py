@@ -917,7 +917,10 @@ class Client(EndpointViews):
             if prediction is not None and connection is not None:
                 inputs = connection.inputs_out
                 acked = inputs.ack_for(state.time_order) if inputs is not None else None
-                prediction.reconcile(state, acked)
+                try:
+                    prediction.reconcile(state, acked)
+                except Exception:  # the game's step failed: the state is applied all the same
+                    logger.exception("the prediction's step failed reconciling a state")
             self.plugin_manager.hook.pygase_state_changed(
                 client=self, game_state=state, time_order=state.time_order
             )
