@@ -70,6 +70,7 @@ class ViewedWorld:
         self._version: int | None = None
         self._cells: dict[int, dict[tuple[int, int], list[Key]]] = {}
         self._seen_cells: dict[tuple[int, tuple[int, int]], frozenset[Key]] = {}
+        self._previous_cells: dict[tuple[int, tuple[int, int]], frozenset[Key]] = {}
         self._pairs: dict[tuple[Any, ...], bytes] = {}
         self._payloads: dict[tuple[Any, ...], StatePayload] = {}
         self.encodings = 0
@@ -86,7 +87,8 @@ class ViewedWorld:
         if version != self._version:
             self._version = version
             self._cells.clear()
-            self._seen_cells.clear()
+            self._previous_cells = self._seen_cells
+            self._seen_cells = {}
             self._pairs.clear()
             self._payloads.clear()
 
@@ -109,7 +111,11 @@ class ViewedWorld:
         for cx in range(x - reach, x + reach + 1):
             for cy in range(y - reach, y + reach + 1):
                 keys.extend(cells.get((cx, cy), ()))
-        seen = self._seen_cells[(index, cell)] = frozenset(keys)
+        seen = frozenset(keys)
+        before = self._previous_cells.get((index, cell))
+        if before is not None and before == seen:
+            seen = before  # the same object as last version: views compare by identity first
+        self._seen_cells[(index, cell)] = seen
         return seen
 
     def view_of(self, viewer: Any) -> ViewState:
@@ -340,9 +346,14 @@ class ViewerPayloads(PayloadCache):
                 while len(self._history) > HISTORY:
                     self._history.popitem(last=False)
             span = None
-            if base != NO_STATE and base in self._history:
-                sent = [view for order, view in self._history.items() if base <= order < version]
-                span = span_of(sent) if sent else None
+            if base != NO_STATE and base in self._history and base < version:
+                sent = []
+                for order in reversed(self._history):  # newest first: the base is near the end
+                    if order < base:
+                        break
+                    if order < version:
+                        sent.append(self._history[order])
+                span = span_of(sent)
                 if span is not None and sent[0].owners != now.owners:
                     span = None  # an owner changed: private fields come and go, a baseline
             try:
