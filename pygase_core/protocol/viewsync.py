@@ -36,6 +36,7 @@ from pygase_core.model.codec import TO_DELETE, Overwrite
 from pygase_core.model.gamestate import GameStateUpdate
 from pygase_core.model.precision import Precision
 from pygase_core.model.views import GridView, Key, ViewRules, ViewState
+from pygase_core.protocol.budget import BandwidthBudget
 from pygase_core.protocol.packets import FULL_STATE, NO_STATE
 from pygase_core.protocol.statesync import LEFT_KEY, PayloadCache, StatePayload, _fragment
 
@@ -76,9 +77,15 @@ class ViewedWorld:
         self.encodings = 0
         """Payloads encoded (clients that share one count once)."""
 
-    def viewer(self, who: Callable[[], Any]) -> ViewerPayloads:
-        """The payloads of one client; ``who()`` is the viewer the rules are given."""
-        return ViewerPayloads(self, who)
+    def viewer(
+        self, who: Callable[[], Any], budget: BandwidthBudget | None = None
+    ) -> ViewerPayloads:
+        """The payloads of one client; ``who()`` is the viewer the rules are given.
+
+        With the connection's ``budget``, entries entering the client's view are let in a
+        burst's worth per version, in the order of their view's priority.
+        """
+        return ViewerPayloads(self, who, budget)
 
     # -- per version ------------------------------------------------------------------------------
 
@@ -122,6 +129,39 @@ class ViewedWorld:
         """What ``viewer`` sees of the current state (call under the store's lock)."""
         state = self.store.get_game_state()
         return self.rules.view_of(viewer, state.to_dict(), state, self._grid_visible)
+
+    def admit(
+        self, viewer: Any, view: ViewState, previous: ViewState | None, allowance: float
+    ) -> ViewState:
+        """``view`` with only as many entering entries as ``allowance`` bytes carry, by priority.
+
+        What is left out enters in later versions; the client holds the state of the view this
+        returns, so it stays exact meanwhile (its view only grows more slowly).
+        """
+        attributes = self.store.get_game_state().to_dict()
+        visible = list(view.visible)
+        owners = view.owners
+        for name, index in self.rules.paths.items():
+            seen = visible[index]
+            had = frozenset() if previous is None else previous.visible[index]
+            entering = seen - had
+            if not entering:
+                continue
+            entries = attributes.get(name)
+            if not isinstance(entries, dict):
+                continue
+            admitted: list[Key] = []
+            private = self.rules.has_private(name)
+            for key in self.rules.views[index].order(viewer, entries, entering):
+                owned = private and _owns(self.rules, name, key, owners)
+                size = len(self._whole_pair(name, key, entries[key], owned, owners))
+                if admitted and size > allowance:
+                    break
+                allowance -= size
+                admitted.append(key)
+            if len(admitted) < len(entering):
+                visible[index] = (seen & had) | frozenset(admitted)
+        return ViewState(tuple(visible), owners)
 
     # -- encoding ---------------------------------------------------------------------------------
 
@@ -311,10 +351,13 @@ class ViewerPayloads(PayloadCache):
     :attr:`oversize` stays None, since the world's cache reports a payload too large to send.
     """
 
-    def __init__(self, world: ViewedWorld, who: Callable[[], Any]) -> None:
+    def __init__(
+        self, world: ViewedWorld, who: Callable[[], Any], budget: BandwidthBudget | None = None
+    ) -> None:
         super().__init__(world.store, world.cache.max_state_size)
         self.world = world
         self.who = who
+        self.budget = budget
         self.oversize: PayloadTooLargeError | None = None
         self._history: OrderedDict[int, ViewState] = OrderedDict()
         self._version: int | None = None
@@ -341,7 +384,11 @@ class ViewerPayloads(PayloadCache):
             world.at(version)
             now = self._history.get(version)
             if now is None:
-                now = world.view_of(self.who())
+                viewer = self.who()
+                now = world.view_of(viewer)
+                if self.budget is not None and self._history:
+                    previous = self._history[next(reversed(self._history))]
+                    now = world.admit(viewer, now, previous, self.budget.capacity)
                 self._history[version] = now
                 while len(self._history) > HISTORY:
                     self._history.popitem(last=False)
