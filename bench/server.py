@@ -11,8 +11,9 @@ float32, so the stamp is kept small (relative to the epoch) to stay precise.
 
 The process talks to the orchestrator over stdin/stdout: it prints ``READY <port>``, answers
 ``mark LABEL`` with ``MARK LABEL {json}`` (its CPU time from the OS, bytes and datagrams through
-its socket, ticks), and ``quit`` ends it. Datagrams are counted by wrapping the socket class's
-send and receive methods, the one layer both implementations go through.
+its socket, ticks), and ``quit`` ends it. PyGaSe 0.3.1's datagrams are counted by wrapping the
+socket class's send and receive methods; pygase's at its datagram endpoint, because uvloop (the
+fast extra) sends without going through Python's socket class.
 
 This file runs under both virtual environments, so it imports pygase only for its ``--impl``.
 """
@@ -68,6 +69,28 @@ class SocketCounter:
         socket.socket.sendto = sendto  # type: ignore[assignment,method-assign]
         socket.socket.recvfrom = recvfrom  # type: ignore[method-assign]
         socket.socket.recvfrom_into = recvfrom_into  # type: ignore[method-assign]
+
+    def install_pygase(self) -> None:
+        """Count at pygase's datagram endpoint instead: uvloop sends without ``socket.socket``."""
+        from pygase_core.edge.driver import DatagramEndpoint
+
+        counter = self
+        original_send_all = DatagramEndpoint.send_all
+        original_received = DatagramEndpoint.datagram_received
+
+        def send_all(endpoint: Any, out: Any, connected: bool) -> None:
+            out = list(out)
+            counter.bytes_out += sum(len(data) for data, _address in out)
+            counter.datagrams_out += len(out)
+            original_send_all(endpoint, out, connected)
+
+        def datagram_received(endpoint: Any, data: bytes, addr: Any) -> None:
+            counter.bytes_in += len(data)
+            counter.datagrams_in += 1
+            original_received(endpoint, data, addr)
+
+        DatagramEndpoint.send_all = send_all  # type: ignore[method-assign]
+        DatagramEndpoint.datagram_received = datagram_received  # type: ignore[method-assign]
 
 
 class World:
@@ -250,7 +273,10 @@ def main(argv: list[str] | None = None) -> int:
     args = parser.parse_args(argv)
 
     counter = SocketCounter()
-    counter.install()
+    if args.impl == "pygase":
+        counter.install_pygase()
+    else:
+        counter.install()
     echoes: collections.deque[tuple[int, int]] = collections.deque()
     world = World(args.entities)
     impl_class = PygaseImpl if args.impl == "pygase" else PeerImpl

@@ -29,6 +29,11 @@ _EXPORTS = {
     "GameStatus": "pygase_core.model.gamestate",
     "GameStateStore": "pygase_core.model.store",
     "GameStateMachine": "pygase_core.model.statemachine",
+    "Prediction": "pygase_core.model.prediction",
+    "PredictionStats": "pygase_core.model.prediction",
+    "StateHistory": "pygase_core.model.history",
+    "HistoricalState": "pygase_core.model.history",
+    "InputStats": "pygase_core.protocol.inputs",
     "Event": "pygase_core.model.events",
     "ConnectionStats": "pygase_core.protocol.acks",
     "Server": "pygase_core.edge.server",
@@ -155,10 +160,13 @@ if TYPE_CHECKING:
     )
     from pygase_core.model.events import Event
     from pygase_core.model.gamestate import TO_DELETE, GameState, GameStateUpdate, GameStatus
+    from pygase_core.model.history import HistoricalState, StateHistory
+    from pygase_core.model.prediction import Prediction, PredictionStats
     from pygase_core.model.statemachine import GameStateMachine
     from pygase_core.model.store import GameStateStore
     from pygase_core.plugins import get_plugin_manager, hookimpl
     from pygase_core.protocol.acks import ConnectionStats
+    from pygase_core.protocol.inputs import InputStats
     from pygase_core.rooms.matchmaker import RoomListing
     from pygase_core.rooms.room import Room, RoomClient
 
@@ -178,9 +186,13 @@ __all__ = [
     "GameStateStore",
     "GameStateUpdate",
     "GameStatus",
+    "HistoricalState",
+    "InputStats",
     "JoinRefusedError",
     "NotConnectedError",
     "PayloadTooLargeError",
+    "Prediction",
+    "PredictionStats",
     "ProtocolError",
     "PygaseError",
     "Room",
@@ -190,6 +202,7 @@ __all__ = [
     "ServerFullError",
     "ServerUnreachableError",
     "ShutdownRefusedError",
+    "StateHistory",
     "TokenRejectedError",
     "UnsupportedValueError",
     "UsageError",

@@ -121,7 +121,7 @@ class Cluster:
         self.key_file.write_text(os.urandom(32).hex())
         self.processes: list[Process] = []
 
-    def _start(self, name: str, arguments: list[str], ready: str,
+    def start(self, name: str, arguments: list[str], ready: str,
                env: dict[str, str] | None = None) -> Process:
         started = Process(name, *arguments, env={"PYTHONPATH": str(REPOSITORY), **(env or {})})
         process = started.process
@@ -131,18 +131,19 @@ class Cluster:
         assert ready in started.output, f"{name} failed:\n{started.output}"
         return started
 
-    def node(self, port: int | None = None, *extra: str,
-             env: dict[str, str] | None = None) -> Process:
+    def node(self, port: int | None = None, *extra: str, env: dict[str, str] | None = None,
+             public_address: str | None = None) -> Process:
         port = port or free_port(socket.SOCK_DGRAM)
-        return self._start(f"node {port}", [
+        return self.start(f"node {port}", [
             "node", GAME, "--redis", self.redis.url, "--secret-key-file", str(self.key_file),
-            "--host", "127.0.0.1", "--port", str(port), "--public-address", f"127.0.0.1:{port}",
+            "--host", "127.0.0.1", "--port", str(port),
+            "--public-address", public_address or f"127.0.0.1:{port}",
             "--node-id", f"node-{port}", *extra,
         ], "serving on UDP port", env)
 
     def matchmaker(self, port: int | None = None, *extra: str) -> tuple[Process, str]:
         port = port or free_port()
-        process = self._start(f"matchmaker {port}", [
+        process = self.start(f"matchmaker {port}", [
             "matchmaker", "--redis", self.redis.url, "--secret-key-file", str(self.key_file),
             "--host", "127.0.0.1", "--port", str(port), *extra,
         ], "matchmaker listening")

@@ -38,7 +38,8 @@ GitHub or on the docs site. ``<!-- test: ... -->`` takes these words:
 
 Ports: each group gets a free UDP port, and every ``8080`` in its blocks is replaced by that
 port before they run (and in the ``ready``, ``expect`` and output texts), so the blocks say 8080
-as a reader would type it.
+as a reader would type it. Likewise ``6379`` (Redis) and ``8000`` (a matchmaker) stand for free
+TCP ports of the group. ``redis-server`` runs from the PATH, like the system's own.
 
 Everything runs without a screen and without a simulated network: ``SDL_VIDEODRIVER=dummy`` for
 pygame, ``ARCADE_HEADLESS=1`` for arcade (EGL and Mesa, as in ``.ci/display.sh``), and no
@@ -51,6 +52,7 @@ import contextlib
 import os
 import re
 import shlex
+import shutil
 import signal
 import socket
 import subprocess
@@ -63,6 +65,9 @@ from pathlib import Path
 
 ROOT = Path(__file__).resolve().parent.parent
 DOC_PORT = "8080"
+DOC_TCP_PORTS = ("6379", "8000")
+SYSTEM_PROGRAMS = {"redis-server"}
+"""Programs a ``sh`` line may run from the PATH (installed by tools/test.sh when missing)."""
 TIMEOUT = 60.0
 """Seconds any one command, readiness or stop may take (generous: the machine may be busy)."""
 
@@ -221,6 +226,13 @@ def groups(path: Path) -> list[Group]:
 # -- running ------------------------------------------------------------------------------------
 
 
+def free_tcp_port() -> int:
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as probe:
+        probe.bind(("127.0.0.1", 0))
+        port: int = probe.getsockname()[1]
+    return port
+
+
 def free_udp_port() -> int:
     with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as probe:
         probe.bind(("127.0.0.1", 0))
@@ -284,6 +296,8 @@ def command(line: str, where: str) -> tuple[list[str], dict[str, str]] | None:
         program = program.removeprefix(".venv/bin/")
     if program in ("python", "python3"):
         words[0] = sys.executable
+    elif program in SYSTEM_PROGRAMS and shutil.which(program):
+        words[0] = str(shutil.which(program))
     elif program == "pygase" or words[0].startswith(".venv/bin/"):
         resolved = bin_dir / program
         if not resolved.exists():
@@ -419,12 +433,15 @@ class GroupRun:
         self.group = group
         self.directory = directory
         self.port = free_udp_port()
+        self.tcp_ports = {number: free_tcp_port() for number in DOC_TCP_PORTS}
         self.env = environment()
         self.background: list[Process] = []
         self.finished: list[Process] = []
         self.last_output = ""
 
     def substitute(self, code: str) -> str:
+        for number, port in self.tcp_ports.items():
+            code = re.sub(rf"\b{number}\b", str(port), code)
         return re.sub(rf"\b{DOC_PORT}\b", str(self.port), code)
 
     def run(self) -> None:

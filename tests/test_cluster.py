@@ -9,6 +9,7 @@ from __future__ import annotations
 import asyncio
 import collections
 import json
+import socket
 import threading
 import time
 from typing import Any
@@ -17,7 +18,14 @@ import pytest
 
 from pygase_core import Client, ClientStatus, JoinRefusedError, TokenRejectedError
 from pygase_core.cluster.seats import Seat, request_seat, request_seat_async
-from tests.cluster_support import Cluster, cluster_fixture, http, redis_server_fixture
+from tests.cluster_support import (
+    GAME,
+    Cluster,
+    cluster_fixture,
+    free_port,
+    http,
+    redis_server_fixture,
+)
 from tests.waiting import wait_for
 
 pytest.importorskip("redis", reason="needs the cluster extra")
@@ -267,3 +275,35 @@ def test_bad_http_input_gets_a_clear_4xx_and_auth_refusals_reach_the_client(
             ["address", "clients", "max_clients", "metadata", "node", "room", "room_id"])
     finally:
         admitted.disconnect()
+
+
+def test_workers_are_one_registered_node_each_and_stop_together(cluster: Cluster) -> None:
+    port = free_port(socket.SOCK_DGRAM)
+    while not udp_port_free(port + 1):
+        port = free_port(socket.SOCK_DGRAM)
+    parent = cluster.start("workers", [
+        "node", GAME, "--redis", cluster.redis.url, "--secret-key-file", str(cluster.key_file),
+        "--host", "127.0.0.1", "--port", str(port), "--public-address", f"127.0.0.1:{port}",
+        "--node-id", "w", "--workers", "2",
+    ], "serving on UDP port")
+
+    def registered() -> list[str]:
+        return sorted(cluster.redis.command("ZRANGE", "pygase:nodes", "0", "-1"))
+
+    wait_for(lambda: registered() == ["w-0", "w-1"], 15.0, "two workers registered")
+    addresses = {cluster.redis.command("HGET", f"pygase:node:w-{index}", "address")
+                 for index in (0, 1)}
+    assert addresses == {f"127.0.0.1:{port}", f"127.0.0.1:{port + 1}"}
+    parent.stop()  # SIGINT, passed on to every worker
+    assert parent.process.returncode == 0
+    assert registered() == []  # a node that stops deregisters at once
+    assert cluster.redis.command("KEYS", "pygase:node:*") == []
+
+
+def udp_port_free(port: int) -> bool:
+    with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as probe:
+        try:
+            probe.bind(("127.0.0.1", port))
+        except OSError:
+            return False
+    return True

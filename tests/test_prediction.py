@@ -234,3 +234,26 @@ def test_the_jitter_buffer_gives_up_gaps_and_bounds_what_it_holds() -> None:
     assert stats.overflow == 1
     assert [receiver.take().tick for _ in range(3)] == [7, 8, 9]  # type: ignore[union-attr]
     assert receiver.take() is None and stats.underruns == 1
+
+
+def test_the_clients_and_rooms_new_calls_refuse_bad_arguments() -> None:
+    from pygase_core import Client, Room
+
+    client = Client()
+    with pytest.raises(ValueError, match="path"):
+        client.predict("", walk)
+    with pytest.raises(TypeError, match="step"):
+        client.predict("players.{me}", None)  # type: ignore[arg-type]
+    with pytest.raises(ValueError, match="max_correction"):
+        client.predict("players.{me}", walk, max_correction=-1)
+    with pytest.raises(TypeError, match="smooth"):
+        client.predict("players.{me}", walk, smooth="x")
+    with pytest.raises(ValueError, match="max_input_size"):
+        Client(max_input_size=300)
+    with pytest.raises(TypeError, match="max_input_size"):
+        Client(max_input_size="big")  # type: ignore[arg-type]
+    room = Room()
+    with pytest.raises(ValueError, match="path"):
+        room.predict("players.", walk)
+    with pytest.raises(TypeError, match="RoomClient"):
+        room.world_at("somebody")  # type: ignore[arg-type]

@@ -5,7 +5,7 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 # Playwright drives Debian's Chromium (the tests point it there); it must never fetch a browser.
 export PLAYWRIGHT_SKIP_BROWSER_DOWNLOAD=1
-bash tools/setup.sh dev,pygame,arcade,docs,cluster,browser
+bash tools/setup.sh dev,pygame,arcade,docs,cluster,browser,fast
 if [ -f tools/cluster-deps.sh ]; then
   # redis-server and Chromium for the cluster tests, from Debian's packages when missing.
   bash tools/cluster-deps.sh

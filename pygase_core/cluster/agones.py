@@ -3,7 +3,8 @@
 Agones runs an SDK server beside each game server in its pod, at
 ``http://localhost:$AGONES_SDK_HTTP_PORT`` (9358 by default). A node tells it:
 
-* ``POST /ready`` once it listens and is registered;
+* ``POST /ready`` once it listens (then, if its public address is ``agones``, it reads it
+  from ``GET /gameserver``: the status's address and first port), before it registers;
 * ``POST /health`` every :attr:`AgonesLifecycle.health_every` seconds;
 * ``POST /allocate`` when its first seat is taken (held or seated);
 * ``POST /shutdown`` when its last room is disposed of, after it had one (unless
@@ -56,13 +57,35 @@ class AgonesLifecycle:
         self._health: asyncio.Task[None] | None = None
 
     async def start(self) -> None:
-        """The node listens and is registered: Ready, then health pings."""
+        """The node listens: Ready, then health pings."""
         import aiohttp
 
         self._session = aiohttp.ClientSession(timeout=aiohttp.ClientTimeout(total=2.0))
         await self._call("/ready")
         self.state = "ready"
         self._health = asyncio.create_task(self._pings())
+
+    async def public_address(self) -> str:
+        """``host:port`` players reach this game server at, as Agones assigned it.
+
+        From ``GET /gameserver``: its status's address and first port, once Agones has filled
+        them in (retried until then).
+        """
+        loop = asyncio.get_running_loop()
+        give_up = loop.time() + self.retry_for
+        problem = "no address yet"
+        while loop.time() < give_up:
+            try:
+                async with self._session.get(self.base_url + "/gameserver") as response:
+                    status = (await response.json()).get("status") or {}
+                address, ports = status.get("address"), status.get("ports") or []
+                if address and ports and ports[0].get("port"):
+                    return f"{address}:{int(ports[0]['port'])}"
+            except Exception as error:
+                problem = str(error)
+            await asyncio.sleep(0.5)
+        raise RuntimeError(f"the Agones SDK server named no address for this game server:"
+                           f" {problem}")
 
     async def close(self) -> None:
         if self._health is not None:

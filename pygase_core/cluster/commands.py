@@ -84,7 +84,8 @@ def add_parsers(commands: argparse._SubParsersAction[argparse.ArgumentParser],
     node.add_argument("--host", default="0.0.0.0",
                       help="address to listen on (default: %(default)s)")
     node.add_argument("--public-address", required=True, metavar="HOST:PORT",
-                      help="where players reach this node (tokens name it)")
+                      help="where players reach this node (tokens name it); with --agones,"
+                      " 'agones' asks the SDK server for the address Agones assigned")
     node.add_argument("--workers", type=int, default=1,
                       help="node processes to start, ports counted up from --port"
                       " (default: %(default)s)")
@@ -144,8 +145,11 @@ def run_node(args: argparse.Namespace) -> int:
     from pygase_core.cluster.seats import split_address
     from pygase_core.edge.server import Server
 
+    if args.public_address == "agones" and not args.agones:
+        raise SystemExit("pygase node: --public-address agones needs --agones")
     try:
-        split_address(args.public_address)
+        if args.public_address != "agones":
+            split_address(args.public_address)
     except ValueError as error:
         raise SystemExit(f"pygase node: --public-address: {error}") from None
     key = read_secret_key(args.secret_key_file, "node")
@@ -173,15 +177,19 @@ async def _node_main(server: Any, key: bytes, args: argparse.Namespace) -> int:
             shutdown_when_empty=not args.agones_keep_when_empty, on_shutdown=node.stop,
         )
 
-    async def ready() -> None:
+    async def prepare() -> None:
         if lifecycle is not None:
             await lifecycle.start()
+            if args.public_address == "agones":
+                await node.set_public_address(await lifecycle.public_address())
             node.on_change.append(lifecycle.changed)
+
+    def ready() -> None:
         print(f"pygase: node {node.node_id} serving on UDP port {server.port}, public"
-              f" {args.public_address}, registered in {args.redis}", flush=True)
+              f" {node.public_address}, registered in {args.redis}", flush=True)
 
     try:
-        await node.run(ready=ready)
+        await node.run(ready=ready, prepare=prepare)
     finally:
         if lifecycle is not None:
             await lifecycle.close()

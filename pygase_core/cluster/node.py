@@ -118,12 +118,25 @@ class Node:
 
     # -- running -------------------------------------------------------------------------------
 
-    async def run(self, ready: Callable[[], Awaitable[None] | None] | None = None) -> None:
+    async def run(
+        self,
+        ready: Callable[[], Awaitable[None] | None] | None = None,
+        *,
+        prepare: Callable[[], Awaitable[None]] | None = None,
+    ) -> None:
         """Serve and stay registered until :meth:`stop`; then deregister and shut down.
 
-        ``ready()`` (it may be a coroutine function) runs once the node is listed.
+        ``prepare()`` runs once the server listens, before the node registers (the Agones
+        lifecycle marks it Ready there and may learn its public address); ``ready()`` (it may
+        be a coroutine function) runs once the node is listed.
         """
         await asyncio.to_thread(self.server.run_in_thread, self.port, self.host)
+        if prepare is not None:
+            try:
+                await prepare()
+            except BaseException:
+                await asyncio.to_thread(self.server.shutdown)
+                raise
         client = connect(self.redis_url)
         self.registry = Registry(client, self.prefix)
         logger.info("pygase node %s serving on %s (public %s)", self.node_id,
@@ -150,6 +163,17 @@ class Node:
             await asyncio.to_thread(self.server.shutdown)
             with contextlib.suppress(Exception):
                 await client.aclose()
+
+    async def set_public_address(self, address: str) -> None:
+        """Where players reach this node, learnt after it started (tokens must name it)."""
+        self.public_address = address
+
+        def apply() -> None:
+            self.server._public_address = address
+            if self.server._endpoint is not None:
+                self.server._endpoint.address_text = address
+
+        await self._on_server_loop(apply)
 
     def stop(self) -> None:
         """End :meth:`run` (on the node's loop)."""

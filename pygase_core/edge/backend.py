@@ -7,6 +7,7 @@ import threading
 from collections.abc import Callable
 from typing import Any
 
+from pygase_core.edge import loops
 from pygase_core.edge.driver import check_hostname, check_port, run_in_thread
 from pygase_core.edge.server import Server, announce_on_stderr
 from pygase_core.model.gamestate import GameState
@@ -81,7 +82,7 @@ class Backend:
         """
         hostname, port = _check_address(hostname, port, "Backend.run")
         announce_on_stderr()
-        asyncio.run(self.run_async(hostname, port))
+        loops.run(self.run_async(hostname, port))
 
     def run_in_thread(
         self, hostname: str = "localhost", port: int = 0, daemon: bool = True

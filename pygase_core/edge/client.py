@@ -22,6 +22,7 @@ from typing import Any
 
 import pluggy
 
+from pygase_core.edge import loops
 from pygase_core.edge.driver import (
     EdgeDriver,
     EndpointViews,
@@ -324,7 +325,7 @@ class Client(EndpointViews):
         try:
             asyncio.get_running_loop()
         except RuntimeError:
-            return asyncio.run(Client.list_rooms_async(port, hostname, room, timeout=timeout))
+            return loops.run(Client.list_rooms_async(port, hostname, room, timeout=timeout))
         raise UsageError("an event loop runs in this thread: await Client.list_rooms_async()")
 
     @staticmethod
@@ -485,6 +486,12 @@ class Client(EndpointViews):
         :class:`~pygase_core.errors.JoinRefusedError`; no capacity left raises
         :class:`~pygase_core.errors.ServerFullError`.
 
+        ``matchmaker="http://host:port"`` (with ``room``, ``create`` or ``room_id``, and no
+        port) asks a cluster's matchmaker for a seat first, then connects to the node its
+        connect token names (see the Scaling out guide); the matchmaker's refusals raise
+        ``JoinRefusedError``, an unreachable one
+        :class:`~pygase_core.errors.MatchmakerError`.
+
         Event handlers and ack/failure callbacks run on the client's handler thread (or, with
         a frame adapter, on the game's frame thread), never on the network loop.
         """
@@ -497,7 +504,7 @@ class Client(EndpointViews):
         check_port(port, "Client.connect")
         check_hostname(hostname, "Client.connect")
         request = join_request(room, room_id, create, options)
-        asyncio.run(
+        loops.run(
             self._serve(port, hostname, connect_token, None, own_loop=True, request=request)
         )
 
@@ -910,7 +917,10 @@ class Client(EndpointViews):
             if prediction is not None and connection is not None:
                 inputs = connection.inputs_out
                 acked = inputs.ack_for(state.time_order) if inputs is not None else None
-                prediction.reconcile(state, acked)
+                try:
+                    prediction.reconcile(state, acked)
+                except Exception:  # the game's step failed: the state is applied all the same
+                    logger.exception("the prediction's step failed reconciling a state")
             self.plugin_manager.hook.pygase_state_changed(
                 client=self, game_state=state, time_order=state.time_order
             )

@@ -18,6 +18,7 @@ import threading
 from collections.abc import Callable, Coroutine, Iterable, Sequence
 from typing import Any, Protocol, cast
 
+from pygase_core.edge import loops
 from pygase_core.edge.calls import Call, LoopCalls
 from pygase_core.errors import AddressResolutionError
 from pygase_core.protocol.linksim import (
@@ -139,15 +140,6 @@ class DatagramEndpoint(asyncio.DatagramProtocol):
         now = self._now()
         for data, addr in out:
             outgoing.push((data, None if connected else addr), now)
-        timer.arm(outgoing.next_due())
-
-    def send(self, data: bytes, addr: Any = None) -> None:
-        """Send a datagram if the socket is still open."""
-        outgoing, timer = self._outgoing, self._out_timer
-        if outgoing is None or timer is None or outgoing.idle:
-            self._sendto(data, addr)
-            return
-        outgoing.push((data, addr), self._now())
         timer.arm(outgoing.next_due())
 
     def _now(self) -> float:
@@ -310,7 +302,7 @@ def run_in_thread(
 
     def target() -> None:
         try:
-            asyncio.run(main(ready))
+            loops.run(main(ready))
         except BaseException as error:  # handed over to the starting thread
             failure.append(error)
             logger.debug("%s ended with %r", name, error)

@@ -23,6 +23,7 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from typing import Any, Protocol
 
+from pygase_core.edge import loops
 from pygase_core.edge.driver import (
     EdgeDriver,
     EndpointViews,
@@ -410,7 +411,10 @@ class Server(EndpointViews):
             try:
                 await driver.open(family, local_addr=sockaddr[:2])
             except OSError as error:
-                errors.append(error)
+                # uvloop wraps the system's error (with its errno) in one of its own
+                cause = error.__cause__
+                wrapped = error.errno is None and isinstance(cause, OSError)
+                errors.append(cause if wrapped else error)  # type: ignore[arg-type]
                 continue
             return
         if errors:
@@ -431,7 +435,7 @@ class Server(EndpointViews):
         check_port(port, "Server.run")
         check_hostname(hostname, "Server.run")
         announce_on_stderr()
-        asyncio.run(self.run_async(port, hostname, event_wire))
+        loops.run(self.run_async(port, hostname, event_wire))
 
     def run_in_thread(
         self,

@@ -502,8 +502,9 @@ class GameStateMachine:
                     changes = await changes
             except Exception as error:
                 self.failures.failed("on_input", error)
-                continue
+                changes = None
             self._push_changes(changes, "on_input")
+            receiver.record_applied(store.time_order, taken.tick)
         return any_input
 
     def _record_history(self) -> None:

@@ -171,10 +171,18 @@ class InputReceiver:
         """States from ``time_order`` on contain this client's inputs up to ``tick``.
 
         Called by the game loop *before* it pushes the input's changes as ``time_order``, so
-        that no state containing the input can be sent with an older acknowledgement.
+        that no state containing the input can be sent with an older acknowledgement, and again
+        after, with the time_order the store then has: an input that changed nothing is
+        contained in the state that was already there, and the client learns so without
+        waiting for the next change.
         """
         with self._lock:
             acks = self._acks
+            if acks and acks[-1][1] == tick:
+                # Confirmed after the push: an input that changed nothing is in the state
+                # that was already there.
+                acks[-1] = (min(acks[-1][0], time_order), tick)
+                return
             if acks and acks[-1][0] >= time_order:
                 if acks[-1][0] == time_order:
                     acks.pop()

@@ -33,6 +33,7 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
+from pygase_core.edge import loops
 from pygase_core.edge.client import Client, ClientStatus
 from pygase_core.errors import NotConnectedError, PygaseError
 from pygase_core.plugins import hookimpl
@@ -355,7 +356,7 @@ class BotSwarm:
         start_at: float | None = None,
     ) -> SwarmReport:
         """Connect, warm up, measure for ``seconds`` and disconnect (see :meth:`run_async`)."""
-        return asyncio.run(self.run_async(seconds, warmup, on_window, start_at=start_at))
+        return loops.run(self.run_async(seconds, warmup, on_window, start_at=start_at))
 
     async def run_async(
         self,
