@@ -486,6 +486,12 @@ class Client(EndpointViews):
         :class:`~pygase_core.errors.JoinRefusedError`; no capacity left raises
         :class:`~pygase_core.errors.ServerFullError`.
 
+        ``matchmaker="http://host:port"`` (with ``room``, ``create`` or ``room_id``, and no
+        port) asks a cluster's matchmaker for a seat first, then connects to the node its
+        connect token names (see the Scaling out guide); the matchmaker's refusals raise
+        ``JoinRefusedError``, an unreachable one
+        :class:`~pygase_core.errors.MatchmakerError`.
+
         Event handlers and ack/failure callbacks run on the client's handler thread (or, with
         a frame adapter, on the game's frame thread), never on the network loop.
         """
