@@ -341,3 +341,25 @@ def test_a_node_restarted_under_its_id_inherits_no_stale_counts(cluster: Cluster
     finally:
         again.disconnect()
         client.disconnect()
+
+
+def test_create_makes_a_room_of_its_own_and_join_by_id_reaches_a_private_one(
+    cluster: Cluster,
+) -> None:
+    cluster.node()
+    _mm, url = cluster.matchmaker()
+    clients = [Client(timeout=3.0) for _ in range(4)]
+    try:
+        clients[0].connect_in_thread(matchmaker=url, room="chase")
+        clients[1].connect_in_thread(matchmaker=url, room="chase", create=True)
+        assert clients[1].room_id != clients[0].room_id  # create: always a new room
+        secret = request_seat(url, "chase", mode="create", options={"private": True})
+        clients[2].connect_in_thread(secret.port, secret.host, connect_token=secret.token,
+                                     room_id=secret.room_id)
+        listed = {room["room_id"] for room in open_rooms(url)}
+        assert listed == {clients[0].room_id, clients[1].room_id}  # never the private one
+        clients[3].connect_in_thread(matchmaker=url, room_id=secret.room_id)
+        assert clients[3].room_id == secret.room_id
+    finally:
+        for client in clients:
+            client.disconnect()
