@@ -241,6 +241,7 @@ BAD_REQUESTS = [
     ("POST", "/matchmake/join/chase", b'{"mode": "nobody-plays-this"}', 404, "no open room"),
     ("POST", "/matchmake/join_or_create/a,b", b"{}", 400, "not a valid name"),
     ("POST", "/matchmake/join_or_create/chase", b"\xff\xfe{", 400, "not valid JSON"),
+    ("GET", "/rooms/nosuchtype", None, 404, "no live node hosts"),
     ("GET", "/matchmake/join_or_create/chase", None, 405, ""),
     ("GET", "/nowhere", None, 404, ""),
 ]
@@ -298,6 +299,15 @@ def test_workers_are_one_registered_node_each_and_stop_together(cluster: Cluster
     assert parent.process.returncode == 0
     assert registered() == []  # a node that stops deregisters at once
     assert cluster.redis.command("KEYS", "pygase:node:*") == []
+
+    again = cluster.start("workers again", [
+        "node", GAME, "--redis", cluster.redis.url, "--secret-key-file", str(cluster.key_file),
+        "--host", "127.0.0.1", "--port", str(port), "--public-address", f"127.0.0.1:{port}",
+        "--node-id", "w", "--workers", "2",
+    ], "serving on UDP port")
+    wait_for(lambda: registered() == ["w-0", "w-1"], 15.0, "two workers registered again")
+    again.kill()  # SIGKILL: no chance to pass anything on, yet its workers end with it
+    wait_for(lambda: registered() == [], 10.0, "workers outlived their parent")
 
 
 def udp_port_free(port: int) -> bool:

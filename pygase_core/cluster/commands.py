@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import contextlib
 import importlib
 import signal
 import subprocess
@@ -157,7 +158,11 @@ def run_node(args: argparse.Namespace) -> int:
     server = target() if callable(target) and not isinstance(target, Server) else target
     if not isinstance(server, Server):
         raise SystemExit(f"pygase node: {args.server} is neither a Server nor returns one")
-    return asyncio.run(_node_main(server, key, args))
+    try:
+        return asyncio.run(_node_main(server, key, args))
+    except OSError as error:
+        raise SystemExit(f"pygase node: cannot listen on {args.host} port {args.port}:"
+                         f" {error.strerror or error}") from None
 
 
 async def _node_main(server: Any, key: bytes, args: argparse.Namespace) -> int:
@@ -216,7 +221,7 @@ def _run_workers(args: argparse.Namespace) -> int:
             command += ["--node-id", f"{args.node_id}-{index}"]
         if args.agones:
             command.append("--agones")
-        children.append(subprocess.Popen(command))
+        children.append(subprocess.Popen(command, preexec_fn=_die_with_parent))
 
     def forward(signum: int, _frame: object) -> None:
         for child in children:
@@ -231,6 +236,15 @@ def _run_workers(args: argparse.Namespace) -> int:
     for child in children:
         status = status or (child.returncode or 0)
     return status
+
+
+def _die_with_parent() -> None:
+    """In a worker, before it runs: end it (SIGTERM) if its parent dies, even by SIGKILL."""
+    if sys.platform.startswith("linux"):
+        import ctypes
+
+        with contextlib.suppress(OSError, AttributeError):
+            ctypes.CDLL(None).prctl(1, signal.SIGTERM)  # 1: PR_SET_PDEATHSIG
 
 
 def run_matchmaker(args: argparse.Namespace) -> int:
