@@ -713,20 +713,21 @@ class Client(EndpointViews):
             clock = self._input_clock
             if clock is None:
                 raise NotConnectedError("the client has not joined a world yet")
-            tick = clock.stamp(value, loop.time())
+            inputs = connection.inputs_out
+            tick = clock.stamp(value, loop.time(), inputs.slack if inputs is not None else None)
             if tick is None:
                 return None
             prediction = self._prediction
             if prediction is not None:
                 prediction.add_input(tick, codec.unpack(data))  # the value as the server sees it
-        view = self.view
-        if view is None:
-            view = connection.applied_time_order or 0
+            view = self.view
+            if view is None:
+                view = connection.applied_time_order or 0
 
-        def queue() -> None:
-            connection.queue_input(tick, view, data)
+            def queue() -> None:
+                connection.queue_input(tick, view, data)
 
-        driver.call(queue)
+            driver.call(queue)  # under the lock: the loop gets the ticks in their order
         return tick
 
     def predict(

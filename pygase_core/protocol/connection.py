@@ -490,7 +490,10 @@ class Connection:
         if target is None:
             return b""
         tick = receiver.ack_for(target)
-        return b"" if tick is None else encode_input_ack(target, tick)
+        if tick is None:
+            return b""
+        slack = receiver.slack
+        return encode_input_ack(target, tick, 255 if slack is None else min(slack, 254))
 
     def _remember_events(self, sequence: int, refs: list[FragmentRef]) -> None:
         """Keep a packet's event fragments, apart from the loss statistics' record of it, so
@@ -676,7 +679,8 @@ class Connection:
                     self.inputs_in.receive(message.entries)
             elif isinstance(message, InputAck):
                 if self.inputs_out is not None:
-                    self.inputs_out.on_ack(message.time_order, message.tick)
+                    slack = None if message.slack == 255 else message.slack
+                    self.inputs_out.on_ack(message.time_order, message.tick, slack)
             elif isinstance(message, StateReport) and self.state_out is not None:
                 self.state_out.on_report(message.time_order)
             elif (
