@@ -317,3 +317,27 @@ def udp_port_free(port: int) -> bool:
         except OSError:
             return False
     return True
+
+
+def test_a_node_restarted_under_its_id_inherits_no_stale_counts(cluster: Cluster) -> None:
+    first = cluster.node()
+    port = int(first.name.split()[1])
+    _mm, url = cluster.matchmaker()
+    client = Client(timeout=2.0)
+    client.connect_in_thread(matchmaker=url, room="chase")
+
+    def rooms_counted() -> str | None:
+        return cluster.redis.command("HGET", f"pygase:node:node-{port}", "rooms")  # type: ignore[no-any-return]
+
+    wait_for(lambda: rooms_counted() == "1", 5.0)
+    first.kill()
+    cluster.node(port)  # the same id, while the old entry has not expired yet
+    assert rooms_counted() == "0"
+    again = Client(timeout=2.0)
+    try:
+        again.connect_in_thread(matchmaker=url, room="chase")  # the dead room is refused
+        assert again.room_id != client.room_id
+        wait_for(lambda: rooms_counted() == "1", 5.0)
+    finally:
+        again.disconnect()
+        client.disconnect()

@@ -304,6 +304,7 @@ class Node:
             "draining": "1" if self.draining else "0",
             "rooms": len(rooms),
             "rooms_delta": len(rooms) - self._reported_rooms,
+            "absolute": 0 if self.synced.is_set() else 1,
             "rooms_list": rooms,
             "removed": removed,
         }
