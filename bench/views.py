@@ -166,7 +166,7 @@ def visible(entities: dict[str, list[float]], own: str) -> dict[str, list[float]
     }
 
 
-async def measure(name: str, seconds: float) -> dict[str, Any]:
+async def measure(name: str, seconds: float, warmup: float = 2.0) -> dict[str, Any]:
     sys.path.insert(0, str(ROOT))
     from pygase_core import Client
     from pygase_core.plugins import get_plugin_manager, hookimpl
@@ -211,7 +211,7 @@ async def measure(name: str, seconds: float) -> dict[str, Any]:
         ]
         while not all(client.connection is not None for client in clients):
             await asyncio.sleep(0.05)
-        await asyncio.sleep(2.0)
+        await asyncio.sleep(warmup)
         start = json.loads(ask("mark", "MARK "))
         applied = Applied.count
         await asyncio.sleep(seconds)
@@ -295,12 +295,15 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--serve", help=argparse.SUPPRESS)
     parser.add_argument("--seconds", type=float, default=5.0, help="window per scenario")
     parser.add_argument("--only", action="append", help="run only this scenario (repeatable)")
+    parser.add_argument("--warmup", type=float, default=2.0, help="seconds before each window")
+    parser.add_argument("--out", type=Path, default=ROOT / "bench" / "results",
+                        help="where views.json goes")
     args = parser.parse_args(argv)
     if args.serve:
         serve(args.serve)
         return 0
     names = args.only or list(SCENARIOS)
-    results = [asyncio.run(measure(name, args.seconds)) for name in names]
+    results = [asyncio.run(measure(name, args.seconds, args.warmup)) for name in names]
     head = ["scenario", "entities", "clients", "B/client-s", "states/client-s", "B/state",
             "datagrams/client-tick", "server CPU ms/s", "exact"]
     print("| " + " | ".join(head) + " |")
@@ -312,8 +315,8 @@ def main(argv: list[str] | None = None) -> int:
               f" | {r['server_cpu_ms_per_s']} | {'yes' if r['exact'] else 'NO'} |")
     for label, figure in references():
         print(f"| {label} | 100 | - | {figure} | | | | | |")
-    out = ROOT / "bench" / "results" / "views.json"
-    out.parent.mkdir(exist_ok=True)
+    out = args.out / "views.json"
+    out.parent.mkdir(parents=True, exist_ok=True)
     out.write_text(json.dumps({"results": results, "seconds": args.seconds}, indent=1))
     return 0 if all(r["exact"] for r in results) else 1
 

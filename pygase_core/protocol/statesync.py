@@ -99,26 +99,31 @@ class StateDecoder:
             ProtocolError: for a payload that does not decode to a state or a delta.
         """
         data = codec.unpack(payload)
+        self.left = []
         try:
             if base == FULL_STATE:
-                if not isinstance(data, list) or len(data) not in (2, 3):
-                    raise ProtocolError("a baseline is not [status, attributes(, precision)]")
+                if not isinstance(data, list) or not 2 <= len(data) <= 4:
+                    raise ProtocolError(
+                        "a baseline is not [status, attributes(, precision(, left))]"
+                    )
                 status, attributes = data[0], data[1]
                 if not isinstance(attributes, dict) or not all(
                     isinstance(k, str) for k in attributes
                 ):
                     raise ProtocolError("baseline attributes are not a dict of names")
-                precision = Precision.from_description(data[2]) if len(data) == 3 else None
+                described = data[2] if len(data) >= 3 else None
+                precision = None if described is None else Precision.from_description(described)
                 if precision is not None:
                     attributes = precision.from_wire(attributes)
                 state = GameState(time_order=target, game_status=status, **attributes)
+                if len(data) == 4:
+                    self._removals({}, data[3])  # (only noted: the baseline replaces the state)
                 self.precision = precision
                 return state
             if not isinstance(data, dict) or not all(isinstance(k, str) for k in data):
                 raise ProtocolError("delta is not a dict of names")
             if type(data.get("game_status", 0)) is not int:
                 raise ProtocolError("delta with a game status that is not an int")
-            self.left = []
             left = data.pop(LEFT_KEY, None)
             if left is not None:
                 self._removals(data, left)

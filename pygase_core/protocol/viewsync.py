@@ -178,7 +178,7 @@ class ViewedWorld:
         """
         self.at(version)
         delta = None
-        if span is not None and base != NO_STATE:
+        if span is not None and span.owners_agree and base != NO_STATE:
             delta = self.store.changes_since(base)
         if delta is not None and span is not None:
             key: tuple[Any, ...] = (base, span, now)
@@ -191,10 +191,11 @@ class ViewedWorld:
                 self.encodings += 1
                 self._payloads[key] = payload
                 return payload
-        key = (FULL_STATE, now)
+        maybe = None if span is None else span.maybe
+        key = (FULL_STATE, now, maybe)
         cached = self._payloads.get(key)
         if cached is None:
-            raw = self._baseline(now)
+            raw = self._baseline(now, maybe)
             cached = _fragment(FULL_STATE, version, raw, self.cache.max_state_size)
             self.encodings += 1
             self._payloads[key] = cached
@@ -286,14 +287,20 @@ class ViewedWorld:
             pair = self._pairs[cache_key] = codec.pack(key) + self._pack_at((name, key), entry)
         return pair
 
-    def _baseline(self, now: ViewState) -> bytes:
+    def _baseline(self, now: ViewState, maybe: tuple[frozenset[Key], ...] | None) -> bytes:
+        """The client's whole view; ``maybe``: what it may hold, to list what left its view."""
         rules = self.rules
         state = self.store.get_game_state()
         attributes: dict[str, Any] = {}
+        left: list[list[Any]] = []
         for name, value in state.to_dict().items():
             index = rules.paths.get(name)
             if index is not None and isinstance(value, dict):
                 seen = now.visible[index]
+                if maybe is not None:
+                    gone = [key for key in maybe[index] - seen if key in value]
+                    if gone:
+                        left.append([name, gone])
                 value = {
                     key: rules.strip_entry(name, key, entry, now.owners)
                     for key, entry in value.items()
@@ -303,10 +310,14 @@ class ViewedWorld:
                 value = rules.strip(name, value, now.owners)
             attributes[name] = value
         precision = self.store.precision
+        status = int(state.game_status)
         if precision is None:
-            return codec.pack([int(state.game_status), attributes])
+            if left:
+                return codec.pack([status, attributes, None, left])
+            return codec.pack([status, attributes])
         wire = precision.to_wire(attributes)
-        return codec.pack([int(state.game_status), wire, precision.describe()], wire=True)
+        parts = [status, wire, precision.describe(), *([left] if left else [])]
+        return codec.pack(parts, wire=True)
 
 
 @dataclass(frozen=True)
@@ -317,15 +328,17 @@ class Span:
     """Per view, the entries it saw at every such version: it holds them for sure."""
     maybe: tuple[frozenset[Key], ...]
     """Per view, the entries it saw at some such version: it may hold them."""
+    owners_agree: bool = True
+    """Whether the owners of private fields were the same at all those versions and now
+    (otherwise only a baseline can say which private fields it holds)."""
 
 
-def span_of(views: list[ViewState]) -> Span | None:
-    """Sum up the views a client was sent from its base on; None if their owners differ."""
+def span_of(views: list[ViewState], now: ViewState) -> Span:
+    """Sum up the views a client was sent from its base on, and the view it gets now."""
     first = views[0]
+    agree = all(view.owners == now.owners for view in views)
     if len(views) == 1:
-        return Span(first.visible, first.visible)
-    if any(view.owners != first.owners for view in views):
-        return None
+        return Span(first.visible, first.visible, agree)
     kept, maybe = [], []
     for index, seen in enumerate(first.visible):
         lowest = highest = seen
@@ -336,7 +349,7 @@ def span_of(views: list[ViewState]) -> Span | None:
                 highest = highest | other
         kept.append(lowest)
         maybe.append(highest)
-    return Span(tuple(kept), tuple(maybe))
+    return Span(tuple(kept), tuple(maybe), agree)
 
 
 def _owns(rules: ViewRules, name: str, key: Key, owners: tuple[Any, ...]) -> tuple[bool, ...]:
@@ -379,6 +392,7 @@ class ViewerPayloads(PayloadCache):
             if version != self._version:
                 self._version = version
                 self._sent.clear()
+            asked = base
             if base in self._sent:
                 return self._sent[base]
             world.at(version)
@@ -392,21 +406,21 @@ class ViewerPayloads(PayloadCache):
                 self._history[version] = now
                 while len(self._history) > HISTORY:
                     self._history.popitem(last=False)
-            span = None
-            if base != NO_STATE and base in self._history and base < version:
-                sent = []
-                for order in reversed(self._history):  # newest first: the base is near the end
-                    if order < base:
-                        break
-                    if order < version:
-                        sent.append(self._history[order])
-                span = span_of(sent)
-                if span is not None and sent[0].owners != now.owners:
-                    span = None  # an owner changed: private fields come and go, a baseline
+            known = base != NO_STATE and base in self._history and base < version
+            if not known:
+                base = NO_STATE  # a baseline; it lists what the client may hold and lost
+            floor = base if known else -1
+            sent = []
+            for order in reversed(self._history):  # newest first: the base is near the end
+                if order < floor:
+                    break
+                if order < version:
+                    sent.append(self._history[order])
+            span = span_of(sent, now) if sent else None
             try:
                 payload: StatePayload | None = world.payload(base, span, now, version)
             except PayloadTooLargeError as error:
                 world.cache.oversize = error
                 payload = None
-            self._sent[base] = payload
+            self._sent[asked] = payload
             return payload
