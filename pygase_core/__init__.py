@@ -28,6 +28,9 @@ _EXPORTS = {
     "GameStateUpdate": "pygase_core.model.gamestate",
     "GameStatus": "pygase_core.model.gamestate",
     "GameStateStore": "pygase_core.model.store",
+    "GridView": "pygase_core.model.views",
+    "FilterView": "pygase_core.model.views",
+    "PrivateField": "pygase_core.model.views",
     "GameStateMachine": "pygase_core.model.statemachine",
     "Prediction": "pygase_core.model.prediction",
     "PredictionStats": "pygase_core.model.prediction",
@@ -164,6 +167,7 @@ if TYPE_CHECKING:
     from pygase_core.model.prediction import Prediction, PredictionStats
     from pygase_core.model.statemachine import GameStateMachine
     from pygase_core.model.store import GameStateStore
+    from pygase_core.model.views import FilterView, GridView, PrivateField
     from pygase_core.plugins import get_plugin_manager, hookimpl
     from pygase_core.protocol.acks import ConnectionStats
     from pygase_core.protocol.inputs import InputStats
@@ -181,11 +185,13 @@ __all__ = [
     "ConnectionStats",
     "Event",
     "EventQueueFullError",
+    "FilterView",
     "GameState",
     "GameStateMachine",
     "GameStateStore",
     "GameStateUpdate",
     "GameStatus",
+    "GridView",
     "HistoricalState",
     "InputStats",
     "JoinRefusedError",
@@ -193,6 +199,7 @@ __all__ = [
     "PayloadTooLargeError",
     "Prediction",
     "PredictionStats",
+    "PrivateField",
     "ProtocolError",
     "PygaseError",
     "Room",

@@ -50,7 +50,8 @@ class Player:
     def send(self, value: Any, now: float) -> int | None:
         connection = self.side.endpoint.connection
         assert connection is not None
-        tick = self.clock.stamp(value, now)
+        inputs = connection.inputs_out
+        tick = self.clock.stamp(value, now, inputs.slack if inputs is not None else None)
         if tick is None:
             return None
         data = codec.pack(value)
@@ -139,11 +140,16 @@ class Game:
         while self.net.now < end:
             self.step(inputs)
 
-    def run_until(self, condition: Callable[[], bool], timeout: float = 10.0) -> None:
+    def run_until(
+        self,
+        condition: Callable[[], bool],
+        timeout: float = 10.0,
+        inputs: Callable[[Player, float], Any] | None = None,
+    ) -> None:
         end = self.net.now + timeout
         while not condition():
             assert self.net.now < end, "condition not met in time"
-            self.step(None)
+            self.step(inputs)
 
     def step(self, inputs: Callable[[Player, float], Any] | None) -> None:
         net = self.net

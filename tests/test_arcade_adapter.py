@@ -228,3 +228,73 @@ def test_a_view_on_a_plain_window_has_no_session() -> None:
             _ = view.pygase
     finally:
         plain.close()
+
+
+def slide(player: dict[str, Any], direction: Any, dt: float) -> dict[str, Any]:
+    return {**player, "x": player["x"] + direction * 200.0 * dt}
+
+
+class PredictingWindow(PygaseWindow):
+    """Joins a room 60 ms away, then presses "right" once and records the frames around it."""
+
+    def __init__(self, port: int) -> None:
+        super().__init__(WIDTH, HEIGHT, "pygase prediction test", update_rate=1 / 120,
+                         draw_rate=1 / 120)
+        self.deadline = time.monotonic() + WAIT
+        self.pygase.predict("players.{me}", slide)
+        self.pygase.connect(port, room="slide")
+        self.me = str(self.pygase.client.id)
+        self.before: float | None = None
+        self.drawn: list[float] = []
+
+    def own_x(self) -> float | None:
+        snapshot = self.pygase.snapshot
+        player = snapshot.players.get(self.me) if snapshot is not None else None
+        return None if player is None else float(player["x"])
+
+    def on_update(self, delta_time: float) -> None:
+        if time.monotonic() > self.deadline or len(self.drawn) >= 2:
+            self.close()
+            return
+        x = self.own_x()
+        if x is None:
+            return
+        if self.before is None:
+            self.before = x  # where it stood before any input
+        self.pygase.send_input(1)
+
+    def on_draw(self) -> None:
+        self.clear()
+        x = self.own_x()
+        if x is not None and self.before is not None:
+            self.drawn.append(x)
+
+
+def test_the_arcade_snapshot_shows_the_predicted_own_player_in_the_frame_of_the_input(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    from pygase_core import Room, Server
+
+    class Slide(Room):
+        def on_create(self, options: dict[str, Any]) -> GameState:
+            self.predict("players.{me}", slide)
+            return GameState(players={})
+
+        def on_join(self, client: Any, options: dict[str, Any], game_state: GameState) -> Any:
+            return {"players": {client.id: {"x": 10.0}}}
+
+    server = Server()
+    server.define("slide", Slide)
+    thread = server.run_in_thread(0)
+    monkeypatch.setenv("PYGASE_LINK", "latency=60ms,seed=3")
+    window = PredictingWindow(server.port)  # type: ignore[arg-type]
+    try:
+        arcade.run()
+        assert window.before is not None and len(window.drawn) >= 2, "no frames drawn"
+        # The first frame drawn after the first input already shows the player moved, 120 ms
+        # before the server could have confirmed it.
+        assert window.drawn[0] == window.before + 200.0 * 0.02
+    finally:
+        window.close()
+        server.shutdown()
+        thread.join(5)

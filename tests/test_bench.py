@@ -49,3 +49,20 @@ def test_the_bench_runs_a_tiny_scenario(tmp_path: Path) -> None:
     assert loop["impl"] == "pygase" and loop["rate"] > 0 and loop["idle_cpu_pct"] >= 0
     assert results["targets"]
     assert "age p50" in completed.stdout  # the terminal table
+
+
+def test_the_views_bench_runs_and_its_clients_end_exact(tmp_path: Path) -> None:
+    completed = subprocess.run(
+        [
+            sys.executable, str(ROOT / "bench" / "views.py"), "--seconds", "0.5", "--warmup",
+            "0.5", "--only", "precision 0.01", "--only", "500 views", "--out", str(tmp_path),
+        ],
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+    assert completed.returncode == 0, completed.stdout + completed.stderr
+    results = json.loads((tmp_path / "views.json").read_text())["results"]
+    assert [r["scenario"] for r in results] == ["precision 0.01", "500 views"]
+    for result in results:
+        assert result["exact"] and result["bytes_per_state"] > 0

@@ -87,8 +87,7 @@ def test_no_input_is_lost_at_5_percent_loss_each_way() -> None:
     me = game.join("me", ("10.0.0.2", 5000), predict=False)
     receiver = game.net.server.sessions[me.side.address].connection.inputs_in
     assert receiver is not None
-    game.run(3000 * TICK + 0.2, _inputs_counted(game, me, 3000))
-    game.run_until(lambda: receiver.last_applied == 3000)
+    game.run_until(lambda: receiver.last_applied == 3000, 90, _inputs_counted(game, me, 3000))
     ticks = [taken.tick for taken in game.taken["me"]]
     assert ticks == list(range(1, 3001))
     assert receiver.stats.applied == 3000 and receiver.stats.lost == 0
@@ -102,8 +101,7 @@ def test_at_20_percent_loss_losses_are_counted_and_applied_inputs_are_in_order_o
     me = game.join("me", ("10.0.0.2", 5000), predict=False)
     receiver = game.net.server.sessions[me.side.address].connection.inputs_in
     assert receiver is not None
-    game.run(total * TICK + 0.2, _inputs_counted(game, me, total))
-    game.run_until(lambda: receiver.last_applied == total)
+    game.run_until(lambda: receiver.last_applied == total, 60, _inputs_counted(game, me, total))
     ticks = [taken.tick for taken in game.taken["me"]]
     assert ticks == sorted(set(ticks))  # once each, in tick order
     assert receiver.stats.applied == len(ticks)
@@ -234,3 +232,45 @@ def test_the_jitter_buffer_gives_up_gaps_and_bounds_what_it_holds() -> None:
     assert stats.overflow == 1
     assert [receiver.take().tick for _ in range(3)] == [7, 8, 9]  # type: ignore[union-attr]
     assert receiver.take() is None and stats.underruns == 1
+
+
+def test_the_clients_and_rooms_new_calls_refuse_bad_arguments() -> None:
+    from pygase_core import Client, Room
+
+    client = Client()
+    with pytest.raises(ValueError, match="path"):
+        client.predict("", walk)
+    with pytest.raises(TypeError, match="step"):
+        client.predict("players.{me}", None)  # type: ignore[arg-type]
+    with pytest.raises(ValueError, match="max_correction"):
+        client.predict("players.{me}", walk, max_correction=-1)
+    with pytest.raises(TypeError, match="smooth"):
+        client.predict("players.{me}", walk, smooth="x")
+    with pytest.raises(ValueError, match="max_input_size"):
+        Client(max_input_size=300)
+    with pytest.raises(TypeError, match="max_input_size"):
+        Client(max_input_size="big")  # type: ignore[arg-type]
+    room = Room()
+    with pytest.raises(ValueError, match="path"):
+        room.predict("players.", walk)
+    with pytest.raises(TypeError, match="RoomClient"):
+        room.world_at("somebody")  # type: ignore[arg-type]
+
+
+def test_after_a_delay_spike_the_client_paces_its_inputs_back_to_arriving_just_in_time() -> None:
+    """A 100 ms spike piles inputs up in the server's buffer; slower ticks drain it, losslessly."""
+    game = Game(seed=9, latency=0.02, jitter=0.005)
+    me = game.join("me", ("10.0.0.2", 5000), predict=False)
+    receiver = game.net.server.sessions[me.side.address].connection.inputs_in
+    assert receiver is not None
+    right = lambda player, now: [1.0, 0.0]  # noqa: E731
+    game.run(2.0, right)
+    up = game.net.up[me.side.address]
+    up.latency = 0.12  # the spike: inputs arrive 100 ms later for a moment...
+    game.run(0.5, right)
+    up.latency = 0.02  # ...then all at once
+    game.run_until(lambda: (receiver.slack or 0) >= 3, 2.0, right)
+    piled = receiver.slack
+    game.run_until(lambda: receiver.slack is not None and receiver.slack <= 1, 5.0, right)
+    assert piled is not None and piled >= 3
+    assert receiver.stats.dropped == 0 and receiver.stats.lost == 0

@@ -14,6 +14,8 @@ from pygase_core.model.codec import TO_DELETE
 from pygase_core.model.gamestate import GameState, GameStateUpdate
 from pygase_core.model.store import GameStateStore
 from pygase_core.model.views import FilterView, GridView, PrivateField, ViewRules
+from pygase_core.protocol.budget import BandwidthBudget
+from pygase_core.protocol.connection import ConnectionConfig
 from pygase_core.protocol.statesync import PayloadCache
 from pygase_core.protocol.viewsync import ViewedWorld
 from tests.memlink import Network
@@ -299,3 +301,49 @@ def test_bad_view_lists_fail_at_once(rules: Any, error: type[Exception]) -> None
 def test_bad_view_rules_fail_at_construction(make: Any, error: type[Exception]) -> None:
     with pytest.raises(error):
         make()
+
+
+def test_a_bandwidth_budget_holds_the_rate_and_the_client_still_converges_exactly() -> None:
+    limit = 20_000
+    entities = {i: [float(i), 0.0] for i in range(300)}
+    store = GameStateStore(GameState(entities=entities))
+    network = Network(store, seed=6, config=ConnectionConfig(max_bandwidth=limit))
+    client = network.add_client(("10.0.3.1", 8000))
+    network.run_until(lambda: client.state.time_order == 0 and client.state.to_dict())
+    connection = next(iter(network.server.sessions.values())).connection
+    assert connection.state_out is not None and connection.state_out.budget is not None
+    budget = connection.state_out.budget
+    start, sent = network.now, budget.bytes_sent
+    for tick in range(1, 101):  # 300 entities, all moving: about 5 kB a tick, 250 kB/s
+        store.push_update(GameStateUpdate(tick, entities={
+            i: [x + tick * 0.5, float(tick)] for i, (x, _) in entities.items()
+        }))
+        network.run(0.02)
+    rate = (budget.bytes_sent - sent) / (network.now - start)
+    assert rate <= limit * 1.1
+    assert budget.use().deferred > 0 and 0 < budget.use().share <= 1.2
+    network.run_until(lambda: client.state == store.get_game_state())
+
+
+def test_under_a_budget_the_nearest_entries_enter_a_view_first() -> None:
+    store = GameStateStore(GameState(entities={
+        "me": {"x": 50.0, "y": 50.0, "pad": "x" * 200},
+        **{f"e{i}": {"x": 50.0 + i, "y": 50.0, "pad": "x" * 200} for i in range(1, 10)},
+    }))
+    budget = BandwidthBudget(3000)  # a burst of 1,200 bytes: a few entries of 220 per version
+    viewed = ViewedWorld(PayloadCache(store), ViewRules([
+        GridView("entities", cell_size=100.0, radius=100.0, entity=lambda viewer: "me"),
+    ]))
+    payloads = viewed.viewer(lambda: "me", budget)
+    store.push_update(GameStateUpdate(1, entities={"me": {"x": 50.0}}))
+    payloads.payload_for(2**64 - 1)  # the first view: everything, as a baseline
+    first = payloads._history[1].visible[0]
+    assert len(first) == 10
+    store.replace_state(GameState(entities={  # now ten more arrive at once, farther out
+        **store.get_game_state().entities,
+        **{f"f{i}": {"x": 50.0 - i, "y": 50.0, "pad": "x" * 200} for i in range(10, 20)},
+    }))
+    payloads.payload_for(1)
+    admitted = payloads._history[store.time_order].visible[0] - first
+    assert 0 < len(admitted) < 10
+    assert admitted == {f"f{i}" for i in range(10, 10 + len(admitted))}  # the nearest ones

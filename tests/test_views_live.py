@@ -244,3 +244,25 @@ def test_views_need_the_one_world_and_rooms_check_theirs_at_define() -> None:
 
     with pytest.raises(ValueError, match="positive"):
         Server().define("bad", Bad)
+
+
+def test_a_servers_budget_use_shows_for_each_client(clients: list[Client]) -> None:
+    store = GameStateStore(GameState(entities={i: [float(i), 0.0] for i in range(200)}))
+    server = Server(store, max_bandwidth=16_000)
+    server.run_in_thread()
+    try:
+        assert server.port
+        client = connect(clients, server.port)
+        for tick in range(1, 60):
+            store.push_update(GameStateUpdate(tick, entities={
+                i: [float(i) + tick, float(tick)] for i in range(200)
+            }))
+            wait_for(lambda: server.budget_use)
+        expected = store.get_game_state().to_dict()
+        wait_for(lambda: held(client) == expected, message="no convergence under the budget")
+        (use,) = server.budget_use.values()
+        assert use.limit == 16_000 and use.bytes_sent > 0
+    finally:
+        server.shutdown()
+    with pytest.raises(ValueError, match="max_bandwidth"):
+        Server(store, max_bandwidth=0)

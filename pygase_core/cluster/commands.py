@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import contextlib
 import importlib
 import signal
 import subprocess
@@ -153,11 +154,26 @@ def run_node(args: argparse.Namespace) -> int:
     except ValueError as error:
         raise SystemExit(f"pygase node: --public-address: {error}") from None
     key = read_secret_key(args.secret_key_file, "node")
-    target = _load(args.server, "node")
-    server = target() if callable(target) and not isinstance(target, Server) else target
+    from pygase_core.tools import cli
+
+    starts: list[str] = []
+    server: object = None
+    try:
+        with cli._refuse_to_serve(starts):  # as pygase serve: the module must not serve
+            target = _load(args.server, "node")
+            server = target() if callable(target) and not isinstance(target, Server) else target
+    except cli._ServingOnImport:
+        pass
+    if starts:
+        message = cli._serving_on_import_message(args.server.partition(":")[0], starts[0])
+        raise SystemExit(message.replace("pygase serve", "pygase node"))
     if not isinstance(server, Server):
         raise SystemExit(f"pygase node: {args.server} is neither a Server nor returns one")
-    return asyncio.run(_node_main(server, key, args))
+    try:
+        return asyncio.run(_node_main(server, key, args))
+    except OSError as error:
+        raise SystemExit(f"pygase node: cannot listen on {args.host} port {args.port}:"
+                         f" {error.strerror or error}") from None
 
 
 async def _node_main(server: Any, key: bytes, args: argparse.Namespace) -> int:
@@ -216,7 +232,7 @@ def _run_workers(args: argparse.Namespace) -> int:
             command += ["--node-id", f"{args.node_id}-{index}"]
         if args.agones:
             command.append("--agones")
-        children.append(subprocess.Popen(command))
+        children.append(subprocess.Popen(command, preexec_fn=_die_with_parent))
 
     def forward(signum: int, _frame: object) -> None:
         for child in children:
@@ -231,6 +247,15 @@ def _run_workers(args: argparse.Namespace) -> int:
     for child in children:
         status = status or (child.returncode or 0)
     return status
+
+
+def _die_with_parent() -> None:
+    """In a worker, before it runs: end it (SIGTERM) if its parent dies, even by SIGKILL."""
+    if sys.platform.startswith("linux"):
+        import ctypes
+
+        with contextlib.suppress(OSError, AttributeError):
+            ctypes.CDLL(None).prctl(1, signal.SIGTERM)  # 1: PR_SET_PDEATHSIG
 
 
 def run_matchmaker(args: argparse.Namespace) -> int:

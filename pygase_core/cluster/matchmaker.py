@@ -374,6 +374,8 @@ class Matchmaker:
         room_type = request.match_info["room_type"]
         _check_name(room_type, "room type")
         assert self.registry is not None
+        if room_type not in await self._types():
+            raise _HTTPError(404, f"no live node hosts room type {room_type!r}")
         nodes = {node["id"]: node for node in await self.registry.nodes()}
         listed = []
         for room in await self.registry.rooms(room_type):

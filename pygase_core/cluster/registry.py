@@ -17,7 +17,8 @@ by increments: a matchmaker's script adds one as it queues a request to the node
 atomic step, and a node's heartbeat adds what it saw change beyond that (seats freed, requests
 it refused). So two matchmakers never both take the last seat, and the node, which checks every
 reservation against its own rooms, is the final word. After a Redis restart a node's heartbeat
-finds its keys gone and writes its counts whole again.
+finds its keys gone and writes its counts whole again, as a node's first heartbeat always does
+(a node restarted under its old id inherits no stale count).
 
 Not for Redis Cluster: the scripts compute key names, so every key must live on one Redis (a
 single server, or one behind Sentinel).
@@ -46,7 +47,7 @@ local now = tonumber(ARGV[3])
 local ttl = tonumber(ARGV[4])
 local nk = p .. 'node:' .. d.id
 local fresh = redis.call('EXISTS', nk) == 0
-if fresh then
+if fresh or d.absolute == 1 then
   redis.call('HSET', nk, 'rooms', d.rooms)
 else
   redis.call('HINCRBY', nk, 'rooms', d.rooms_delta)
@@ -60,7 +61,7 @@ redis.call('ZREMRANGEBYSCORE', p .. 'nodes', '-inf', now)
 redis.call('PEXPIRE', p .. 'nodes', ttl)
 for _, r in ipairs(d.rooms_list) do
   local rk = p .. 'room:' .. r.id
-  if redis.call('EXISTS', rk) == 0 then
+  if d.absolute == 1 or redis.call('EXISTS', rk) == 0 then
     redis.call('HSET', rk, 'taken', r.taken)
   else
     redis.call('HINCRBY', rk, 'taken', r.taken_delta)

@@ -486,6 +486,12 @@ class Client(EndpointViews):
         :class:`~pygase_core.errors.JoinRefusedError`; no capacity left raises
         :class:`~pygase_core.errors.ServerFullError`.
 
+        ``matchmaker="http://host:port"`` (with ``room``, ``create`` or ``room_id``, and no
+        port) asks a cluster's matchmaker for a seat first, then connects to the node its
+        connect token names (see the Scaling out guide); the matchmaker's refusals raise
+        ``JoinRefusedError``, an unreachable one
+        :class:`~pygase_core.errors.MatchmakerError`.
+
         Event handlers and ack/failure callbacks run on the client's handler thread (or, with
         a frame adapter, on the game's frame thread), never on the network loop.
         """
@@ -707,20 +713,21 @@ class Client(EndpointViews):
             clock = self._input_clock
             if clock is None:
                 raise NotConnectedError("the client has not joined a world yet")
-            tick = clock.stamp(value, loop.time())
+            inputs = connection.inputs_out
+            tick = clock.stamp(value, loop.time(), inputs.slack if inputs is not None else None)
             if tick is None:
                 return None
             prediction = self._prediction
             if prediction is not None:
                 prediction.add_input(tick, codec.unpack(data))  # the value as the server sees it
-        view = self.view
-        if view is None:
-            view = connection.applied_time_order or 0
+            view = self.view
+            if view is None:
+                view = connection.applied_time_order or 0
 
-        def queue() -> None:
-            connection.queue_input(tick, view, data)
+            def queue() -> None:
+                connection.queue_input(tick, view, data)
 
-        driver.call(queue)
+            driver.call(queue)  # under the lock: the loop gets the ticks in their order
         return tick
 
     def predict(
@@ -911,7 +918,10 @@ class Client(EndpointViews):
             if prediction is not None and connection is not None:
                 inputs = connection.inputs_out
                 acked = inputs.ack_for(state.time_order) if inputs is not None else None
-                prediction.reconcile(state, acked)
+                try:
+                    prediction.reconcile(state, acked)
+                except Exception:  # the game's step failed: the state is applied all the same
+                    logger.exception("the prediction's step failed reconciling a state")
             self.plugin_manager.hook.pygase_state_changed(
                 client=self, game_state=state, time_order=state.time_order
             )

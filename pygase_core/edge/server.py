@@ -50,6 +50,7 @@ from pygase_core.model.statemachine import DEFAULT_TICK_INTERVAL, GameStateMachi
 from pygase_core.model.store import GameStateStore
 from pygase_core.model.views import View, ViewRules
 from pygase_core.protocol import control
+from pygase_core.protocol.budget import BudgetUse
 from pygase_core.protocol.connection import (
     Connection,
     ConnectionConfig,
@@ -181,6 +182,10 @@ class Server(EndpointViews):
             and :class:`~pygase_core.model.views.PrivateField` rules, whose callables are given
             the client's address): each client is sent only what its view shows. Rooms have
             their own ``Room.views``.
+        max_bandwidth: bytes of state per second each connection may be sent (for example
+            64_000), in the one world and in rooms; None for no limit. Beyond it a client gets
+            fewer, combined deltas, still exact; the entries entering its view go nearest
+            first. :attr:`budget_use` shows what the budgets did.
 
     Blocking calls have coroutine forms named with an ``_async`` suffix (``run_async``,
     ``shutdown_async``) for programs that run their own asyncio loop.
@@ -202,6 +207,7 @@ class Server(EndpointViews):
         public_address: str | None = None,
         handler_overrun: float = 0.1,
         views: Sequence[View] | None = None,
+        max_bandwidth: int | None = None,
     ) -> None:
         if game_state_store is not None and not isinstance(game_state_store, GameStateStore):
             raise TypeError("game_state_store must be a GameStateStore or None")
@@ -227,7 +233,8 @@ class Server(EndpointViews):
         self.game_state_store = game_state_store
         self.max_clients = max_clients
         self._config = ConnectionConfig(
-            timeout=timeout, max_state_size=max_state_size, max_event_size=max_event_size
+            timeout=timeout, max_state_size=max_state_size, max_event_size=max_event_size,
+            max_bandwidth=max_bandwidth,
         )
         self._host_is_first_client = host_client == "first"
         self._host_succession = host_succession
@@ -293,6 +300,19 @@ class Server(EndpointViews):
     def connections(self) -> dict[Address, Connection]:
         """Each connected client's address, leading to its server-side connection."""
         return self._endpoint.connections if self._endpoint is not None else {}
+
+    @property
+    def budget_use(self) -> dict[Address, BudgetUse]:
+        """Each client's bandwidth budget use (empty without ``max_bandwidth``)."""
+        endpoint = self._endpoint
+        if endpoint is None:
+            return {}
+        return {
+            address: session.connection.state_out.budget.use()
+            for address, session in list(endpoint.sessions.items())
+            if session.connection.state_out is not None
+            and session.connection.state_out.budget is not None
+        }
 
     @property
     def host_client(self) -> Address | None:
@@ -695,7 +715,10 @@ class Server(EndpointViews):
         """What a client of a world is sent from: the world's cache, or its own view of it."""
         if viewed is None:
             return cache
-        payloads = self._viewer_payloads[address] = viewed.viewer(viewer)
+        session = self._endpoint.sessions.get(address) if self._endpoint is not None else None
+        sender = session.connection.state_out if session is not None else None
+        budget = sender.budget if sender is not None else None
+        payloads = self._viewer_payloads[address] = viewed.viewer(viewer, budget)
         return payloads
 
     def _follow(self, old: Address, new: Address) -> None:

@@ -162,6 +162,8 @@ class Prediction:
         self._offset: dict[str, float] = {}
         self.authoritative: Any = None
         """The entity as the latest authoritative state has it (None: not in the state)."""
+        self.last_correction = 0.0
+        """How far the correction moved the entity in the last :meth:`sample` (a frame)."""
 
     @property
     def pending(self) -> int:
@@ -224,6 +226,7 @@ class Prediction:
         """The entity to show this frame: the correction shrinks first, by ``max_correction``."""
         with self._lock:
             offset = self._offset
+            self.last_correction = 0.0
             if offset:
                 size = math.sqrt(sum(value * value for value in offset.values()))
                 if size <= self.max_correction:
@@ -233,6 +236,7 @@ class Prediction:
                     moved = self.max_correction
                     keep = (size - self.max_correction) / size
                     self._offset = {name: value * keep for name, value in offset.items()}
+                self.last_correction = moved
                 stats = self.stats
                 stats.corrected_distance += moved
                 stats.max_correction_per_frame = max(stats.max_correction_per_frame, moved)

@@ -80,6 +80,8 @@ class GridView:
         position: ``position(entry)`` is its ``(x, y)``; by default the entry's ``"x"`` and
             ``"y"`` (a dict) or its first two items (a list or tuple). An entry whose position
             cannot be read is seen by nobody.
+        priority: under a bandwidth budget, ``priority(viewer, key, entry)`` orders the entries
+            entering a view, lowest first; by default the nearest to the viewer's entity first.
     """
 
     def __init__(
@@ -90,6 +92,7 @@ class GridView:
         radius: float,
         entity: Callable[[Viewer], Key | None],
         position: Callable[[Any], tuple[float, float]] = entry_position,
+        priority: Callable[[Viewer, Key, Any], float] | None = None,
     ) -> None:
         self.path = _check_name(path, "grid view")
         for name, value in (("cell_size", cell_size), ("radius", radius)):
@@ -99,6 +102,9 @@ class GridView:
                 raise ValueError(f"{name} must be positive and finite, not {value!r}")
         _check_callable(entity, "entity")
         _check_callable(position, "position")
+        if priority is not None:
+            _check_callable(priority, "priority")
+        self.priority = priority
         self.cell_size = float(cell_size)
         self.radius = float(radius)
         self.reach = math.ceil(self.radius / self.cell_size)
@@ -114,6 +120,26 @@ class GridView:
         except (KeyError, IndexError, TypeError, ValueError, OverflowError):
             return None
 
+    def order(self, viewer: Viewer, entries: dict[Any, Any], keys: Iterable[Key]) -> list[Key]:
+        """``keys`` in the order they enter a view under a budget (see ``priority``)."""
+        if self.priority is not None:
+            rank = self.priority
+            return sorted(keys, key=lambda key: rank(viewer, key, entries[key]))
+        own = entries.get(self.entity(viewer))
+        try:
+            cx, cy = self.position(own)
+        except (KeyError, IndexError, TypeError, ValueError):
+            return list(keys)
+
+        def distance(key: Key) -> float:
+            try:
+                x, y = self.position(entries[key])
+                return float((x - cx) ** 2 + (y - cy) ** 2)
+            except (KeyError, IndexError, TypeError, ValueError):
+                return math.inf
+
+        return sorted(keys, key=distance)
+
     def __repr__(self) -> str:
         return f"GridView({self.path!r}, cell_size={self.cell_size}, radius={self.radius})"
 
@@ -126,14 +152,29 @@ class FilterView:
         visible: ``visible(viewer, state)`` returns the keys (any iterable) of the entries this
             viewer sees; ``state`` is the live :class:`~pygase_core.GameState` (read it, do not
             change it). Keys that are not in the dict are ignored.
+        priority: under a bandwidth budget, ``priority(viewer, key, entry)`` orders the entries
+            entering a view, lowest first (by default in the order ``visible`` gave them).
     """
 
     def __init__(
-        self, path: str, visible: Callable[[Viewer, Any], Iterable[Key]]
+        self,
+        path: str,
+        visible: Callable[[Viewer, Any], Iterable[Key]],
+        priority: Callable[[Viewer, Key, Any], float] | None = None,
     ) -> None:
         self.path = _check_name(path, "filter view")
         _check_callable(visible, "visible")
+        if priority is not None:
+            _check_callable(priority, "priority")
         self.visible = visible
+        self.priority = priority
+
+    def order(self, viewer: Viewer, entries: dict[Any, Any], keys: Iterable[Key]) -> list[Key]:
+        """``keys`` in the order they enter a view under a budget (see ``priority``)."""
+        if self.priority is None:
+            return list(keys)
+        rank = self.priority
+        return sorted(keys, key=lambda key: rank(viewer, key, entries[key]))
 
     def __repr__(self) -> str:
         return f"FilterView({self.path!r}, {self.visible!r})"

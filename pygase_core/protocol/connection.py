@@ -38,6 +38,7 @@ from pygase_core.protocol.acks import (
     SentBuffer,
     SentPacket,
 )
+from pygase_core.protocol.budget import BandwidthBudget
 from pygase_core.protocol.eventwire import encode_event
 from pygase_core.protocol.inputs import DEFAULT_MAX_INPUT_SIZE, InputReceiver, InputSender
 from pygase_core.protocol.packets import (
@@ -127,6 +128,9 @@ class ConnectionConfig:
     max_event_size: int = DEFAULT_MAX_STATE_SIZE
     max_input_size: int = DEFAULT_MAX_INPUT_SIZE
     """Largest encoded input (see :mod:`pygase_core.protocol.inputs`), at most 255 bytes."""
+    max_bandwidth: int | None = None
+    """Server role: bytes of state per second each connection may be sent (None: no limit);
+    see :mod:`pygase_core.protocol.budget`."""
 
     def __post_init__(self) -> None:
         if not 1 <= self.max_input_size <= 255:
@@ -137,6 +141,8 @@ class ConnectionConfig:
         for name in ("max_state_size", "max_event_size"):
             if getattr(self, name) < 1024:
                 raise ValueError(f"{name} must be at least 1024 bytes")
+        if self.max_bandwidth is not None:
+            BandwidthBudget(self.max_bandwidth)  # raises what is wrong with it
 
     def encode_event(
         self, event_type: str, args: tuple[Any, ...], kwargs: dict[str, Any], retries: int
@@ -321,7 +327,13 @@ class Connection:
         self._event_packets: OrderedDict[int, list[FragmentRef]] = OrderedDict()
         self._acks_owed = 0
         self._acks_owed_since: float | None = None
-        self.state_out = StateSender() if role is Role.SERVER else None
+        self.state_out = (
+            StateSender(
+                None if self.config.max_bandwidth is None
+                else BandwidthBudget(self.config.max_bandwidth)
+            )
+            if role is Role.SERVER else None
+        )
         self.state_in = StateReceiver(self.config.max_state_size) if role is Role.CLIENT else None
         self.inputs_out = InputSender() if role is Role.CLIENT else None
         """Client role: the inputs the server has not acknowledged, repeated in every packet."""
@@ -478,7 +490,10 @@ class Connection:
         if target is None:
             return b""
         tick = receiver.ack_for(target)
-        return b"" if tick is None else encode_input_ack(target, tick)
+        if tick is None:
+            return b""
+        slack = receiver.slack
+        return encode_input_ack(target, tick, 255 if slack is None else min(slack, 254))
 
     def _remember_events(self, sequence: int, refs: list[FragmentRef]) -> None:
         """Keep a packet's event fragments, apart from the loss statistics' record of it, so
@@ -664,7 +679,8 @@ class Connection:
                     self.inputs_in.receive(message.entries)
             elif isinstance(message, InputAck):
                 if self.inputs_out is not None:
-                    self.inputs_out.on_ack(message.time_order, message.tick)
+                    slack = None if message.slack == 255 else message.slack
+                    self.inputs_out.on_ack(message.time_order, message.tick, slack)
             elif isinstance(message, StateReport) and self.state_out is not None:
                 self.state_out.on_report(message.time_order)
             elif (

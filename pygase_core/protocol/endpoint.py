@@ -1070,11 +1070,17 @@ class ClientEndpoint:
         if isinstance(decoded, GameState):
             if applied is not None and decoded.time_order <= applied:
                 return None
+            left = [
+                (name, key) for name, key in self.state_decoder.left
+                if isinstance(entries := getattr(state, name, None), dict) and key in entries
+            ]
             state = decoded
             for name, keys in left_view.items():
                 entries = getattr(state, name, None)
                 if isinstance(entries, dict):
                     keys.difference_update(entries.keys())
+            for name, key in left:
+                left_view.setdefault(name, set()).add(key)
         else:
             left = [
                 (name, key) for name, key in self.state_decoder.left

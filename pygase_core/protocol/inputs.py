@@ -47,11 +47,22 @@ MAX_INPUTS_PER_PACKET = 32
 """How many unacknowledged inputs one packet repeats at most (the newest ones)."""
 MAX_PENDING_INPUTS = 128
 """Inputs a client keeps for resending; older ones are forgotten (the server gave them up)."""
-DEFAULT_MAX_BUFFERED = 8
+DEFAULT_MAX_BUFFERED = 16
 """Inputs the server buffers per client; beyond this the oldest is dropped, so a client's
-inputs are never applied more than this many ticks after they arrived."""
+inputs are never applied more than this many ticks after they arrived (a safety valve: the
+client's pacing keeps an honest client's buffer far shallower, see :class:`InputClock`)."""
 DEFAULT_MAX_AHEAD = 64
 """Inputs more than this many ticks after the last applied one are dropped (far-future ticks)."""
+SLACK_WINDOW = 25
+"""Steps over which the buffer's smallest depth (its *slack*) is measured: half a second."""
+TARGET_SLACK = 1
+"""Inputs the buffer should still hold at its emptiest moment: one spare absorbs the jitter
+seen in the window without a step going without."""
+SLOWER = 1.1
+FASTER = 0.95
+"""How much longer (shorter) a client's input ticks last while the server's buffer holds more
+(less) slack than the target: its inputs drift back to arriving just in time, with no input
+dropped and never more than one applied per step."""
 _ACK_RECORDS = 64
 
 
@@ -109,10 +120,16 @@ class InputReceiver:
         self._buffer: dict[int, tuple[Any, int]] = {}
         self._last_applied: int | None = None
         self._acks: deque[tuple[int, int]] = deque(maxlen=_ACK_RECORDS)
+        self._window_steps = 0
+        self._window_depth = 0
+        self.slack: int | None = None
+        """The buffer's smallest depth over the last window of steps (None: not measured
+        yet): told to the client, which paces its inputs to keep it at :data:`TARGET_SLACK`."""
 
     @property
     def last_applied(self) -> int | None:
-        """The tick of the last input handed to the game (None: none yet)."""
+        """The last tick settled: handed to the game, or dropped from a full buffer (None:
+        none yet). Inputs for it or earlier ticks are copies or too late."""
         return self._last_applied
 
     def receive(self, entries: tuple[InputEntry, ...]) -> None:
@@ -154,6 +171,8 @@ class InputReceiver:
         At most one per call; a gap before the next buffered tick is given up (``lost``).
         """
         with self._lock:
+            if self._last_applied is not None:
+                self._measure()
             if not self._buffer:
                 if self._last_applied is not None:
                     self.stats.underruns += 1
@@ -166,6 +185,16 @@ class InputReceiver:
             self._last_applied = tick
             self.stats.applied += 1
             return TakenInput(tick, value, view)
+
+    def _measure(self) -> None:
+        """Track the buffer's smallest depth at the steps of the current window."""
+        depth = len(self._buffer)
+        if self._window_steps == 0 or depth < self._window_depth:
+            self._window_depth = depth
+        self._window_steps += 1
+        if self._window_steps >= SLACK_WINDOW:
+            self.slack = self._window_depth
+            self._window_steps = 0
 
     def record_applied(self, time_order: int, tick: int) -> None:
         """States from ``time_order`` on contain this client's inputs up to ``tick``.
@@ -208,6 +237,8 @@ class InputSender:
         self._pending: deque[InputEntry] = deque(maxlen=max_pending)
         self.acked: int | None = None
         """The last input tick the server said it applied (or gave up)."""
+        self.slack: int | None = None
+        """The server's last word on its buffer's slack (see :class:`InputClock`)."""
         self._acks: OrderedDict[int, int] = OrderedDict()
         self.sent = 0
 
@@ -222,8 +253,10 @@ class InputSender:
             raise ValueError("input ticks must rise")
         self._pending.append(InputEntry(tick, view, data))
 
-    def on_ack(self, time_order: int, tick: int) -> None:
+    def on_ack(self, time_order: int, tick: int, slack: int | None = None) -> None:
         """The server applied our inputs up to ``tick`` as of state ``time_order``."""
+        if slack is not None:
+            self.slack = slack
         if self.acked is None or tick > self.acked:
             self.acked = tick
         pending = self._pending
@@ -273,6 +306,11 @@ class InputClock:
     start the next tick early if the value changed (so a key press is never held back), at most
     one tick ahead of the clock; otherwise they are not inputs of their own. Ticks are
     consecutive: after a pause the clock does not rush to catch up.
+
+    The server says how much slack its buffer of our inputs has (its smallest depth over half a
+    second): with more than :data:`TARGET_SLACK`, ticks last :data:`SLOWER` times as long, with
+    none, :data:`FASTER` times, until the inputs arrive just in time again. Without that, every
+    late packet would add a tick of delay for good. The step's ``dt`` stays ``interval``.
     """
 
     def __init__(self, interval: float) -> None:
@@ -284,15 +322,23 @@ class InputClock:
         self._next_at: float | None = None
         self._last: Any = None
 
-    def stamp(self, value: Any, now: float) -> int | None:
-        """The tick a value given now starts, or None if it does not start one."""
+    def stamp(self, value: Any, now: float, slack: int | None = None) -> int | None:
+        """The tick a value given now starts, or None if it does not start one.
+
+        ``slack`` is the server's last word on its buffer (None: none yet).
+        """
+        interval = self.interval
+        if slack is not None and slack > TARGET_SLACK:
+            interval *= SLOWER
+        elif slack == 0:
+            interval *= FASTER
         next_at = self._next_at
         if next_at is None or now >= next_at:
-            late = next_at is None or now >= next_at + self.interval
+            late = next_at is None or now >= next_at + interval
             base = now if late or next_at is None else next_at
-            self._next_at = base + self.interval
-        elif value != self._last and next_at - now < self.interval:
-            self._next_at = next_at + self.interval
+            self._next_at = base + interval
+        elif value != self._last and next_at - now < interval:
+            self._next_at = next_at + interval
         else:
             return None
         self._last = value

@@ -30,7 +30,8 @@ before it) and a list of messages, each a one-byte tag and fixed fields:
   input tick and the state the player was looking at (client to server, unreliable, every
   packet repeating the unacknowledged ones up to a bound);
 * ``INPUT_ACK``: the last input tick the server applied for this client as of a state
-  ``time_order`` (server to client, in every packet once an input was applied).
+  ``time_order``, and the slack of its buffer of the client's inputs (server to client, in
+  every packet once an input was applied).
 
 Decoding is defensive: any truncated, oversized or inconsistent input raises
 :class:`~pygase_core.errors.ProtocolError`, and nothing else.
@@ -139,7 +140,7 @@ _U32 = struct.Struct("!I")
 
 _INPUT_HEADER = struct.Struct("!IQB")
 _INPUT_ENTRY = struct.Struct("!BBB")
-_INPUT_ACK = struct.Struct("!QI")
+_INPUT_ACK = struct.Struct("!QIB")
 MAX_INPUT_WIRE_SIZE = 255
 """Largest encoded input one ``INPUT`` entry can carry (its size is one byte)."""
 MAX_INPUT_SPAN = 255
@@ -299,10 +300,15 @@ class Inputs:
 
 @dataclass(frozen=True)
 class InputAck:
-    """As of state ``time_order``, the server has applied this client's inputs up to ``tick``."""
+    """As of state ``time_order``, the server has applied this client's inputs up to ``tick``.
+
+    ``slack`` is the smallest number of the client's inputs its buffer held over the last half
+    second (255: not measured yet), by which the client paces its inputs.
+    """
 
     time_order: int
     tick: int
+    slack: int = 255
 
 
 Message = StateReport | EventFloor | StateFragment | EventFragment | HostRole | Inputs | InputAck
@@ -444,9 +450,9 @@ def encode_inputs(entries: list[InputEntry]) -> bytes:
     return b"".join(parts)
 
 
-def encode_input_ack(time_order: int, tick: int) -> bytes:
-    """Encode an ``INPUT_ACK`` message."""
-    return bytes((MessageTag.INPUT_ACK,)) + _INPUT_ACK.pack(time_order, tick)
+def encode_input_ack(time_order: int, tick: int, slack: int = 255) -> bytes:
+    """Encode an ``INPUT_ACK`` message (``slack`` is capped at 254; 255 means unknown)."""
+    return bytes((MessageTag.INPUT_ACK,)) + _INPUT_ACK.pack(time_order, tick, min(slack, 255))
 
 
 def encode_event_floor(event_id: int) -> bytes:
@@ -616,9 +622,9 @@ def _decode_data(body: memoryview) -> Data:
                 raise ProtocolError("an INPUT message without inputs")
             messages.append(Inputs(tuple(entries)))
         elif tag == MessageTag.INPUT_ACK:
-            time_order, tick = _INPUT_ACK.unpack_from(body, offset)
+            time_order, tick, slack = _INPUT_ACK.unpack_from(body, offset)
             offset += _INPUT_ACK.size
-            messages.append(InputAck(time_order, tick))
+            messages.append(InputAck(time_order, tick, slack))
         elif tag == MessageTag.EVENT_FLOOR:
             (event_id,) = _U32.unpack_from(body, offset)
             offset += _U32.size

@@ -26,6 +26,7 @@ from pygase_core.model.codec import TO_DELETE
 from pygase_core.model.gamestate import GameState, GameStateUpdate
 from pygase_core.model.precision import Precision
 from pygase_core.model.store import GameStateStore, encode_changes
+from pygase_core.protocol.budget import BandwidthBudget
 from pygase_core.protocol.packets import (
     FULL_STATE,
     MAX_FRAGMENT_DATA,
@@ -98,26 +99,31 @@ class StateDecoder:
             ProtocolError: for a payload that does not decode to a state or a delta.
         """
         data = codec.unpack(payload)
+        self.left = []
         try:
             if base == FULL_STATE:
-                if not isinstance(data, list) or len(data) not in (2, 3):
-                    raise ProtocolError("a baseline is not [status, attributes(, precision)]")
+                if not isinstance(data, list) or not 2 <= len(data) <= 4:
+                    raise ProtocolError(
+                        "a baseline is not [status, attributes(, precision(, left))]"
+                    )
                 status, attributes = data[0], data[1]
                 if not isinstance(attributes, dict) or not all(
                     isinstance(k, str) for k in attributes
                 ):
                     raise ProtocolError("baseline attributes are not a dict of names")
-                precision = Precision.from_description(data[2]) if len(data) == 3 else None
+                described = data[2] if len(data) >= 3 else None
+                precision = None if described is None else Precision.from_description(described)
                 if precision is not None:
                     attributes = precision.from_wire(attributes)
                 state = GameState(time_order=target, game_status=status, **attributes)
+                if len(data) == 4:
+                    self._removals({}, data[3])  # (only noted: the baseline replaces the state)
                 self.precision = precision
                 return state
             if not isinstance(data, dict) or not all(isinstance(k, str) for k in data):
                 raise ProtocolError("delta is not a dict of names")
             if type(data.get("game_status", 0)) is not int:
                 raise ProtocolError("delta with a game status that is not an int")
-            self.left = []
             left = data.pop(LEFT_KEY, None)
             if left is not None:
                 self._removals(data, left)
@@ -269,9 +275,11 @@ class TransferRef:
 class StateSender:
     """Server side, per connection: what the client has, and what to send it next."""
 
-    def __init__(self) -> None:
+    def __init__(self, budget: BandwidthBudget | None = None) -> None:
         self.client_time_order: int | None = None
         self._transfer: _Transfer | None = None
+        self.budget = budget
+        """The connection's bandwidth budget for state (None: unlimited)."""
         self.sending_target: int | None = None
         """The state the client has or is being sent by the last flush (None: none yet); what
         the flush's ``INPUT_ACK`` speaks of."""
@@ -298,6 +306,10 @@ class StateSender:
         if self.up_to_date(cache.time_order):
             self._transfer = None
             return
+        budget = self.budget
+        if budget is not None and not budget.open(now):
+            budget.deferred += 1  # the client keeps its state; a later delta catches it up
+            return
         transfer = self._transfer
         if transfer is not None and (
             not transfer.unacked
@@ -314,23 +326,29 @@ class StateSender:
             if len(payload.messages) <= UNPINNED_FRAGMENTS and payload.base != FULL_STATE:
                 # A small delta goes out whole with every flush; the next one supersedes it.
                 for message in payload.messages:
+                    if budget is not None:
+                        budget.spend(len(message))
                     yield None, message
                 return
             if len(payload.messages) == 1:
+                if budget is not None:
+                    budget.spend(len(payload.messages[0]))
                 yield None, payload.messages[0]
                 return
             transfer = self._transfer = _Transfer(payload)
         self.sending_target = transfer.payload.target
         timeout = resend_timeout(rtt)
-        budget = FRAGMENTS_PER_FLUSH
+        fragments = FRAGMENTS_PER_FLUSH
         for index in sorted(transfer.unacked):
             sent = transfer.sent_at.get(index)
             if sent is not None and now - sent < timeout:
                 continue
             transfer.sent_at[index] = now
-            yield TransferRef(transfer, index), transfer.payload.messages[index]
-            budget -= 1
-            if budget == 0:
+            message = transfer.payload.messages[index]
+            left = True if budget is None else budget.spend(len(message))
+            yield TransferRef(transfer, index), message
+            fragments -= 1
+            if fragments == 0 or not left:
                 return
 
 

@@ -36,6 +36,7 @@ from pygase_core.model.codec import TO_DELETE, Overwrite
 from pygase_core.model.gamestate import GameStateUpdate
 from pygase_core.model.precision import Precision
 from pygase_core.model.views import GridView, Key, ViewRules, ViewState
+from pygase_core.protocol.budget import BandwidthBudget
 from pygase_core.protocol.packets import FULL_STATE, NO_STATE
 from pygase_core.protocol.statesync import LEFT_KEY, PayloadCache, StatePayload, _fragment
 
@@ -70,14 +71,21 @@ class ViewedWorld:
         self._version: int | None = None
         self._cells: dict[int, dict[tuple[int, int], list[Key]]] = {}
         self._seen_cells: dict[tuple[int, tuple[int, int]], frozenset[Key]] = {}
+        self._previous_cells: dict[tuple[int, tuple[int, int]], frozenset[Key]] = {}
         self._pairs: dict[tuple[Any, ...], bytes] = {}
         self._payloads: dict[tuple[Any, ...], StatePayload] = {}
         self.encodings = 0
         """Payloads encoded (clients that share one count once)."""
 
-    def viewer(self, who: Callable[[], Any]) -> ViewerPayloads:
-        """The payloads of one client; ``who()`` is the viewer the rules are given."""
-        return ViewerPayloads(self, who)
+    def viewer(
+        self, who: Callable[[], Any], budget: BandwidthBudget | None = None
+    ) -> ViewerPayloads:
+        """The payloads of one client; ``who()`` is the viewer the rules are given.
+
+        With the connection's ``budget``, entries entering the client's view are let in a
+        burst's worth per version, in the order of their view's priority.
+        """
+        return ViewerPayloads(self, who, budget)
 
     # -- per version ------------------------------------------------------------------------------
 
@@ -86,7 +94,8 @@ class ViewedWorld:
         if version != self._version:
             self._version = version
             self._cells.clear()
-            self._seen_cells.clear()
+            self._previous_cells = self._seen_cells
+            self._seen_cells = {}
             self._pairs.clear()
             self._payloads.clear()
 
@@ -109,13 +118,50 @@ class ViewedWorld:
         for cx in range(x - reach, x + reach + 1):
             for cy in range(y - reach, y + reach + 1):
                 keys.extend(cells.get((cx, cy), ()))
-        seen = self._seen_cells[(index, cell)] = frozenset(keys)
+        seen = frozenset(keys)
+        before = self._previous_cells.get((index, cell))
+        if before is not None and before == seen:
+            seen = before  # the same object as last version: views compare by identity first
+        self._seen_cells[(index, cell)] = seen
         return seen
 
     def view_of(self, viewer: Any) -> ViewState:
         """What ``viewer`` sees of the current state (call under the store's lock)."""
         state = self.store.get_game_state()
         return self.rules.view_of(viewer, state.to_dict(), state, self._grid_visible)
+
+    def admit(
+        self, viewer: Any, view: ViewState, previous: ViewState | None, allowance: float
+    ) -> ViewState:
+        """``view`` with only as many entering entries as ``allowance`` bytes carry, by priority.
+
+        What is left out enters in later versions; the client holds the state of the view this
+        returns, so it stays exact meanwhile (its view only grows more slowly).
+        """
+        attributes = self.store.get_game_state().to_dict()
+        visible = list(view.visible)
+        owners = view.owners
+        for name, index in self.rules.paths.items():
+            seen = visible[index]
+            had = frozenset() if previous is None else previous.visible[index]
+            entering = seen - had
+            if not entering:
+                continue
+            entries = attributes.get(name)
+            if not isinstance(entries, dict):
+                continue
+            admitted: list[Key] = []
+            private = self.rules.has_private(name)
+            for key in self.rules.views[index].order(viewer, entries, entering):
+                owned = private and _owns(self.rules, name, key, owners)
+                size = len(self._whole_pair(name, key, entries[key], owned, owners))
+                if admitted and size > allowance:
+                    break
+                allowance -= size
+                admitted.append(key)
+            if len(admitted) < len(entering):
+                visible[index] = (seen & had) | frozenset(admitted)
+        return ViewState(tuple(visible), owners)
 
     # -- encoding ---------------------------------------------------------------------------------
 
@@ -132,7 +178,7 @@ class ViewedWorld:
         """
         self.at(version)
         delta = None
-        if span is not None and base != NO_STATE:
+        if span is not None and span.owners_agree and base != NO_STATE:
             delta = self.store.changes_since(base)
         if delta is not None and span is not None:
             key: tuple[Any, ...] = (base, span, now)
@@ -145,10 +191,11 @@ class ViewedWorld:
                 self.encodings += 1
                 self._payloads[key] = payload
                 return payload
-        key = (FULL_STATE, now)
+        maybe = None if span is None else span.maybe
+        key = (FULL_STATE, now, maybe)
         cached = self._payloads.get(key)
         if cached is None:
-            raw = self._baseline(now)
+            raw = self._baseline(now, maybe)
             cached = _fragment(FULL_STATE, version, raw, self.cache.max_state_size)
             self.encodings += 1
             self._payloads[key] = cached
@@ -240,14 +287,20 @@ class ViewedWorld:
             pair = self._pairs[cache_key] = codec.pack(key) + self._pack_at((name, key), entry)
         return pair
 
-    def _baseline(self, now: ViewState) -> bytes:
+    def _baseline(self, now: ViewState, maybe: tuple[frozenset[Key], ...] | None) -> bytes:
+        """The client's whole view; ``maybe``: what it may hold, to list what left its view."""
         rules = self.rules
         state = self.store.get_game_state()
         attributes: dict[str, Any] = {}
+        left: list[list[Any]] = []
         for name, value in state.to_dict().items():
             index = rules.paths.get(name)
             if index is not None and isinstance(value, dict):
                 seen = now.visible[index]
+                if maybe is not None:
+                    gone = [key for key in maybe[index] - seen if key in value]
+                    if gone:
+                        left.append([name, gone])
                 value = {
                     key: rules.strip_entry(name, key, entry, now.owners)
                     for key, entry in value.items()
@@ -257,10 +310,14 @@ class ViewedWorld:
                 value = rules.strip(name, value, now.owners)
             attributes[name] = value
         precision = self.store.precision
+        status = int(state.game_status)
         if precision is None:
-            return codec.pack([int(state.game_status), attributes])
+            if left:
+                return codec.pack([status, attributes, None, left])
+            return codec.pack([status, attributes])
         wire = precision.to_wire(attributes)
-        return codec.pack([int(state.game_status), wire, precision.describe()], wire=True)
+        parts = [status, wire, precision.describe(), *([left] if left else [])]
+        return codec.pack(parts, wire=True)
 
 
 @dataclass(frozen=True)
@@ -271,15 +328,17 @@ class Span:
     """Per view, the entries it saw at every such version: it holds them for sure."""
     maybe: tuple[frozenset[Key], ...]
     """Per view, the entries it saw at some such version: it may hold them."""
+    owners_agree: bool = True
+    """Whether the owners of private fields were the same at all those versions and now
+    (otherwise only a baseline can say which private fields it holds)."""
 
 
-def span_of(views: list[ViewState]) -> Span | None:
-    """Sum up the views a client was sent from its base on; None if their owners differ."""
+def span_of(views: list[ViewState], now: ViewState) -> Span:
+    """Sum up the views a client was sent from its base on, and the view it gets now."""
     first = views[0]
+    agree = all(view.owners == now.owners for view in views)
     if len(views) == 1:
-        return Span(first.visible, first.visible)
-    if any(view.owners != first.owners for view in views):
-        return None
+        return Span(first.visible, first.visible, agree)
     kept, maybe = [], []
     for index, seen in enumerate(first.visible):
         lowest = highest = seen
@@ -290,7 +349,7 @@ def span_of(views: list[ViewState]) -> Span | None:
                 highest = highest | other
         kept.append(lowest)
         maybe.append(highest)
-    return Span(tuple(kept), tuple(maybe))
+    return Span(tuple(kept), tuple(maybe), agree)
 
 
 def _owns(rules: ViewRules, name: str, key: Key, owners: tuple[Any, ...]) -> tuple[bool, ...]:
@@ -305,10 +364,13 @@ class ViewerPayloads(PayloadCache):
     :attr:`oversize` stays None, since the world's cache reports a payload too large to send.
     """
 
-    def __init__(self, world: ViewedWorld, who: Callable[[], Any]) -> None:
+    def __init__(
+        self, world: ViewedWorld, who: Callable[[], Any], budget: BandwidthBudget | None = None
+    ) -> None:
         super().__init__(world.store, world.cache.max_state_size)
         self.world = world
         self.who = who
+        self.budget = budget
         self.oversize: PayloadTooLargeError | None = None
         self._history: OrderedDict[int, ViewState] = OrderedDict()
         self._version: int | None = None
@@ -330,25 +392,35 @@ class ViewerPayloads(PayloadCache):
             if version != self._version:
                 self._version = version
                 self._sent.clear()
+            asked = base
             if base in self._sent:
                 return self._sent[base]
             world.at(version)
             now = self._history.get(version)
             if now is None:
-                now = world.view_of(self.who())
+                viewer = self.who()
+                now = world.view_of(viewer)
+                if self.budget is not None and self._history:
+                    previous = self._history[next(reversed(self._history))]
+                    now = world.admit(viewer, now, previous, self.budget.capacity)
                 self._history[version] = now
                 while len(self._history) > HISTORY:
                     self._history.popitem(last=False)
-            span = None
-            if base != NO_STATE and base in self._history:
-                sent = [view for order, view in self._history.items() if base <= order < version]
-                span = span_of(sent) if sent else None
-                if span is not None and sent[0].owners != now.owners:
-                    span = None  # an owner changed: private fields come and go, a baseline
+            known = base != NO_STATE and base in self._history and base < version
+            if not known:
+                base = NO_STATE  # a baseline; it lists what the client may hold and lost
+            floor = base if known else -1
+            sent = []
+            for order in reversed(self._history):  # newest first: the base is near the end
+                if order < floor:
+                    break
+                if order < version:
+                    sent.append(self._history[order])
+            span = span_of(sent, now) if sent else None
             try:
                 payload: StatePayload | None = world.payload(base, span, now, version)
             except PayloadTooLargeError as error:
                 world.cache.oversize = error
                 payload = None
-            self._sent[base] = payload
+            self._sent[asked] = payload
             return payload

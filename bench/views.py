@@ -1,0 +1,325 @@
+"""bench: bytes per client-second with declared precision and per-client views.
+
+One command, from a checkout with the development environment (``bash tools/setup.sh dev``)::
+
+    .venv/bin/python bench/views.py            # 5-second windows, about a minute
+    .venv/bin/python bench/views.py --seconds 2
+
+Each scenario runs a real ``Server`` in a child process (this file with ``--serve``), whose
+thread pushes one update per tick at 50 Hz, and real ``Client`` s in this process on one asyncio
+loop. The child counts the bytes and datagrams its socket sends (by wrapping
+``socket.socket.sendto``) and its CPU time (``os.times``) over a window both sides share.
+
+* ``default``, ``float32``, ``precision 0.01``: the usual scenario of bench/run.py, 100 entities
+  (``[x, y]`` lists) all moving every tick in a 100 x 100 box, 10 clients.
+* ``500 no views`` and ``500 views``: 500 entities on random walks in a 100 x 100 box, 40
+  clients; with views, a ``GridView`` of cells of 10.5 and a radius of one cell, around the
+  client's own entity: 3 x 3 cells, a tenth of the box (less near its edges).
+
+At the end of each scenario the ticking stops and every client's state must equal the server's
+(filtered by its view), value for value: the figures are for exact synchronisation.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import json
+import math
+import os
+import random
+import socket
+import subprocess
+import sys
+import threading
+import time
+from pathlib import Path
+from typing import Any
+
+ROOT = Path(__file__).resolve().parent.parent
+TICK_RATE = 50.0
+SIZE = 100.0
+CELL = 10.5
+
+SCENARIOS: dict[str, dict[str, Any]] = {
+    "default": {"entities": 100, "clients": 10, "precision": None, "views": False},
+    "float32": {"entities": 100, "clients": 10, "precision": "float32", "views": False},
+    "precision 0.01": {"entities": 100, "clients": 10, "precision": 0.01, "views": False},
+    "500 no views": {"entities": 500, "clients": 40, "precision": None, "views": False},
+    "500 views": {"entities": 500, "clients": 40, "precision": None, "views": True},
+}
+
+
+# -- the server process ---------------------------------------------------------------------------
+
+
+class Counter:
+    """Bytes and datagrams this process's sockets send."""
+
+    def __init__(self) -> None:
+        self.bytes = 0
+        self.datagrams = 0
+        original = socket.socket.sendto
+        counter = self
+
+        def sendto(sock: socket.socket, data: Any, *args: Any) -> int:
+            counter.bytes += len(data)
+            counter.datagrams += 1
+            return original(sock, data, *args)
+
+        socket.socket.sendto = sendto  # type: ignore[assignment,method-assign]
+
+
+def serve(name: str) -> None:
+    sys.path.insert(0, str(ROOT))
+    from pygase_core import GameState, GameStateStore, GameStateUpdate, Server
+    from pygase_core.model.views import GridView
+
+    scenario = SCENARIOS[name]
+    counter = Counter()
+    rng = random.Random(7)
+    count = scenario["entities"]
+    walk = count > 100
+    positions = [[rng.uniform(0, SIZE), rng.uniform(0, SIZE)] for _ in range(count)]
+    velocities = [[rng.uniform(-20, 20), rng.uniform(-20, 20)] for _ in range(count)]
+    precision = scenario["precision"]
+    store = GameStateStore(
+        GameState(entities={i: list(p) for i, p in enumerate(positions)}, t=0.0),
+        precision=None if precision is None else {"entities": precision},
+    )
+    own: dict[Any, int] = {}
+    views = None
+    if scenario["views"]:
+        views = [GridView("entities", cell_size=CELL, radius=CELL, entity=own.get)]
+    server = Server(store, max_clients=64, host_client=None, views=views)
+    server.on_client_joined(lambda address: own.__setitem__(address, len(own) * 12))
+    server.run_in_thread(port=0, hostname="127.0.0.1")
+    ticking = threading.Event()
+    ticking.set()
+    stop = threading.Event()
+    ticks = [0]
+
+    def tick() -> None:
+        interval = 1 / TICK_RATE
+        start = time.monotonic()
+        while not stop.is_set():
+            ticks[0] += 1
+            delay = start + ticks[0] * interval - time.monotonic()
+            if delay > 0:
+                time.sleep(delay)
+            if not ticking.is_set():
+                continue
+            moved = {}
+            for i, (position, velocity) in enumerate(zip(positions, velocities, strict=True)):
+                for axis in (0, 1):
+                    if walk:
+                        velocity[axis] = rng.uniform(-10, 10)
+                    value = position[axis] + velocity[axis] * interval
+                    if not 0.0 <= value <= SIZE:
+                        velocity[axis] = -velocity[axis]
+                        value = min(max(value, 0.0), SIZE)
+                    position[axis] = value
+                moved[i] = [position[0], position[1]]
+            store.push_update(GameStateUpdate(
+                store.time_order + 1, entities=moved, t=round(time.monotonic() - start, 3)
+            ))
+
+    threading.Thread(target=tick, daemon=True).start()
+    print(f"READY {server.port}", flush=True)
+    for line in sys.stdin:
+        command = line.strip()
+        if command == "mark":
+            cpu = os.times()
+            print("MARK " + json.dumps({
+                "cpu": cpu.user + cpu.system, "bytes": counter.bytes,
+                "datagrams": counter.datagrams, "ticks": ticks[0], "wall": time.time(),
+                "clients": len(server.connections),
+            }), flush=True)
+        elif command == "pause":
+            ticking.clear()
+            print("PAUSED", flush=True)
+        elif command == "state":
+            with store.lock:
+                state = store.get_game_state()
+                seen = {}
+                for address, key in own.items():
+                    seen[f"{address[0]}:{address[1]}"] = key
+                print("STATE " + json.dumps({
+                    "time_order": state.time_order,
+                    "entities": {str(k): v for k, v in state.entities.items()},
+                    "own": seen,
+                }), flush=True)
+        elif command == "quit":
+            break
+    stop.set()
+    server.shutdown()
+
+
+# -- the orchestrator -----------------------------------------------------------------------------
+
+
+def visible(entities: dict[str, list[float]], own: str) -> dict[str, list[float]]:
+    cx, cy = (math.floor(c / CELL) for c in entities[own])
+    return {
+        key: p for key, p in entities.items()
+        if abs(math.floor(p[0] / CELL) - cx) <= 1 and abs(math.floor(p[1] / CELL) - cy) <= 1
+    }
+
+
+async def measure(name: str, seconds: float, warmup: float = 2.0) -> dict[str, Any]:
+    sys.path.insert(0, str(ROOT))
+    from pygase_core import Client
+    from pygase_core.plugins import get_plugin_manager, hookimpl
+
+    class Applied:
+        """Counts the states the clients apply."""
+
+        count = 0
+
+        @hookimpl
+        def pygase_state_changed(self, client: Any, game_state: Any, time_order: int) -> None:
+            Applied.count += 1
+
+    manager = get_plugin_manager()
+    manager.register(Applied())
+    scenario = SCENARIOS[name]
+    child = subprocess.Popen(
+        [sys.executable, __file__, "--serve", name], stdin=subprocess.PIPE,
+        stdout=subprocess.PIPE, text=True,
+    )
+    assert child.stdin and child.stdout
+    if os.environ.get("VIEWS_BENCH_DEBUG"):
+        print(f"server pid {child.pid}", file=sys.stderr, flush=True)
+
+    def ask(command: str, answer: str) -> str:
+        assert child.stdin and child.stdout
+        child.stdin.write(command + "\n")
+        child.stdin.flush()
+        while True:
+            line = child.stdout.readline()
+            if line.startswith(answer):
+                return line[len(answer):].strip()
+
+    try:
+        port = int(child.stdout.readline().split()[1])
+        clients = [
+            Client(connect_timeout=20, plugin_manager=manager) for _ in range(scenario["clients"])
+        ]
+        tasks = [
+            asyncio.create_task(client.connect_async(port, hostname="127.0.0.1"))
+            for client in clients
+        ]
+        while not all(client.connection is not None for client in clients):
+            await asyncio.sleep(0.05)
+        await asyncio.sleep(warmup)
+        start = json.loads(ask("mark", "MARK "))
+        applied = Applied.count
+        await asyncio.sleep(seconds)
+        end = json.loads(ask("mark", "MARK "))
+        applied = Applied.count - applied
+        if os.environ.get("VIEWS_BENCH_DEBUG"):
+            for client in clients:
+                c = client.connection
+                print(c.congestion.good, c.stats.rtt, c.stats.packet_loss, c.applied_time_order,
+                      file=sys.stderr)
+        ask("pause", "PAUSED")
+        await asyncio.sleep(0.5)
+        server = json.loads(ask("state", "STATE "))
+        exact = await converged(clients, server, scenario["views"])
+        for client in clients:
+            await client.disconnect_async()
+        await asyncio.gather(*tasks, return_exceptions=True)
+        child.stdin.write("quit\n")
+        child.stdin.flush()
+    except Exception:
+        child.kill()
+        raise
+    finally:
+        child.wait(10)
+    window = end["wall"] - start["wall"]
+    count = max(end["clients"], 1)
+    ticks = end["ticks"] - start["ticks"]
+    sent = end["bytes"] - start["bytes"]
+    return {
+        "scenario": name,
+        "entities": scenario["entities"],
+        "clients": count,
+        "bytes_per_client_s": round(sent / count / window),
+        "bytes_per_client_tick": round(sent / count / max(ticks, 1)),
+        "states_per_client_s": round(applied / count / window, 1),
+        "bytes_per_state": round(sent / max(applied, 1)),
+        "datagrams_per_client_tick": round((end["datagrams"] - start["datagrams"]) / count
+                                           / max(ticks, 1), 2),
+        "server_cpu_ms_per_s": round(1000 * (end["cpu"] - start["cpu"]) / window, 1),
+        "exact": exact,
+    }
+
+
+async def converged(clients: list[Any], server: dict[str, Any], views: bool) -> bool:
+    """Whether every client ends with the server's values (by its view), within 5 s."""
+    deadline = time.monotonic() + 5.0
+    while time.monotonic() < deadline:
+        ok = True
+        for client in clients:
+            with client.access_game_state() as state:
+                if state.time_order != server["time_order"]:
+                    ok = False
+                    break
+                held = {str(k): list(v) for k, v in state.entities.items()}
+            expected = server["entities"]
+            if views:
+                port = client._driver.sockname[1]
+                own = next(k for a, k in server["own"].items() if a.endswith(f":{port}"))
+                expected = visible(expected, str(own))
+            if held != expected:
+                ok = False
+                break
+        if ok:
+            return True
+        await asyncio.sleep(0.1)
+    return False
+
+
+def references() -> list[tuple[str, str]]:
+    """Published figures for the same 100 positions at 50 Hz, computed from their claims."""
+    return [
+        ("Colyseus schema (668 B per x/y change of 100 entities, published)",
+         f"{668 * TICK_RATE:,.0f} B/client-s"),
+        ("naia (38 to 60 bits per position, its book)",
+         f"{100 * 38 / 8 * TICK_RATE:,.0f} to {100 * 60 / 8 * TICK_RATE:,.0f} B/client-s"),
+    ]
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    parser.add_argument("--serve", help=argparse.SUPPRESS)
+    parser.add_argument("--seconds", type=float, default=5.0, help="window per scenario")
+    parser.add_argument("--only", action="append", help="run only this scenario (repeatable)")
+    parser.add_argument("--warmup", type=float, default=2.0, help="seconds before each window")
+    parser.add_argument("--out", type=Path, default=ROOT / "bench" / "results",
+                        help="where views.json goes")
+    args = parser.parse_args(argv)
+    if args.serve:
+        serve(args.serve)
+        return 0
+    names = args.only or list(SCENARIOS)
+    results = [asyncio.run(measure(name, args.seconds, args.warmup)) for name in names]
+    head = ["scenario", "entities", "clients", "B/client-s", "states/client-s", "B/state",
+            "datagrams/client-tick", "server CPU ms/s", "exact"]
+    print("| " + " | ".join(head) + " |")
+    print("|" + "---|" * len(head))
+    for r in results:
+        print(f"| {r['scenario']} | {r['entities']} | {r['clients']} | {r['bytes_per_client_s']:,}"
+              f" | {r['states_per_client_s']} | {r['bytes_per_state']:,}"
+              f" | {r['datagrams_per_client_tick']}"
+              f" | {r['server_cpu_ms_per_s']} | {'yes' if r['exact'] else 'NO'} |")
+    for label, figure in references():
+        print(f"| {label} | 100 | - | {figure} | | | | | |")
+    out = args.out / "views.json"
+    out.parent.mkdir(parents=True, exist_ok=True)
+    out.write_text(json.dumps({"results": results, "seconds": args.seconds}, indent=1))
+    return 0 if all(r["exact"] for r in results) else 1
+
+
+if __name__ == "__main__":
+    sys.exit(main())
