@@ -42,6 +42,8 @@ class SentDatagrams:
 
 @pytest.fixture
 def datagrams(monkeypatch: pytest.MonkeyPatch) -> Iterator[SentDatagrams]:
+    # uvloop (the fast extra) sends without Python's socket class: watch the plain loop's sends.
+    monkeypatch.setenv("PYGASE_EVENT_LOOP", "asyncio")
     record = SentDatagrams()
     original = socket.socket.sendto
 
