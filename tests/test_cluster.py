@@ -9,9 +9,13 @@ from __future__ import annotations
 import asyncio
 import collections
 import json
+import os
 import socket
+import subprocess
+import sys
 import threading
 import time
+from pathlib import Path
 from typing import Any
 
 import pytest
@@ -20,6 +24,7 @@ from pygase_core import Client, ClientStatus, JoinRefusedError, TokenRejectedErr
 from pygase_core.cluster.seats import Seat, request_seat, request_seat_async
 from tests.cluster_support import (
     GAME,
+    REPOSITORY,
     Cluster,
     cluster_fixture,
     free_port,
@@ -168,19 +173,20 @@ def test_a_killed_node_is_gone_within_3_s_and_its_clients_are_told(cluster: Clus
     doomed_id = doomed.name.replace("node ", "node-")
     assert {room["node"] for room in monitor_data(url)["rooms"]} == {doomed_id}
 
+    doomed_rooms = cluster.redis.command("ZRANGE", "pygase:type:chase", "0", "-1")
     doomed.kill()
     killed_at = time.monotonic()
 
-    def gone() -> bool:
-        data = monitor_data(url)
-        return (
-            all(node["id"] != doomed_id for node in data["nodes"])
-            and all(room["node"] != doomed_id for room in data["rooms"])
-            and all(room["node"] != doomed_id for room in open_rooms(url))
-        )
+    def expired() -> bool:  # asked of Redis itself: the cheapest poll, so the time is Redis's
+        keys = [f"pygase:node:{doomed_id}", *(f"pygase:room:{room}" for room in doomed_rooms)]
+        return cluster.redis.command("EXISTS", *keys) == 0
 
-    wait_for(gone, 10.0, "the killed node still listed")
+    wait_for(expired, 10.0, "the killed node's entries did not expire")
     assert time.monotonic() - killed_at <= NODE_GONE_WITHIN + 0.5
+    data = monitor_data(url)  # what every reader of the registry sees from then on
+    assert all(node["id"] != doomed_id for node in data["nodes"])
+    assert all(room["node"] != doomed_id for room in data["rooms"])
+    assert all(room["node"] != doomed_id for room in open_rooms(url))
     newcomer = Client(timeout=2.0)
     try:
         newcomer.connect_in_thread(matchmaker=url, room="chase")
@@ -217,11 +223,12 @@ def test_restarting_a_matchmaker_or_redis_loses_nothing(cluster: Cluster) -> Non
         cluster.redis.stop()
         cluster.redis.start()  # empty: no persistence
         restarted = time.monotonic()
-        wait_for(lambda: cluster.redis.command("EXISTS", "pygase:room:" + first.room_id), 10.0)
         names = {node.name.replace("node ", "node-") for node in nodes}
-        wait_for(lambda: listed_nodes(url) == names, 10.0)
+        keys = ["pygase:room:" + str(first.room_id), *(f"pygase:node:{name}" for name in names)]
+        wait_for(lambda: cluster.redis.command("EXISTS", *keys) == len(keys), 10.0)
         took = time.monotonic() - restarted
         assert took <= 2 * 1.0 + 1.0, f"re-registered after {took:.1f} s"
+        wait_for(lambda: listed_nodes(url) == names, 10.0)  # the matchmaker reconnects too
         assert first.status is ClientStatus.CONNECTED  # players never noticed
         third = Client(timeout=3.0)
         third.connect_in_thread(matchmaker=url, room="chase", options={"mode": "tag"})
@@ -341,3 +348,53 @@ def test_a_node_restarted_under_its_id_inherits_no_stale_counts(cluster: Cluster
     finally:
         again.disconnect()
         client.disconnect()
+
+
+def test_create_makes_a_room_of_its_own_and_join_by_id_reaches_a_private_one(
+    cluster: Cluster,
+) -> None:
+    cluster.node()
+    _mm, url = cluster.matchmaker()
+    clients = [Client(timeout=3.0) for _ in range(4)]
+    try:
+        clients[0].connect_in_thread(matchmaker=url, room="chase")
+        clients[1].connect_in_thread(matchmaker=url, room="chase", create=True)
+        assert clients[1].room_id != clients[0].room_id  # create: always a new room
+        secret = request_seat(url, "chase", mode="create", options={"private": True})
+        clients[2].connect_in_thread(secret.port, secret.host, connect_token=secret.token,
+                                     room_id=secret.room_id)
+        listed = {room["room_id"] for room in open_rooms(url)}
+        assert listed == {clients[0].room_id, clients[1].room_id}  # never the private one
+        clients[3].connect_in_thread(matchmaker=url, room_id=secret.room_id)
+        assert clients[3].room_id == secret.room_id
+    finally:
+        for client in clients:
+            client.disconnect()
+
+
+def test_the_node_command_says_what_is_wrong_with_its_arguments(tmp_path: Path) -> None:
+    (tmp_path / "serving.py").write_text(
+        "from pygase_core import Room, Server\n"
+        "server = Server()\nserver.define('x', Room)\nserver.run_in_thread(0)\n"
+    )
+    (tmp_path / "short.key").write_text("abcd")
+    (tmp_path / "good.key").write_text("ab" * 32)
+
+    def node(*args: str) -> str:
+        completed = subprocess.run(
+            [sys.executable, "-m", "pygase_core.tools.cli", "node", *args, "--redis",
+             "redis://127.0.0.1:1/0", "--port", "0"],
+            cwd=tmp_path, capture_output=True, text=True, timeout=60,
+            env={**os.environ, "PYTHONPATH": str(REPOSITORY)},
+        )
+        assert completed.returncode != 0
+        return completed.stderr
+
+    assert "must hold a 32-byte key" in node(
+        "serving:server", "--secret-key-file", "short.key", "--public-address", "h:1")
+    assert "not a host:port address" in node(
+        "serving:server", "--secret-key-file", "good.key", "--public-address", "nowhere")
+    assert "importing serving started a server (serving.py, line 4" in node(
+        "serving:server", "--secret-key-file", "good.key", "--public-address", "h:1")
+    assert "needs --agones" in node(
+        "serving:server", "--secret-key-file", "good.key", "--public-address", "agones")

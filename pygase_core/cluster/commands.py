@@ -154,8 +154,19 @@ def run_node(args: argparse.Namespace) -> int:
     except ValueError as error:
         raise SystemExit(f"pygase node: --public-address: {error}") from None
     key = read_secret_key(args.secret_key_file, "node")
-    target = _load(args.server, "node")
-    server = target() if callable(target) and not isinstance(target, Server) else target
+    from pygase_core.tools import cli
+
+    starts: list[str] = []
+    server: object = None
+    try:
+        with cli._refuse_to_serve(starts):  # as pygase serve: the module must not serve
+            target = _load(args.server, "node")
+            server = target() if callable(target) and not isinstance(target, Server) else target
+    except cli._ServingOnImport:
+        pass
+    if starts:
+        message = cli._serving_on_import_message(args.server.partition(":")[0], starts[0])
+        raise SystemExit(message.replace("pygase serve", "pygase node"))
     if not isinstance(server, Server):
         raise SystemExit(f"pygase node: {args.server} is neither a Server nor returns one")
     try:

@@ -212,6 +212,7 @@ class Node:
 
     async def _handle(self, entries: list[str]) -> None:
         replies: list[tuple[str, SeatReply]] = []
+        touched: set[str] = set()
         async with self._lock:
             for entry in entries:
                 try:
@@ -228,8 +229,10 @@ class Node:
                     if request.room_id in self._reported_taken:
                         self._reported_taken[request.room_id] += 1
                     reply = await self._reserve(request)
+                touched.add(reply.room_id or request.room_id)
                 replies.append((request.reply_to, reply))
-            await self._sync_locked()
+            # Only the rooms these requests touched: the heartbeat writes the rest.
+            await self._sync_locked(only=touched)
         assert self.registry is not None
         for reply_to, reply in replies:
             await self.registry.push_reply(reply_to, reply.to_text())
@@ -274,17 +277,23 @@ class Node:
         async with self._lock:
             await self._sync_locked()
 
-    async def _sync_locked(self) -> None:
+    async def _sync_locked(self, only: set[str] | None = None) -> None:
+        """Write the node's entry and its rooms' (or only those in ``only``)."""
         registry = self.registry
         if registry is None:
             return
         snapshot = await self._on_server_loop(self._snapshot)
-        rooms = snapshot["rooms"]
-        live = {room["id"] for room in rooms}
-        removed = [
-            {"id": room_id, "type": self._room_types.get(room_id, "")}
-            for room_id in self._reported_taken if room_id not in live
-        ]
+        every_room = snapshot["rooms"]
+        live = {room["id"] for room in every_room}
+        if only is None:
+            rooms = every_room
+            removed = [
+                {"id": room_id, "type": self._room_types.get(room_id, "")}
+                for room_id in self._reported_taken if room_id not in live
+            ]
+        else:
+            rooms = [room for room in every_room if room["id"] in only]
+            removed = []
         for room in rooms:
             room["taken_delta"] = room["taken"] - self._reported_taken.get(room["id"], 0)
         payload = {
@@ -302,8 +311,8 @@ class Node:
             "stats": json.dumps(snapshot["stats"]),
             "started": self.started,
             "draining": "1" if self.draining else "0",
-            "rooms": len(rooms),
-            "rooms_delta": len(rooms) - self._reported_rooms,
+            "rooms": len(every_room),
+            "rooms_delta": len(every_room) - self._reported_rooms,
             "absolute": 0 if self.synced.is_set() else 1,
             "rooms_list": rooms,
             "removed": removed,
@@ -311,14 +320,19 @@ class Node:
         fresh = await registry.heartbeat(payload, self.ttl)
         if fresh and self.synced.is_set():
             logger.info("node %s registered again (the registry had lost it)", self.node_id)
-        self._reported_rooms = len(rooms)
-        self._reported_taken = {room["id"]: room["taken"] for room in rooms}
-        self._room_types = {room["id"]: room["type"] for room in rooms}
-        self._created = {room_id: self._created[room_id] for room_id in live}
+        self._reported_rooms = len(every_room)
+        if only is None:
+            self._reported_taken = {room["id"]: room["taken"] for room in rooms}
+            self._room_types = {room["id"]: room["type"] for room in rooms}
+            self._created = {room_id: self._created[room_id] for room_id in live}
+        else:
+            for room in rooms:
+                self._reported_taken[room["id"]] = room["taken"]
+                self._room_types[room["id"]] = room["type"]
         self.figures = {
-            "rooms": len(rooms),
+            "rooms": len(every_room),
             "clients": snapshot["clients"],
-            "seated": sum(room["seated"] for room in rooms),
+            "seated": sum(room["seated"] for room in every_room),
             "held": snapshot["held"],
         }
         self.synced.set()

@@ -34,7 +34,7 @@ from pygase_core.model.codec import check_value
 from pygase_core.model.events import Event
 from pygase_core.model.gamestate import GameState
 from pygase_core.model.handlers import Handler
-from pygase_core.model.history import HistoricalState
+from pygase_core.model.history import HistoricalState, StateHistory
 from pygase_core.model.precision import PrecisionValue
 from pygase_core.model.prediction import Step, apply_input, check_declaration
 from pygase_core.model.statemachine import GameStateMachine
@@ -181,6 +181,12 @@ class Room:
         if not isinstance(client, RoomClient):
             raise TypeError(f"world_at takes a RoomClient, not {type(client).__name__}")
         return self._require_runner().machine.world_at(client)
+
+    @property
+    def state_history(self) -> StateHistory | None:
+        """The room's recent states by time_order (``state_history.at(time_order)``), kept
+        from the first input on, about :attr:`history_seconds` long (None: no input yet)."""
+        return self._require_runner().machine.history
 
     @property
     def metadata(self) -> dict[str, Any]:
