@@ -245,6 +245,8 @@ class ViewState:
 
     visible: tuple[frozenset[Key], ...]
     owners: tuple[Key | None, ...]
+    centers: tuple[tuple[int, int] | None, ...] = ()
+    """Per view, the grid cell the viewer's entity is in (None: not a grid, or no entity)."""
 
 
 class ViewRules:
@@ -303,10 +305,13 @@ class ViewRules:
         shows the viewer nothing (for a private field: nobody's).
         """
         visible: list[frozenset[Key]] = []
+        centers: list[tuple[int, int] | None] = []
         for index, view in enumerate(self.views):
             entries = attributes.get(view.path)
+            cell = None
             if not isinstance(entries, dict):
                 visible.append(frozenset())
+                centers.append(None)
                 continue
             try:
                 if isinstance(view, GridView):
@@ -318,8 +323,9 @@ class ViewRules:
                     seen = frozenset(key for key in view.visible(viewer, state) if key in entries)
             except Exception:
                 self._failed(view, f"the view {view!r} failed for {viewer!r}: it shows nothing")
-                seen = frozenset()
+                seen, cell = frozenset(), None
             visible.append(seen)
+            centers.append(cell)
         owners: list[Key | None] = []
         for rule in self.private:
             try:
@@ -327,7 +333,7 @@ class ViewRules:
             except Exception:
                 self._failed(rule, f"the owner of {rule!r} failed for {viewer!r}: it hides all")
                 owners.append(_NOBODY)
-        return ViewState(tuple(visible), tuple(owners))
+        return ViewState(tuple(visible), tuple(owners), tuple(centers))
 
     def _failed(self, rule: View, message: str) -> None:
         """Log a rule's failure with its traceback the first time, then only at debug level
