@@ -4,6 +4,7 @@ One command, from a checkout with the development environment (``bash tools/setu
 
     .venv/bin/python bench/views.py            # 5-second windows, about a minute
     .venv/bin/python bench/views.py --seconds 2
+    .venv/bin/python bench/views.py --cpu     # also the server's protocol CPU, sans-IO
 
 Each scenario runs a real ``Server`` in a child process (this file with ``--serve``), whose
 thread pushes one update per tick at 50 Hz, and real ``Client`` s in this process on one asyncio

@@ -112,6 +112,31 @@ class GridView:
         self.entity = entity
         self.position = position
 
+    def index(self, entries: dict[Any, Any]) -> dict[tuple[int, int], list[Key]]:
+        """The keys of ``entries`` by the cell they are in (entries without a position left out).
+
+        The default position is read inline: this runs over every entry once per state version.
+        """
+        cells: dict[tuple[int, int], list[Key]] = {}
+        if self.position is not entry_position:
+            for key, entry in entries.items():
+                at = self.cell_of(entry)
+                if at is not None:
+                    cells.setdefault(at, []).append(key)
+            return cells
+        size = self.cell_size
+        floor = math.floor
+        for key, entry in entries.items():
+            try:
+                if type(entry) is dict:
+                    at = (floor(entry["x"] / size), floor(entry["y"] / size))
+                else:
+                    at = (floor(entry[0] / size), floor(entry[1] / size))
+            except (KeyError, IndexError, TypeError, ValueError, OverflowError):
+                continue
+            cells.setdefault(at, []).append(key)
+        return cells
+
     def cell_of(self, entry: Any) -> tuple[int, int] | None:
         """The cell an entry is in, or None if its position cannot be read."""
         try:

@@ -115,13 +115,8 @@ class ViewedWorld:
             return seen
         cells = self._cells.get(index)
         if cells is None:
-            cells = self._cells[index] = {}
             entries = self.store.get_game_state().to_dict().get(view.path)
-            if isinstance(entries, dict):
-                for key, entry in entries.items():
-                    at = view.cell_of(entry)
-                    if at is not None:
-                        cells.setdefault(at, []).append(key)
+            cells = self._cells[index] = view.index(entries) if isinstance(entries, dict) else {}
         reach = view.reach
         x, y = cell
         keys: list[Key] = []
