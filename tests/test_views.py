@@ -347,3 +347,22 @@ def test_under_a_budget_the_nearest_entries_enter_a_view_first() -> None:
     admitted = payloads._history[store.time_order].visible[0] - first
     assert 0 < len(admitted) < 10
     assert admitted == {f"f{i}" for i in range(10, 10 + len(admitted))}  # the nearest ones
+
+
+def test_a_failing_rule_shows_nothing_and_is_logged_once(caplog: pytest.LogCaptureFixture) -> None:
+    store = GameStateStore(GameState(units={"u": 1}, players={"p": {"hand": "h"}}))
+
+    def broken(viewer: Any, state: GameState) -> list[str]:
+        raise RuntimeError("broken rule")
+
+    rules = ViewRules([
+        FilterView("units", broken), PrivateField("players.*.hand", owner=lambda v: 1 / 0),
+    ])
+    viewed = ViewedWorld(PayloadCache(store), rules)
+    for version in range(1, 4):
+        store.push_update(GameStateUpdate(version, units={"u": version}))
+        view = viewed.view_of("someone")
+        assert view.visible == (frozenset(),)
+        assert rules.strip("players", store.get_game_state().players, view.owners) == {"p": {}}
+    errors = [r for r in caplog.records if r.levelname == "ERROR"]
+    assert len(errors) == 2 and "broken rule" in (errors[0].exc_text or "")

@@ -278,6 +278,7 @@ class ViewRules:
         self.paths = {view.path: index for index, view in enumerate(self.views)}
         """The viewed attributes, with their view's index in :attr:`ViewState.visible`."""
         self._private_by_path: dict[str, list[int]] = {}
+        self._logged: set[int] = set()
         for index, rule in enumerate(self.private):
             self._private_by_path.setdefault(rule.path, []).append(index)
 
@@ -316,7 +317,7 @@ class ViewRules:
                 else:
                     seen = frozenset(key for key in view.visible(viewer, state) if key in entries)
             except Exception:
-                logger.exception("the view %r failed for %r: it shows nothing", view, viewer)
+                self._failed(view, f"the view {view!r} failed for {viewer!r}: it shows nothing")
                 seen = frozenset()
             visible.append(seen)
         owners: list[Key | None] = []
@@ -324,9 +325,18 @@ class ViewRules:
             try:
                 owners.append(rule.owner(viewer))
             except Exception:
-                logger.exception("the private field %r's owner failed for %r", rule, viewer)
+                self._failed(rule, f"the owner of {rule!r} failed for {viewer!r}: it hides all")
                 owners.append(_NOBODY)
         return ViewState(tuple(visible), tuple(owners))
+
+    def _failed(self, rule: View, message: str) -> None:
+        """Log a rule's failure with its traceback the first time, then only at debug level
+        (it runs for every client and version: a broken rule must not flood the log)."""
+        if id(rule) in self._logged:
+            logger.debug(message, exc_info=True)
+        else:
+            self._logged.add(id(rule))
+            logger.exception("%s (said once; later failures of this rule log at debug)", message)
 
     def strip(self, name: str, value: Any, owners: tuple[Key | None, ...]) -> Any:
         """A top-level value (or a change to it) without the private fields the viewer may not see.
