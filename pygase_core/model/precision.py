@@ -175,6 +175,8 @@ class Precision:
         Containers on a declared path are rebuilt (the input is never changed); everything off
         the paths is shared as it is.
         """
+        if not nodes and precision is not None:
+            return _under(value, precision, leaf)
         if isinstance(value, dict):
             out = {}
             for key, item in value.items():
@@ -237,7 +239,9 @@ class Precision:
             if top and key == "game_status":
                 out[key] = value
                 continue
-            child_nodes, child_precision = _descend(nodes, precision, key)
+            child_nodes, child_precision = (
+                _descend(nodes, precision, key) if nodes else (nodes, precision)
+            )
             if not child_nodes and child_precision is None:
                 out[key] = value
                 continue
@@ -290,14 +294,45 @@ def _descend(
         children = node.children
         for candidate in (children.get(name), children.get("*")):
             if candidate is not None:
-                found.append(candidate)
+                if candidate.children:  # (a node without children only brings its precision)
+                    found.append(candidate)
                 if candidate.precision is not None:
                     precision = candidate.precision
     return tuple(found), precision
 
 
+def _under(value: Any, precision: Any, leaf: Any) -> Any:
+    """:meth:`Precision._walk` below the last path part: everything in ``value`` is covered."""
+    kind = type(value)
+    if kind is float:
+        return leaf(value, precision)
+    if kind is list:
+        return [
+            leaf(item, precision) if type(item) is float else _under(item, precision, leaf)
+            for item in value
+        ]
+    if kind is dict or kind is Overwrite:
+        out = {
+            key: leaf(item, precision) if type(item) is float else _under(item, precision, leaf)
+            for key, item in value.items()
+        }
+        return out if kind is dict else Overwrite(out)
+    if kind is tuple:
+        return tuple(_under(item, precision, leaf) for item in value)
+    if kind is str or kind is bool or value is None or value is TO_DELETE:
+        return value
+    if isinstance(value, dict):
+        return {key: _under(item, precision, leaf) for key, item in value.items()}
+    if isinstance(value, list | tuple):
+        items = [_under(item, precision, leaf) for item in value]
+        return tuple(items) if isinstance(value, tuple) else items
+    return leaf(value, precision)
+
+
 def _identical(a: Any, b: Any) -> bool:
     """Equal with equal types all the way down (1 is not 1.0 nor True; a list is not a tuple)."""
+    if a != b:
+        return False  # the common case in a moving world, decided in C
     if isinstance(a, dict):
         if not isinstance(b, dict) or a.keys() != b.keys():
             return False
