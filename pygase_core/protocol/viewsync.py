@@ -47,6 +47,14 @@ HISTORY: Final = 64
 _MISSING: Final[Any] = object()
 
 
+def _pairs_of(packed_map: bytes) -> bytes:
+    """The packed pairs of a packed msgpack map, without its header."""
+    first = packed_map[0]
+    if first & 0xF0 == 0x80:
+        return packed_map[1:]
+    return packed_map[3:] if first == 0xDE else packed_map[5:]
+
+
 def map_header(count: int) -> bytes:
     """The msgpack header of a map of ``count`` pairs (the pairs follow, packed one by one)."""
     if count < 16:
@@ -73,6 +81,7 @@ class ViewedWorld:
         self._seen_cells: dict[tuple[int, tuple[int, int]], frozenset[Key]] = {}
         self._previous_cells: dict[tuple[int, tuple[int, int]], frozenset[Key]] = {}
         self._pairs: dict[tuple[Any, ...], bytes] = {}
+        self._chunks: dict[tuple[Any, ...], tuple[int, bytes]] = {}
         self._payloads: dict[tuple[Any, ...], StatePayload] = {}
         self.encodings = 0
         """Payloads encoded (clients that share one count once)."""
@@ -97,6 +106,7 @@ class ViewedWorld:
             self._previous_cells = self._seen_cells
             self._seen_cells = {}
             self._pairs.clear()
+            self._chunks.clear()
             self._payloads.clear()
 
     def _grid_visible(self, index: int, view: GridView, cell: tuple[int, int]) -> frozenset[Key]:
@@ -105,13 +115,8 @@ class ViewedWorld:
             return seen
         cells = self._cells.get(index)
         if cells is None:
-            cells = self._cells[index] = {}
             entries = self.store.get_game_state().to_dict().get(view.path)
-            if isinstance(entries, dict):
-                for key, entry in entries.items():
-                    at = view.cell_of(entry)
-                    if at is not None:
-                        cells.setdefault(at, []).append(key)
+            cells = self._cells[index] = view.index(entries) if isinstance(entries, dict) else {}
         reach = view.reach
         x, y = cell
         keys: list[Key] = []
@@ -245,10 +250,19 @@ class ViewedWorld:
             seen, kept, maybe = now.visible[index], span.kept[index], span.maybe[index]
             private = rules.has_private(name)
             inner: list[bytes] = []
+            extra = 0  # pairs in the shared cell chunks beyond one each
             # Seen throughout: the client has the entry, whatever version it is at: the changes.
             if change is not _MISSING:
                 changed: dict[Any, Any] = change
                 steady = kept & seen
+                center = now.centers[index] if now.centers else None
+                if center is not None and not private:
+                    # A grid: whole cells the client saw throughout share one encoding.
+                    count, chunks, steady = self._cell_chunks(
+                        index, name, center, changed, base, kept, seen, steady)
+                    if count:
+                        inner.append(chunks)
+                        extra += count - 1
                 for key in (changed.keys() & steady if len(changed) < len(steady) else steady):
                     entry = changed.get(key, _MISSING)
                     if entry is not _MISSING:
@@ -267,12 +281,50 @@ class ViewedWorld:
                 else:
                     inner.append(codec.pack(key) + codec.pack(TO_DELETE))
             if inner:
-                pairs.append(codec.pack(name) + map_header(len(inner)) + b"".join(inner))
+                pairs.append(
+                    codec.pack(name) + map_header(len(inner) + extra) + b"".join(inner)
+                )
             if gone:
                 left.append([name, gone])
         if left:
             pairs.append(codec.pack(LEFT_KEY) + codec.pack(left))
         return map_header(len(pairs)) + b"".join(pairs)
+
+    def _cell_chunks(
+        self,
+        index: int,
+        name: str,
+        center: tuple[int, int],
+        changed: dict[Any, Any],
+        base: int,
+        kept: frozenset[Key],
+        seen: frozenset[Key],
+        steady: frozenset[Key],
+    ) -> tuple[int, bytes, frozenset[Key]]:
+        """The changes of the cells around ``center`` that the client saw throughout, packed
+        once per base and cell for every client; and the steady keys left to do one by one."""
+        view = self.rules.views[index]
+        assert isinstance(view, GridView)
+        cells = self._cells.get(index, {})
+        reach = view.reach
+        x, y = center
+        count = 0
+        parts: list[bytes] = []
+        done: list[Key] = []
+        for cx in range(x - reach, x + reach + 1):
+            for cy in range(y - reach, y + reach + 1):
+                keys = cells.get((cx, cy))
+                if not keys or not (kept.issuperset(keys) and seen.issuperset(keys)):
+                    continue
+                chunk = self._chunks.get((base, index, cx, cy))
+                if chunk is None:
+                    pairs = {key: changed[key] for key in keys if key in changed}
+                    packed = self._pack_at((name,), pairs) if pairs else b"\x80"
+                    chunk = self._chunks[(base, index, cx, cy)] = (len(pairs), _pairs_of(packed))
+                count += chunk[0]
+                parts.append(chunk[1])
+                done.extend(keys)
+        return count, b"".join(parts), steady.difference(done) if done else steady
 
     def _whole_pair(
         self, name: str, key: Key, entry: Any, owned: Any, owners: tuple[Any, ...]
