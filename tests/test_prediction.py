@@ -351,3 +351,16 @@ def test_the_replay_runs_where_the_prediction_is_read_and_survives_a_failing_ste
         Prediction("players.{me}", fragile, TICK, "me", max_correction=True)
     with pytest.raises(ValueError, match="dt"):
         Prediction("players.{me}", fragile, "0.02", "me")  # type: ignore[arg-type]
+
+
+def test_the_tick_interval_is_known_as_soon_as_the_loop_is_started() -> None:
+    """The one-world server tells joining clients machine.tick_interval: their input pace."""
+    machine = GameStateMachine(GameStateStore())
+    machine.time_step = lambda state, dt: None  # type: ignore[method-assign, assignment]
+    thread = machine.run_game_loop_in_thread(0.05)
+    try:
+        assert machine.tick_interval == 0.05
+    finally:
+        machine.stop()
+        thread.join(5)
+    assert machine.tick_interval == 0.02  # stopped: the default again

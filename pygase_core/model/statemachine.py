@@ -361,6 +361,9 @@ class GameStateMachine:
             self._run_token = token
             self._stop_requested = False
             self._stopped.clear()
+            # Known from now on, not once the loop's thread gets going: a client joining in
+            # between is told this interval, which its inputs are paced by.
+            self._interval = float(interval)
         return float(interval), token
 
     def _release(self, token: object) -> None:
@@ -371,6 +374,7 @@ class GameStateMachine:
             self._run_token = None
             self._loop = None
             self._loop_thread = None
+            self._interval = None
             self._stopped.set()
 
     def _request_stop(self) -> bool:
