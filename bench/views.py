@@ -4,6 +4,7 @@ One command, from a checkout with the development environment (``bash tools/setu
 
     .venv/bin/python bench/views.py            # 5-second windows, about a minute
     .venv/bin/python bench/views.py --seconds 2
+    .venv/bin/python bench/views.py --cpu     # also the server's protocol CPU, sans-IO
 
 Each scenario runs a real ``Server`` in a child process (this file with ``--serve``), whose
 thread pushes one update per tick at 50 Hz, and real ``Client`` s in this process on one asyncio
@@ -186,6 +187,8 @@ async def measure(name: str, seconds: float, warmup: float = 2.0) -> dict[str, A
     child = subprocess.Popen(
         [sys.executable, __file__, "--serve", name], stdin=subprocess.PIPE,
         stdout=subprocess.PIPE, text=True,
+        # The server counts its bytes at socket.socket.sendto, which uvloop does not call.
+        env={**os.environ, "PYGASE_EVENT_LOOP": "asyncio"},
     )
     assert child.stdin and child.stdout
     if os.environ.get("VIEWS_BENCH_DEBUG"):
@@ -280,6 +283,92 @@ async def converged(clients: list[Any], server: dict[str, Any], views: bool) -> 
     return False
 
 
+# -- server CPU, sans-IO --------------------------------------------------------------------------
+
+
+def server_cpu(views: bool, ticks: int = 150, count: int = 500, viewers: int = 40) -> dict[str, Any]:
+    """The server's protocol work per tick, without sockets: CPU time of its endpoint alone.
+
+    The real ``ServerEndpoint`` and ``ClientEndpoint`` objects exchange their datagrams in
+    memory, at a simulated 50 Hz with every client caught up each tick (no loss, 1 ms away), and
+    only the server's calls are timed (``time.process_time``), so the figure leaves out the
+    clients, the kernel's sockets and the rest of the machine's load.
+    """
+    sys.path.insert(0, str(ROOT))
+    from pygase_core import GameState, GameStateStore, GameStateUpdate
+    from pygase_core.model.views import GridView, ViewRules
+    from pygase_core.protocol.connection import StateReceived
+    from pygase_core.protocol.endpoint import ClientEndpoint, ServerEndpoint
+    from pygase_core.protocol.statesync import PayloadCache
+    from pygase_core.protocol.viewsync import ViewedWorld
+
+    rng = random.Random(5)
+    positions = {i: [rng.uniform(0, SIZE), rng.uniform(0, SIZE)] for i in range(count)}
+    store = GameStateStore(GameState(entities={k: list(v) for k, v in positions.items()}))
+    cache = PayloadCache(store)
+    addresses = [("10.0.0.2", 5000 + i) for i in range(viewers)]
+    own = {address: i * 12 for i, address in enumerate(addresses)}
+    world = ViewedWorld(cache, ViewRules([
+        GridView("entities", cell_size=CELL, radius=CELL, entity=own.get),
+    ])) if views else None
+    now = 100.0
+    server = ServerEndpoint(now, max_clients=64)
+    clients = {a: ClientEndpoint(now, server_address=("10.0.0.1", 4000)) for a in addresses}
+    states: dict[Any, Any] = {a: GameState() for a in addresses}
+    spent = 0.0
+
+    def timed(call: Any, *args: Any) -> Any:
+        nonlocal spent
+        start = time.process_time()
+        result = call(*args)
+        spent += time.process_time() - start
+        return result
+
+    def deliver(out: list[tuple[bytes, Any]]) -> None:
+        for data, address in out:
+            client = clients.get(address)
+            if client is None:
+                continue
+            back, notices = client.datagram_received(data, now)
+            for notice in notices:
+                if isinstance(notice, StateReceived):
+                    applied = client.apply_state(notice, states[address])
+                    if applied is not None:
+                        states[address] = applied
+            for datagram in back:
+                deliver(timed(server.datagram_received, datagram, address, now)[0])
+
+    for address, client in clients.items():
+        for datagram in client.start(now):
+            deliver(server.datagram_received(datagram, address, now)[0])
+    for address in addresses:
+        server.assign_cache(address, world.viewer(lambda a=address: a) if world else cache)
+    measured_from = 20
+    for tick in range(ticks):
+        if tick == measured_from:
+            spent = 0.0
+        now += 0.02
+        for position in positions.values():
+            for axis in (0, 1):
+                position[axis] = min(max(position[axis] + rng.uniform(-0.2, 0.2), 0.0), SIZE)
+        store.push_update(GameStateUpdate(
+            store.time_order + 1, entities={k: list(v) for k, v in positions.items()}
+        ))
+        server.state_changed()
+        for _ in range(19):  # flushes, reports, acks and resends, a millisecond apart
+            deliver(timed(server.handle_timer, now)[0])
+            now += 0.001
+            for address, client in clients.items():
+                for datagram in client.poll(now)[0]:
+                    deliver(timed(server.datagram_received, datagram, address, now)[0])
+    behind = sum(states[a].time_order != store.time_order for a in addresses)
+    return {
+        "views": views,
+        "server_cpu_ms_per_tick": round(1000 * spent / (ticks - measured_from), 2),
+        "clients_behind_at_end": behind,
+    }
+
+
 def references() -> list[tuple[str, str]]:
     """Published figures for the same 100 positions at 50 Hz, computed from their claims."""
     return [
@@ -298,10 +387,15 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--warmup", type=float, default=2.0, help="seconds before each window")
     parser.add_argument("--out", type=Path, default=ROOT / "bench" / "results",
                         help="where views.json goes")
+    parser.add_argument("--cpu", action="store_true",
+                        help="also time the server's protocol work for 500 entities, sans-IO")
     args = parser.parse_args(argv)
     if args.serve:
         serve(args.serve)
         return 0
+    if args.cpu:
+        for views in (False, True):
+            print(server_cpu(views))
     names = args.only or list(SCENARIOS)
     results = [asyncio.run(measure(name, args.seconds, args.warmup)) for name in names]
     head = ["scenario", "entities", "clients", "B/client-s", "states/client-s", "B/state",

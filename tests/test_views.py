@@ -41,13 +41,15 @@ def seen_by(state: GameState, own: Any, radius: float) -> set[Any]:
     }
 
 
-def filtered(state: GameState, own: Any, player: Any, radius: float) -> dict[str, Any]:
+def filtered(
+    state: GameState, own: Any, player: Any, radius: float, secrets: bool = True
+) -> dict[str, Any]:
     """The server's state as one client may see it."""
     attributes = state.to_dict()
     entities = {}
     for key in seen_by(state, own, radius):
         entry = dict(state.entities[key])
-        if key != own:
+        if key != own and secrets:
             entry.pop("secret", None)
         entities[key] = entry
     attributes["entities"] = entities
@@ -105,10 +107,12 @@ class World:
         ))
 
 
-def views_for(own: dict[Any, Any], players: dict[Any, Any], radius: float) -> ViewRules:
+def views_for(
+    own: dict[Any, Any], players: dict[Any, Any], radius: float, secrets: bool = True
+) -> ViewRules:
     return ViewRules([
         GridView("entities", cell_size=CELL, radius=radius, entity=own.get),
-        PrivateField("entities.*.secret", owner=own.get),
+        *([PrivateField("entities.*.secret", owner=own.get)] if secrets else []),
         PrivateField("players.*.hand", owner=players.get),
     ])
 
@@ -117,19 +121,22 @@ def connect_viewers(
     network: Network, world: ViewedWorld, count: int, loss: float, latency: float = 0.005
 ) -> list[Any]:
     addresses = [(f"10.0.1.{i}", 6000 + i) for i in range(count)]
-    for address in addresses:
-        network.add_client(address, loss=loss, latency=latency, jitter=latency)
+    for i, address in enumerate(addresses):  # each its own latency: clients on many bases
+        lag = latency * (1 + i) / 2
+        network.add_client(address, loss=loss, latency=lag, jitter=lag)
     network.run_until(lambda: len(network.joined()) == count)
     for address in addresses:
         network.server.assign_cache(address, world.viewer(lambda a=address: a))
     return addresses
 
 
-def hidden_tokens(state: GameState, own: Any, player: Any, radius: float) -> set[bytes]:
+def hidden_tokens(
+    state: GameState, own: Any, player: Any, radius: float, secrets: bool = True
+) -> set[bytes]:
     """The bytes this client must not receive at this version: what it does not see."""
     seen = seen_by(state, own, radius)
     hidden = {e["tag"] for k, e in state.entities.items() if k not in seen}
-    hidden |= {e["secret"] for k, e in state.entities.items() if k != own}
+    hidden |= {e["secret"] for k, e in state.entities.items() if k != own and secrets}
     hidden |= {p["hand"] for k, p in state.players.items() if k != player}
     return hidden
 
@@ -145,9 +152,11 @@ def hidden_tokens(state: GameState, own: Any, player: Any, radius: float) -> set
     loss=st.sampled_from([0.0, 0.2]),
     latency=st.sampled_from([0.002, 0.04]),
     precise=st.booleans(),
+    secrets=st.booleans(),
 )
 def test_each_client_holds_the_state_filtered_by_its_view_and_never_receives_hidden_bytes(
-    seed: int, entities: int, radius: float, loss: float, latency: float, precise: bool
+    seed: int, entities: int, radius: float, loss: float, latency: float, precise: bool,
+    secrets: bool,
 ) -> None:
     rng = random.Random(seed)
     clients = 3
@@ -161,7 +170,7 @@ def test_each_client_holds_the_state_filtered_by_its_view_and_never_receives_hid
     keys = sorted(store.get_game_state().entities)[:clients]
     own = dict(zip(addresses, keys, strict=True))
     players = {address: f"p{i}" for i, address in enumerate(addresses)}
-    viewed = ViewedWorld(PayloadCache(store), views_for(own, players, radius))
+    viewed = ViewedWorld(PayloadCache(store), views_for(own, players, radius, secrets))
     connect_viewers(network, viewed, clients, loss, latency)
     snapshots = {store.time_order: store.snapshot()}
     ever_seen: dict[Any, set[bytes]] = {address: set() for address in addresses}
@@ -177,14 +186,16 @@ def test_each_client_holds_the_state_filtered_by_its_view_and_never_receives_hid
                 continue
             checked += 1
             at = snapshots[client.state.time_order]
-            assert client.state.to_dict() == filtered(at, own[address], players[address], radius)
+            assert client.state.to_dict() == filtered(
+                at, own[address], players[address], radius, secrets
+            )
     assert checked > 40
     # Nothing hidden ever reached a client's socket: no tag of an entity that was outside its
     # view at every version, no secret but its own entity's, no hand but its own.
     for address in addresses:
         hidden: set[bytes] = set()
         for state in snapshots.values():
-            hidden |= hidden_tokens(state, own[address], players[address], radius)
+            hidden |= hidden_tokens(state, own[address], players[address], radius, secrets)
             ever_seen[address] |= {
                 state.entities[key]["tag"] for key in seen_by(state, own[address], radius)
             }
@@ -198,7 +209,8 @@ def test_each_client_holds_the_state_filtered_by_its_view_and_never_receives_hid
 
     def converged() -> bool:
         return all(
-            network.clients[a].state.to_dict() == filtered(final, own[a], players[a], radius)
+            network.clients[a].state.to_dict()
+            == filtered(final, own[a], players[a], radius, secrets)
             for a in addresses
         )
 
@@ -347,6 +359,19 @@ def test_under_a_budget_the_nearest_entries_enter_a_view_first() -> None:
     admitted = payloads._history[store.time_order].visible[0] - first
     assert 0 < len(admitted) < 10
     assert admitted == {f"f{i}" for i in range(10, 10 + len(admitted))}  # the nearest ones
+    # A nearer newcomer does not overtake those that waited: they go first, and all get in.
+    held = store.get_game_state().entities
+    store.push_update(GameStateUpdate(
+        store.time_order + 1, entities={"g": {"x": 50.5, "y": 50.0, "pad": "x" * 200}}
+    ))
+    version = store.time_order
+    payloads.payload_for(version - 1)
+    newly = payloads._history[version].visible[0] - first - admitted
+    assert "g" not in newly and newly
+    for _ in range(10):
+        store.push_update(GameStateUpdate(store.time_order + 1, entities={"me": {"y": 50.0}}))
+        payloads.payload_for(store.time_order - 1)
+    assert payloads._history[store.time_order].visible[0] == {*held, "g"}
 
 
 def test_a_failing_rule_shows_nothing_and_is_logged_once(caplog: pytest.LogCaptureFixture) -> None:

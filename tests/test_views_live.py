@@ -43,6 +43,8 @@ class SentDatagrams:
 @pytest.fixture
 def datagrams(monkeypatch: pytest.MonkeyPatch) -> Iterator[SentDatagrams]:
     record = SentDatagrams()
+    # uvloop sends without socket.socket.sendto: watch the datagrams on asyncio's own loop.
+    monkeypatch.setenv("PYGASE_EVENT_LOOP", "asyncio")
     original = socket.socket.sendto
 
     def sendto(sock: socket.socket, data: Any, *args: Any) -> int:

@@ -692,6 +692,8 @@ class Client(EndpointViews):
         Raises ``TypeError`` for a value that cannot be sent,
         :class:`~pygase_core.errors.PayloadTooLargeError` for one over ``max_input_size``
         bytes and :class:`~pygase_core.errors.NotConnectedError` without a joined session.
+        If the :meth:`predict` step raises, the error reaches this call, but only after the
+        input was sent: the server applies it all the same.
         """
         data = codec.pack(value)
         if len(data) > self._config.max_input_size:
@@ -717,9 +719,6 @@ class Client(EndpointViews):
             tick = clock.stamp(value, loop.time(), inputs.slack if inputs is not None else None)
             if tick is None:
                 return None
-            prediction = self._prediction
-            if prediction is not None:
-                prediction.add_input(tick, codec.unpack(data))  # the value as the server sees it
             view = self.view
             if view is None:
                 view = connection.applied_time_order or 0
@@ -728,6 +727,11 @@ class Client(EndpointViews):
                 connection.queue_input(tick, view, data)
 
             driver.call(queue)  # under the lock: the loop gets the ticks in their order
+            prediction = self._prediction
+            if prediction is not None:
+                # After the input is on its way: a failing step raises here, to the caller,
+                # and the server still gets the input (the prediction leaves it out).
+                prediction.add_input(tick, codec.unpack(data))  # the value as the server sees it
         return tick
 
     def predict(
@@ -918,10 +922,7 @@ class Client(EndpointViews):
             if prediction is not None and connection is not None:
                 inputs = connection.inputs_out
                 acked = inputs.ack_for(state.time_order) if inputs is not None else None
-                try:
-                    prediction.reconcile(state, acked)
-                except Exception:  # the game's step failed: the state is applied all the same
-                    logger.exception("the prediction's step failed reconciling a state")
+                prediction.reconcile(state, acked)  # no game code: the replay waits for a frame
             self.plugin_manager.hook.pygase_state_changed(
                 client=self, game_state=state, time_order=state.time_order
             )

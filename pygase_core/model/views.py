@@ -81,7 +81,8 @@ class GridView:
             ``"y"`` (a dict) or its first two items (a list or tuple). An entry whose position
             cannot be read is seen by nobody.
         priority: under a bandwidth budget, ``priority(viewer, key, entry)`` orders the entries
-            entering a view, lowest first; by default the nearest to the viewer's entity first.
+            entering a view, lowest first, after those held back longest; by default the nearest
+            to the viewer's entity first.
     """
 
     def __init__(
@@ -111,6 +112,31 @@ class GridView:
         """How many cells a client sees in each direction from its own."""
         self.entity = entity
         self.position = position
+
+    def index(self, entries: dict[Any, Any]) -> dict[tuple[int, int], list[Key]]:
+        """The keys of ``entries`` by the cell they are in (entries without a position left out).
+
+        The default position is read inline: this runs over every entry once per state version.
+        """
+        cells: dict[tuple[int, int], list[Key]] = {}
+        if self.position is not entry_position:
+            for key, entry in entries.items():
+                at = self.cell_of(entry)
+                if at is not None:
+                    cells.setdefault(at, []).append(key)
+            return cells
+        size = self.cell_size
+        floor = math.floor
+        for key, entry in entries.items():
+            try:
+                if type(entry) is dict:
+                    at = (floor(entry["x"] / size), floor(entry["y"] / size))
+                else:
+                    at = (floor(entry[0] / size), floor(entry[1] / size))
+            except (KeyError, IndexError, TypeError, ValueError, OverflowError):
+                continue
+            cells.setdefault(at, []).append(key)
+        return cells
 
     def cell_of(self, entry: Any) -> tuple[int, int] | None:
         """The cell an entry is in, or None if its position cannot be read."""
@@ -153,7 +179,8 @@ class FilterView:
             viewer sees; ``state`` is the live :class:`~pygase_core.GameState` (read it, do not
             change it). Keys that are not in the dict are ignored.
         priority: under a bandwidth budget, ``priority(viewer, key, entry)`` orders the entries
-            entering a view, lowest first (by default in the order ``visible`` gave them).
+            entering a view, lowest first, after those held back longest (by default in the
+            order ``visible`` gave them).
     """
 
     def __init__(
@@ -245,6 +272,8 @@ class ViewState:
 
     visible: tuple[frozenset[Key], ...]
     owners: tuple[Key | None, ...]
+    centers: tuple[tuple[int, int] | None, ...] = ()
+    """Per view, the grid cell the viewer's entity is in (None: not a grid, or no entity)."""
 
 
 class ViewRules:
@@ -303,10 +332,13 @@ class ViewRules:
         shows the viewer nothing (for a private field: nobody's).
         """
         visible: list[frozenset[Key]] = []
+        centers: list[tuple[int, int] | None] = []
         for index, view in enumerate(self.views):
             entries = attributes.get(view.path)
+            cell = None
             if not isinstance(entries, dict):
                 visible.append(frozenset())
+                centers.append(None)
                 continue
             try:
                 if isinstance(view, GridView):
@@ -318,8 +350,9 @@ class ViewRules:
                     seen = frozenset(key for key in view.visible(viewer, state) if key in entries)
             except Exception:
                 self._failed(view, f"the view {view!r} failed for {viewer!r}: it shows nothing")
-                seen = frozenset()
+                seen, cell = frozenset(), None
             visible.append(seen)
+            centers.append(cell)
         owners: list[Key | None] = []
         for rule in self.private:
             try:
@@ -327,7 +360,7 @@ class ViewRules:
             except Exception:
                 self._failed(rule, f"the owner of {rule!r} failed for {viewer!r}: it hides all")
                 owners.append(_NOBODY)
-        return ViewState(tuple(visible), tuple(owners))
+        return ViewState(tuple(visible), tuple(owners), tuple(centers))
 
     def _failed(self, rule: View, message: str) -> None:
         """Log a rule's failure with its traceback the first time, then only at debug level

@@ -47,6 +47,14 @@ HISTORY: Final = 64
 _MISSING: Final[Any] = object()
 
 
+def _pairs_of(packed_map: bytes) -> bytes:
+    """The packed pairs of a packed msgpack map, without its header."""
+    first = packed_map[0]
+    if first & 0xF0 == 0x80:
+        return packed_map[1:]
+    return packed_map[3:] if first == 0xDE else packed_map[5:]
+
+
 def map_header(count: int) -> bytes:
     """The msgpack header of a map of ``count`` pairs (the pairs follow, packed one by one)."""
     if count < 16:
@@ -73,6 +81,7 @@ class ViewedWorld:
         self._seen_cells: dict[tuple[int, tuple[int, int]], frozenset[Key]] = {}
         self._previous_cells: dict[tuple[int, tuple[int, int]], frozenset[Key]] = {}
         self._pairs: dict[tuple[Any, ...], bytes] = {}
+        self._chunks: dict[tuple[Any, ...], tuple[int, bytes]] = {}
         self._payloads: dict[tuple[Any, ...], StatePayload] = {}
         self.encodings = 0
         """Payloads encoded (clients that share one count once)."""
@@ -97,6 +106,7 @@ class ViewedWorld:
             self._previous_cells = self._seen_cells
             self._seen_cells = {}
             self._pairs.clear()
+            self._chunks.clear()
             self._payloads.clear()
 
     def _grid_visible(self, index: int, view: GridView, cell: tuple[int, int]) -> frozenset[Key]:
@@ -105,13 +115,8 @@ class ViewedWorld:
             return seen
         cells = self._cells.get(index)
         if cells is None:
-            cells = self._cells[index] = {}
             entries = self.store.get_game_state().to_dict().get(view.path)
-            if isinstance(entries, dict):
-                for key, entry in entries.items():
-                    at = view.cell_of(entry)
-                    if at is not None:
-                        cells.setdefault(at, []).append(key)
+            cells = self._cells[index] = view.index(entries) if isinstance(entries, dict) else {}
         reach = view.reach
         x, y = cell
         keys: list[Key] = []
@@ -131,16 +136,25 @@ class ViewedWorld:
         return self.rules.view_of(viewer, state.to_dict(), state, self._grid_visible)
 
     def admit(
-        self, viewer: Any, view: ViewState, previous: ViewState | None, allowance: float
+        self,
+        viewer: Any,
+        view: ViewState,
+        previous: ViewState | None,
+        allowance: float,
+        waiting: dict[tuple[int, Key], int],
+        version: int,
     ) -> ViewState:
         """``view`` with only as many entering entries as ``allowance`` bytes carry, by priority.
 
-        What is left out enters in later versions; the client holds the state of the view this
-        returns, so it stays exact meanwhile (its view only grows more slowly).
+        The entries that have waited longest go first (``waiting``: since which version each
+        held-back entry waits, kept up to date here), then by their view's priority, so none
+        waits for ever. What is left out enters in later versions; the client holds the state of
+        the view this returns, so it stays exact meanwhile (its view only grows more slowly).
         """
         attributes = self.store.get_game_state().to_dict()
         visible = list(view.visible)
         owners = view.owners
+        still: dict[tuple[int, Key], int] = {}
         for name, index in self.rules.paths.items():
             seen = visible[index]
             had = frozenset() if previous is None else previous.visible[index]
@@ -150,9 +164,11 @@ class ViewedWorld:
             entries = attributes.get(name)
             if not isinstance(entries, dict):
                 continue
+            ordered = self.rules.views[index].order(viewer, entries, entering)
+            ordered.sort(key=lambda key: waiting.get((index, key), version))  # (stable)
             admitted: list[Key] = []
             private = self.rules.has_private(name)
-            for key in self.rules.views[index].order(viewer, entries, entering):
+            for key in ordered:
                 owned = private and _owns(self.rules, name, key, owners)
                 size = len(self._whole_pair(name, key, entries[key], owned, owners))
                 if admitted and size > allowance:
@@ -161,7 +177,11 @@ class ViewedWorld:
                 admitted.append(key)
             if len(admitted) < len(entering):
                 visible[index] = (seen & had) | frozenset(admitted)
-        return ViewState(tuple(visible), owners)
+                for key in ordered[len(admitted):]:
+                    still[(index, key)] = waiting.get((index, key), version)
+        waiting.clear()
+        waiting.update(still)
+        return ViewState(tuple(visible), owners, view.centers)
 
     # -- encoding ---------------------------------------------------------------------------------
 
@@ -245,10 +265,19 @@ class ViewedWorld:
             seen, kept, maybe = now.visible[index], span.kept[index], span.maybe[index]
             private = rules.has_private(name)
             inner: list[bytes] = []
+            extra = 0  # pairs in the shared cell chunks beyond one each
             # Seen throughout: the client has the entry, whatever version it is at: the changes.
             if change is not _MISSING:
                 changed: dict[Any, Any] = change
                 steady = kept & seen
+                center = now.centers[index] if now.centers else None
+                if center is not None and not private:
+                    # A grid: whole cells the client saw throughout share one encoding.
+                    count, chunks, steady = self._cell_chunks(
+                        index, name, center, changed, base, kept, seen, steady)
+                    if count:
+                        inner.append(chunks)
+                        extra += count - 1
                 for key in (changed.keys() & steady if len(changed) < len(steady) else steady):
                     entry = changed.get(key, _MISSING)
                     if entry is not _MISSING:
@@ -267,12 +296,50 @@ class ViewedWorld:
                 else:
                     inner.append(codec.pack(key) + codec.pack(TO_DELETE))
             if inner:
-                pairs.append(codec.pack(name) + map_header(len(inner)) + b"".join(inner))
+                pairs.append(
+                    codec.pack(name) + map_header(len(inner) + extra) + b"".join(inner)
+                )
             if gone:
                 left.append([name, gone])
         if left:
             pairs.append(codec.pack(LEFT_KEY) + codec.pack(left))
         return map_header(len(pairs)) + b"".join(pairs)
+
+    def _cell_chunks(
+        self,
+        index: int,
+        name: str,
+        center: tuple[int, int],
+        changed: dict[Any, Any],
+        base: int,
+        kept: frozenset[Key],
+        seen: frozenset[Key],
+        steady: frozenset[Key],
+    ) -> tuple[int, bytes, frozenset[Key]]:
+        """The changes of the cells around ``center`` that the client saw throughout, packed
+        once per base and cell for every client; and the steady keys left to do one by one."""
+        view = self.rules.views[index]
+        assert isinstance(view, GridView)
+        cells = self._cells.get(index, {})
+        reach = view.reach
+        x, y = center
+        count = 0
+        parts: list[bytes] = []
+        done: list[Key] = []
+        for cx in range(x - reach, x + reach + 1):
+            for cy in range(y - reach, y + reach + 1):
+                keys = cells.get((cx, cy))
+                if not keys or not (kept.issuperset(keys) and seen.issuperset(keys)):
+                    continue
+                chunk = self._chunks.get((base, index, cx, cy))
+                if chunk is None:
+                    pairs = {key: changed[key] for key in keys if key in changed}
+                    packed = self._pack_at((name,), pairs) if pairs else b"\x80"
+                    chunk = self._chunks[(base, index, cx, cy)] = (len(pairs), _pairs_of(packed))
+                count += chunk[0]
+                parts.append(chunk[1])
+                done.extend(keys)
+        return count, b"".join(parts), steady.difference(done) if done else steady
 
     def _whole_pair(
         self, name: str, key: Key, entry: Any, owned: Any, owners: tuple[Any, ...]
@@ -373,6 +440,8 @@ class ViewerPayloads(PayloadCache):
         self.budget = budget
         self.oversize: PayloadTooLargeError | None = None
         self._history: OrderedDict[int, ViewState] = OrderedDict()
+        self._waiting: dict[tuple[int, Key], int] = {}
+        """Entries a budget holds back from entering this client's view, since which version."""
         self._version: int | None = None
         self._sent: dict[int, StatePayload | None] = {}
 
@@ -402,7 +471,9 @@ class ViewerPayloads(PayloadCache):
                 now = world.view_of(viewer)
                 if self.budget is not None and self._history:
                     previous = self._history[next(reversed(self._history))]
-                    now = world.admit(viewer, now, previous, self.budget.capacity)
+                    now = world.admit(
+                        viewer, now, previous, self.budget.capacity, self._waiting, version
+                    )
                 self._history[version] = now
                 while len(self._history) > HISTORY:
                     self._history.popitem(last=False)
