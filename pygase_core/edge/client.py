@@ -283,7 +283,9 @@ class Client(EndpointViews):
 
         Per viewed attribute of the state (a server's or room's ``views``), the keys of the
         entries the server took out of this client's view; a key is listed until its entry comes
-        back. An entry that vanished and is not listed was deleted by the server. (A new dict.)
+        back. An entry that vanished and is not listed was deleted by the server; one deleted
+        while out of view stays listed for the session (the server says nothing about entries
+        outside a view). (A new dict.)
         """
         with self._state_lock:
             endpoint = self._endpoint
