@@ -250,6 +250,14 @@ def test_the_clients_and_rooms_new_calls_refuse_bad_arguments() -> None:
         Client(max_input_size=300)
     with pytest.raises(TypeError, match="max_input_size"):
         Client(max_input_size="big")  # type: ignore[arg-type]
+    # The view goes into every input on the wire: a bad one used to break each packet's
+    # encoding on the client's network loop, losing all inputs from then on.
+    bad_views = (("x", TypeError), (1.5, TypeError), (-1, ValueError), (2**64, ValueError))
+    for bad_view, error in bad_views:
+        with pytest.raises(error, match="view"):
+            client.view = bad_view  # type: ignore[assignment]
+    client.view = 7
+    client.view = None
     room = Room()
     with pytest.raises(ValueError, match="path"):
         room.predict("players.", walk)

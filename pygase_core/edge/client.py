@@ -256,12 +256,31 @@ class Client(EndpointViews):
         self.predicting = True
         """Whether frames show the own entity predicted (True) or as the server last said;
         inputs are sent either way, so this can be toggled at any time to feel the difference."""
-        self.view: int | None = None
-        """The state time_order the player is looking at (frame adapters set it each frame to
-        their snapshot's); sent with each input, for lag compensation. None: the newest."""
+        self._view: int | None = None
         self.plugin_manager.hook.pygase_client_created(client=self)
 
     # -- properties ----------------------------------------------------------------------------
+
+    @property
+    def view(self) -> int | None:
+        """The state time_order the player is looking at (frame adapters set it each frame to
+        their snapshot's); sent with each input, for lag compensation. None: the newest.
+
+        Setting it to anything but None or an int from 0 to 2**64 - 1 raises (``TypeError``,
+        ``ValueError``) there, before it could reach an input on the wire.
+        """
+        return self._view
+
+    @view.setter
+    def view(self, time_order: int | None) -> None:
+        if time_order is not None:
+            if isinstance(time_order, bool) or not isinstance(time_order, int):
+                raise TypeError(f"view must be a state's time_order (an int) or None,"
+                                f" not {time_order!r}")
+            if not 0 <= time_order < 2**64:
+                raise ValueError(f"view must be a time_order from 0 to 2**64 - 1,"
+                                 f" not {time_order}")
+        self._view = time_order
 
     @property
     def plugin_manager(self) -> pluggy.PluginManager:
@@ -433,7 +452,7 @@ class Client(EndpointViews):
             with self._input_lock:
                 self._input_clock = None
                 self._prediction = None
-            self.view = None
+            self._view = None
             family, address = resolve(hostname, port)[0]
             endpoint = self._endpoint = ClientEndpoint(
                 loop.time(),
