@@ -128,6 +128,8 @@ def test_a_key_press_moves_the_own_player_on_the_next_rendered_frame(
         after = own_dot(game.screen)
         assert after is not None
         assert sign * (after[0] - before[0]) >= 3 and abs(after[1] - before[1]) < 1
+        stats = game.pygase.prediction.stats  # the adapter's own handle on the prediction
+        assert stats is game.pygase.client.prediction.stats and stats.inputs >= 1
         pygame.event.post(pygame.event.Event(pygame.KEYUP, key=key))
         # Without prediction the same press shows only after the round trip.
         pygame.event.post(pygame.event.Event(pygame.KEYDOWN, key=pygame.K_p))
