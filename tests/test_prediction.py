@@ -250,6 +250,14 @@ def test_the_clients_and_rooms_new_calls_refuse_bad_arguments() -> None:
         Client(max_input_size=300)
     with pytest.raises(TypeError, match="max_input_size"):
         Client(max_input_size="big")  # type: ignore[arg-type]
+    # The view goes into every input on the wire: a bad one used to break each packet's
+    # encoding on the client's network loop, losing all inputs from then on.
+    bad_views = (("x", TypeError), (1.5, TypeError), (-1, ValueError), (2**64, ValueError))
+    for bad_view, error in bad_views:
+        with pytest.raises(error, match="view"):
+            client.view = bad_view  # type: ignore[assignment]
+    client.view = 7
+    client.view = None
     room = Room()
     with pytest.raises(ValueError, match="path"):
         room.predict("players.", walk)
@@ -274,3 +282,93 @@ def test_after_a_delay_spike_the_client_paces_its_inputs_back_to_arriving_just_i
     game.run_until(lambda: receiver.slack is not None and receiver.slack <= 1, 5.0, right)
     assert piled is not None and piled >= 3
     assert receiver.stats.dropped == 0 and receiver.stats.lost == 0
+
+
+def test_a_bad_history_length_is_refused_where_it_is_set() -> None:
+    from pygase_core import Room, Server
+
+    machine = GameStateMachine(GameStateStore())
+    for bad in (float("inf"), 0, -1.0, 1e300, float("nan")):
+        with pytest.raises(ValueError, match="history_seconds"):
+            machine.history_seconds = bad
+    with pytest.raises(TypeError, match="history_seconds"):
+        machine.history_seconds = "1"  # type: ignore[assignment]
+    assert machine.history_seconds == 1.0  # unchanged by the refusals
+    with pytest.raises(ValueError, match="seconds"):
+        StateHistory(seconds=1e300)  # (was an OverflowError from the deque)
+
+    class Endless(Room):
+        history_seconds = float("inf")
+
+    with pytest.raises(ValueError, match="history_seconds"):
+        Server().define("endless", Endless)
+
+
+def test_world_at_refuses_a_client_not_in_the_world_and_history_clamps_both_ends() -> None:
+    store = GameStateStore(GameState(x=0))
+    machine = GameStateMachine(store)
+    machine.time_step = lambda state, dt: {"x": state.x + 1}  # type: ignore
+    seated, receiver = RoomClient("seated", None), InputReceiver()
+    machine.input_source = lambda: [(seated, receiver)]
+    assert machine.world_at(seated) is None  # seated, no input yet
+    with pytest.raises(ValueError, match="stranger"):
+        machine.world_at(RoomClient("stranger", None))
+    for tick in range(1, 4):
+        receiver.receive((InputEntry(tick, store.time_order, b"\x01"),))
+        machine.step(TICK)
+    history = machine.history
+    assert history is not None
+    newest = history.at(store.time_order)
+    assert newest is not None and not newest.clamped
+    ahead = history.at(store.time_order + 1000)  # a view no state had: the newest, clamped
+    assert ahead is not None and ahead.clamped and ahead.time_order == newest.time_order
+    behind = history.at(-5)
+    assert behind is not None and behind.clamped
+    for bad in (1.5, None, True, "1"):
+        with pytest.raises(TypeError):
+            history.at(bad)  # type: ignore[arg-type]
+
+
+def test_the_replay_runs_where_the_prediction_is_read_and_survives_a_failing_step() -> None:
+    calls: list[Any] = []
+
+    def fragile(entity: dict[str, Any], value: Any, dt: float) -> dict[str, Any]:
+        calls.append(value)
+        if value == "bad" or (value == "edge" and entity["x"] >= 2):
+            raise RuntimeError("the step cannot take this")
+        return {**entity, "x": entity["x"] + 1}
+
+    prediction = Prediction("players.{me}", fragile, TICK, "me")
+    state = {"players": {"me": {"x": 0}}}
+    prediction.reconcile(state, None)
+    prediction.add_input(1, "go")
+    with pytest.raises(RuntimeError):
+        prediction.add_input(2, "bad")  # raised at the call, the input left out
+    prediction.add_input(3, "edge")
+    assert prediction.predicted == {"x": 2} and prediction.pending == 2
+    calls.clear()
+    prediction.reconcile({"players": {"me": {"x": 1}}}, None)  # a push: the edge input fails
+    prediction.reconcile({"players": {"me": {"x": 1}}}, None)
+    assert calls == []  # arriving states run no game code (the client's network loop)
+    assert prediction.sample() == {"x": 2}  # replayed once, the failing input left out
+    assert calls == ["go", "edge"]
+    assert prediction.stats.step_failures == 1 and prediction.pending == 1
+    prediction.reconcile({"players": {"me": {"x": 2}}}, 1)
+    assert prediction.predicted == {"x": 2} and prediction.pending == 0
+    with pytest.raises(ValueError, match="max_correction"):
+        Prediction("players.{me}", fragile, TICK, "me", max_correction=True)
+    with pytest.raises(ValueError, match="dt"):
+        Prediction("players.{me}", fragile, "0.02", "me")  # type: ignore[arg-type]
+
+
+def test_the_tick_interval_is_known_as_soon_as_the_loop_is_started() -> None:
+    """The one-world server tells joining clients machine.tick_interval: their input pace."""
+    machine = GameStateMachine(GameStateStore())
+    machine.time_step = lambda state, dt: None  # type: ignore[method-assign, assignment]
+    thread = machine.run_game_loop_in_thread(0.05)
+    try:
+        assert machine.tick_interval == 0.05
+    finally:
+        machine.stop()
+        thread.join(5)
+    assert machine.tick_interval == 0.02  # stopped: the default again

@@ -3,12 +3,13 @@
 from __future__ import annotations
 
 import time
-from typing import Any
+from typing import Any, ClassVar
 
 import pytest
 
-from pygase_core import Client, GameState, GameStateMachine, GameStateStore, Server
+from pygase_core import Client, GameState, GameStateMachine, GameStateStore, Room, Server
 from pygase_core.errors import NotConnectedError, PayloadTooLargeError
+from pygase_core.rooms.room import RoomClient
 from tests.waiting import wait_for
 
 TIMEOUT = 15.0
@@ -127,6 +128,8 @@ def test_a_key_press_moves_the_own_player_on_the_next_rendered_frame(
         after = own_dot(game.screen)
         assert after is not None
         assert sign * (after[0] - before[0]) >= 3 and abs(after[1] - before[1]) < 1
+        stats = game.pygase.prediction.stats  # the adapter's own handle on the prediction
+        assert stats is game.pygase.client.prediction.stats and stats.inputs >= 1
         pygame.event.post(pygame.event.Event(pygame.KEYUP, key=key))
         # Without prediction the same press shows only after the round trip.
         pygame.event.post(pygame.event.Event(pygame.KEYDOWN, key=pygame.K_p))
@@ -150,5 +153,75 @@ def test_a_key_press_moves_the_own_player_on_the_next_rendered_frame(
         wait_for(moved, TIMEOUT, "the server never moved the player")
     finally:
         game.stop()
+        server.shutdown()
+        thread.join(5)
+
+
+def fragile_step(entity: dict[str, Any], value: Any, dt: float) -> dict[str, Any]:
+    if value == "bad":
+        raise RuntimeError("this step cannot take 'bad'")
+    return {**entity, "x": entity["x"] + 1}
+
+
+class Range(Room):
+    """Players step with fragile_step; each input also asks world_at, for itself and a stranger."""
+
+    tick_interval = 0.02
+    answers: ClassVar[list[str]] = []
+
+    def on_create(self, options: dict[str, Any]) -> GameState:
+        self.predict("players.{me}", fragile_step)
+        return GameState(players={})
+
+    def on_join(self, client: RoomClient, options: dict[str, Any], game_state: Any) -> Any:
+        return {"players": {client.id: {"x": 0}}}
+
+    def on_input(self, client: RoomClient, value: Any, game_state: Any, dt: float) -> Any:
+        try:
+            self.world_at(RoomClient("stranger", None))
+        except ValueError:
+            Range.answers.append("refused")
+        if self.world_at(client) is not None:
+            Range.answers.append("seen")
+        return super().on_input(client, value, game_state, dt)
+
+
+def test_a_failing_step_raises_at_send_input_yet_the_input_reaches_the_room() -> None:
+    server = Server()
+    server.define("range", Range)
+    thread = server.run_in_thread(0, "localhost")
+    client = Client()
+    client.predict("players.{me}", fragile_step)
+    try:
+        assert server.port is not None
+        client.connect_in_thread(server.port, room="range")
+        wait_for(lambda: client.prediction is not None and client.prediction.current(),
+                 TIMEOUT, "the own player never appeared")
+        sent = []
+        deadline = time.monotonic() + TIMEOUT
+        while len(sent) < 10:
+            assert time.monotonic() < deadline
+            value = "bad" if len(sent) == 4 else "go"
+            try:
+                tick = client.send_input(value)
+            except RuntimeError:
+                tick = -1  # the step's error, at the call that made it
+            if tick is not None:
+                sent.append(tick)
+            time.sleep(0.005)
+        assert sent[4] == -1
+        receiver = next(iter(server.connections.values())).inputs_in
+        assert receiver is not None
+        wait_for(lambda: receiver.stats.applied == 10, TIMEOUT, "inputs did not all arrive")
+        assert receiver.stats.lost == 0  # the failing one was sent all the same
+        wait_for(lambda: client.input_stats == (0, 10), TIMEOUT, "inputs were not acknowledged")
+        with client.access_game_state() as state:
+            assert state.players[client.id]["x"] == 9
+        prediction = client.prediction
+        assert prediction is not None
+        wait_for(lambda: prediction.current() == {"x": 9}, TIMEOUT, "prediction did not settle")
+        assert "refused" in Range.answers and "seen" in Range.answers
+    finally:
+        client.disconnect()
         server.shutdown()
         thread.join(5)

@@ -359,6 +359,19 @@ def test_under_a_budget_the_nearest_entries_enter_a_view_first() -> None:
     admitted = payloads._history[store.time_order].visible[0] - first
     assert 0 < len(admitted) < 10
     assert admitted == {f"f{i}" for i in range(10, 10 + len(admitted))}  # the nearest ones
+    # A nearer newcomer does not overtake those that waited: they go first, and all get in.
+    held = store.get_game_state().entities
+    store.push_update(GameStateUpdate(
+        store.time_order + 1, entities={"g": {"x": 50.5, "y": 50.0, "pad": "x" * 200}}
+    ))
+    version = store.time_order
+    payloads.payload_for(version - 1)
+    newly = payloads._history[version].visible[0] - first - admitted
+    assert "g" not in newly and newly
+    for _ in range(10):
+        store.push_update(GameStateUpdate(store.time_order + 1, entities={"me": {"y": 50.0}}))
+        payloads.payload_for(store.time_order - 1)
+    assert payloads._history[store.time_order].visible[0] == {*held, "g"}
 
 
 def test_a_failing_rule_shows_nothing_and_is_logged_once(caplog: pytest.LogCaptureFixture) -> None:

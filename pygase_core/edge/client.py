@@ -256,12 +256,31 @@ class Client(EndpointViews):
         self.predicting = True
         """Whether frames show the own entity predicted (True) or as the server last said;
         inputs are sent either way, so this can be toggled at any time to feel the difference."""
-        self.view: int | None = None
-        """The state time_order the player is looking at (frame adapters set it each frame to
-        their snapshot's); sent with each input, for lag compensation. None: the newest."""
+        self._view: int | None = None
         self.plugin_manager.hook.pygase_client_created(client=self)
 
     # -- properties ----------------------------------------------------------------------------
+
+    @property
+    def view(self) -> int | None:
+        """The state time_order the player is looking at (frame adapters set it each frame to
+        their snapshot's); sent with each input, for lag compensation. None: the newest.
+
+        Setting it to anything but None or an int from 0 to 2**64 - 1 raises (``TypeError``,
+        ``ValueError``) there, before it could reach an input on the wire.
+        """
+        return self._view
+
+    @view.setter
+    def view(self, time_order: int | None) -> None:
+        if time_order is not None:
+            if isinstance(time_order, bool) or not isinstance(time_order, int):
+                raise TypeError(f"view must be a state's time_order (an int) or None,"
+                                f" not {time_order!r}")
+            if not 0 <= time_order < 2**64:
+                raise ValueError(f"view must be a time_order from 0 to 2**64 - 1,"
+                                 f" not {time_order}")
+        self._view = time_order
 
     @property
     def plugin_manager(self) -> pluggy.PluginManager:
@@ -283,7 +302,9 @@ class Client(EndpointViews):
 
         Per viewed attribute of the state (a server's or room's ``views``), the keys of the
         entries the server took out of this client's view; a key is listed until its entry comes
-        back. An entry that vanished and is not listed was deleted by the server. (A new dict.)
+        back. An entry that vanished and is not listed was deleted by the server; one deleted
+        while out of view stays listed for the session (the server says nothing about entries
+        outside a view). (A new dict.)
         """
         with self._state_lock:
             endpoint = self._endpoint
@@ -431,7 +452,7 @@ class Client(EndpointViews):
             with self._input_lock:
                 self._input_clock = None
                 self._prediction = None
-            self.view = None
+            self._view = None
             family, address = resolve(hostname, port)[0]
             endpoint = self._endpoint = ClientEndpoint(
                 loop.time(),
@@ -689,6 +710,8 @@ class Client(EndpointViews):
         Raises ``TypeError`` for a value that cannot be sent,
         :class:`~pygase_core.errors.PayloadTooLargeError` for one over ``max_input_size``
         bytes and :class:`~pygase_core.errors.NotConnectedError` without a joined session.
+        If the :meth:`predict` step raises, the error reaches this call, but only after the
+        input was sent: the server applies it all the same.
         """
         data = codec.pack(value)
         if len(data) > self._config.max_input_size:
@@ -714,9 +737,6 @@ class Client(EndpointViews):
             tick = clock.stamp(value, loop.time(), inputs.slack if inputs is not None else None)
             if tick is None:
                 return None
-            prediction = self._prediction
-            if prediction is not None:
-                prediction.add_input(tick, codec.unpack(data))  # the value as the server sees it
             view = self.view
             if view is None:
                 view = connection.applied_time_order or 0
@@ -725,6 +745,11 @@ class Client(EndpointViews):
                 connection.queue_input(tick, view, data)
 
             driver.call(queue)  # under the lock: the loop gets the ticks in their order
+            prediction = self._prediction
+            if prediction is not None:
+                # After the input is on its way: a failing step raises here, to the caller,
+                # and the server still gets the input (the prediction leaves it out).
+                prediction.add_input(tick, codec.unpack(data))  # the value as the server sees it
         return tick
 
     def predict(
@@ -915,10 +940,7 @@ class Client(EndpointViews):
             if prediction is not None and connection is not None:
                 inputs = connection.inputs_out
                 acked = inputs.ack_for(state.time_order) if inputs is not None else None
-                try:
-                    prediction.reconcile(state, acked)
-                except Exception:  # the game's step failed: the state is applied all the same
-                    logger.exception("the prediction's step failed reconciling a state")
+                prediction.reconcile(state, acked)  # no game code: the replay waits for a frame
             self.plugin_manager.hook.pygase_state_changed(
                 client=self, game_state=state, time_order=state.time_order
             )

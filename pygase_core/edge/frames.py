@@ -22,7 +22,7 @@ import pluggy
 
 from pygase_core.errors import UsageError
 from pygase_core.model.interpolation import Snapshot, SnapshotInterpolator
-from pygase_core.model.prediction import DEFAULT_MAX_CORRECTION, Step
+from pygase_core.model.prediction import DEFAULT_MAX_CORRECTION, Prediction, Step
 from pygase_core.plugins import DISABLE_ENV_VAR, EventDispatcher, get_plugin_manager, hookimpl
 
 if TYPE_CHECKING:
@@ -176,6 +176,12 @@ class FrameSession:
             path, step, max_correction=max_correction,
             smooth=None if smooth is None else tuple(smooth),
         )
+
+    @property
+    def prediction(self) -> Prediction | None:
+        """The own entity's prediction (see :attr:`Client.prediction`): its ``stats`` count
+        mispredictions and how far corrections moved the entity. None before joining."""
+        return self.client.prediction
 
     @property
     def predicting(self) -> bool:

@@ -184,8 +184,9 @@ class Server(EndpointViews):
             their own ``Room.views``.
         max_bandwidth: bytes of state per second each connection may be sent (for example
             64_000), in the one world and in rooms; None for no limit. Beyond it a client gets
-            fewer, combined deltas, still exact; the entries entering its view go nearest
-            first. :attr:`budget_use` shows what the budgets did.
+            fewer, combined deltas, still exact; the entries entering its view go in by
+            how long they waited, then nearest first (or by a view's ``priority``).
+            :attr:`budget_use` shows what the budgets did.
 
     Blocking calls have coroutine forms named with an ``_async`` suffix (``run_async``,
     ``shutdown_async``) for programs that run their own asyncio loop.

@@ -27,6 +27,20 @@ __all__ = ["HistoricalState", "StateHistory"]
 
 DEFAULT_HISTORY_SECONDS = 1.0
 """How far back a world's history reaches by default."""
+MAX_HISTORY_SECONDS = 3600.0
+"""The longest history: each record is a copy of the whole state, so more is a leak."""
+
+
+def check_seconds(name: str, value: object, maximum: float = MAX_HISTORY_SECONDS) -> float:
+    """``value`` as a number of seconds (above 0, at most ``maximum``: an hour), or raise.
+
+    ``TypeError`` for what is not a number, ``ValueError`` for a number out of that range.
+    """
+    if isinstance(value, bool) or not isinstance(value, int | float):
+        raise TypeError(f"{name} must be a number of seconds, not {value!r}")
+    if not (math.isfinite(value) and 0 < value <= maximum):
+        raise ValueError(f"{name} must be above 0 and at most {maximum:g} seconds, not {value!r}")
+    return float(value)
 
 
 @dataclass(frozen=True)
@@ -51,15 +65,10 @@ class StateHistory:
     """
 
     def __init__(self, seconds: float = DEFAULT_HISTORY_SECONDS, interval: float = 0.02) -> None:
-        for name, value in (("seconds", seconds), ("interval", interval)):
-            if isinstance(value, bool) or not isinstance(value, int | float) or not (
-                math.isfinite(value) and value > 0
-            ):
-                raise ValueError(f"{name} must be a positive number of seconds, not {value!r}")
-        self.seconds = float(seconds)
-        self.interval = float(interval)
+        self.seconds = check_seconds("seconds", seconds)
+        self.interval = check_seconds("interval", interval, math.inf)
         self._records: deque[tuple[int, dict[str, Any]]] = deque(
-            maxlen=max(1, math.ceil(seconds / interval) + 1)
+            maxlen=max(1, math.ceil(self.seconds / self.interval) + 1)
         )
         self._lock = threading.Lock()
 
@@ -80,7 +89,8 @@ class StateHistory:
     def at(self, time_order: int) -> HistoricalState | None:
         """The world as of ``time_order``: the newest record at or before it (None: empty).
 
-        Older than the oldest record (past the bound), it is the oldest record, ``clamped``.
+        Older than the oldest record (past the bound), it is the oldest record, ``clamped``;
+        newer than the newest (a view no state had yet), the newest record, ``clamped`` too.
         """
         if isinstance(time_order, bool) or not isinstance(time_order, int):
             raise TypeError(f"time_order must be an int, not {time_order!r}")
@@ -90,6 +100,8 @@ class StateHistory:
             return None
         if time_order < records[0][0]:
             return _historical(records[0], clamped=True)
+        if time_order > records[-1][0]:
+            return _historical(records[-1], clamped=True)
         found = records[0]
         for record in records:
             if record[0] > time_order:

@@ -16,6 +16,12 @@ differs from what was shown (a misprediction: another player pushed us, the serv
 input), the difference becomes a *correction offset* that shrinks by at most
 ``max_correction`` per frame, so the entity glides to where it should be instead of jumping.
 
+The replay runs where the prediction is read (the game's frame: :meth:`Prediction.sample`),
+not where states arrive: :meth:`Prediction.reconcile` only keeps the new state's entity, so the
+game's step never runs on the client's network loop, and states arriving between two frames
+cost one replay. A step that raises while replaying is logged (rate-limited) and its input left
+out of the prediction; one that raises at :meth:`Prediction.add_input` raises there.
+
 Only numeric fields are smoothed (all the entity's top-level numbers, or those named in
 ``smooth``); other fields take the authoritative value at once.
 
@@ -24,6 +30,7 @@ Framework-free and clock-free: driven by states, inputs and frames.
 
 from __future__ import annotations
 
+import logging
 import math
 import threading
 from collections import deque
@@ -31,12 +38,15 @@ from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass
 from typing import Any
 
+from pygase_core.model.failurelog import FailureLog
 from pygase_core.model.interpolation import plain_copy
 
 __all__ = ["Prediction", "PredictionStats", "Step", "apply_input", "resolve_path"]
 
 Step = Callable[[Any, Any, float], Any]
 """``step(entity, value, dt) -> entity``: one input's effect, pure and the same on both sides."""
+
+logger = logging.getLogger("pygase")
 
 DEFAULT_MAX_CORRECTION = 4.0
 """State units (pixels, say) a misprediction's correction moves the entity per frame at most."""
@@ -118,6 +128,8 @@ class PredictionStats:
     """How far corrections moved the shown entity, in all."""
     max_correction_per_frame: float = 0.0
     """The largest correction one frame made (never above ``max_correction``)."""
+    step_failures: int = 0
+    """Replays of an input whose step raised (the input is left out of the prediction)."""
 
 
 class Prediction:
@@ -143,12 +155,14 @@ class Prediction:
         smooth: Iterable[str] | None = None,
     ) -> None:
         self.segments = check_declaration(path, step)
-        if not isinstance(max_correction, int | float) or not (
+        if isinstance(max_correction, bool) or not isinstance(max_correction, int | float) or not (
             math.isfinite(max_correction) and max_correction > 0
         ):
-            raise ValueError("max_correction must be a positive number")
-        if not dt > 0:
-            raise ValueError("dt must be positive")
+            raise ValueError(f"max_correction must be a positive number, not {max_correction!r}")
+        if isinstance(dt, bool) or not isinstance(dt, int | float) or not (
+            math.isfinite(dt) and dt > 0
+        ):
+            raise ValueError(f"dt must be a positive number of seconds, not {dt!r}")
         self.path = resolve_path(self.segments, me)
         self.step = step
         self.dt = float(dt)
@@ -160,6 +174,9 @@ class Prediction:
         self._acked = 0
         self._raw: Any = None
         self._offset: dict[str, float] = {}
+        self._incoming: tuple[Any] | None = None
+        """The entity of the latest state not replayed yet (held in a tuple: it may be None)."""
+        self._failures = FailureLog(logger)
         self.authoritative: Any = None
         """The entity as the latest authoritative state has it (None: not in the state)."""
         self.last_correction = 0.0
@@ -168,63 +185,95 @@ class Prediction:
     @property
     def pending(self) -> int:
         """Inputs the latest authoritative state does not contain yet."""
-        return len(self._pending)
+        with self._lock:
+            self._settle()
+            return len(self._pending)
 
     def add_input(self, tick: int, value: Any) -> None:
-        """A new input was sent: the prediction steps at once."""
+        """A new input was sent: the prediction steps at once.
+
+        If the step raises, the error is raised here and the prediction leaves the input out
+        (it shows the entity without it until a state containing it arrives).
+        """
         with self._lock:
-            self._pending.append((tick, value))
-            self.stats.inputs += 1
+            self._settle()
             if self._raw is not None:
                 self._raw = self.step(self._raw, value, self.dt)
+            self._pending.append((tick, value))
+            self.stats.inputs += 1
 
     def reconcile(self, state: Any, acked: int | None) -> None:
-        """A new authoritative state arrived, containing our inputs up to tick ``acked``."""
+        """A new authoritative state arrived, containing our inputs up to tick ``acked``.
+
+        Cheap (a copy of the entity): the replay waits for the next read of the prediction.
+        """
         entity = lookup(state, self.path)
+        entity = None if entity is None else plain_copy(entity)
         with self._lock:
-            pending = self._pending
             if acked is not None and acked > self._acked:
                 self._acked = acked
-            while pending and pending[0][0] <= self._acked:
-                pending.popleft()
-            if entity is None:
-                self.authoritative = self._raw = None
-                self._offset = {}
-                return
             self.authoritative = plain_copy(entity)
-            raw = plain_copy(entity)
-            for _tick, value in pending:
-                raw = self.step(raw, value, self.dt)
-            self.stats.reconciliations += 1
-            self.stats.replayed_ticks += len(pending)
-            old = self._raw
-            self._raw = raw
-            if old is None:
-                return
-            before, after = _numbers(old, self.smooth), _numbers(raw, self.smooth)
-            error = {name: before[name] - after[name] for name in after if name in before}
-            size = math.sqrt(sum(value * value for value in error.values()))
-            if size > _TOLERANCE:
-                self.stats.mispredictions += 1
-                self.stats.misprediction_distance += size
-                offset = self._offset
-                for name, value in error.items():
-                    offset[name] = offset.get(name, 0.0) + value
+            self._incoming = (entity,)
+
+    def _settle(self) -> None:
+        """Rewind to the latest state kept by :meth:`reconcile` and replay (lock held)."""
+        incoming = self._incoming
+        if incoming is None:
+            return
+        self._incoming = None
+        entity = incoming[0]
+        pending = self._pending
+        while pending and pending[0][0] <= self._acked:
+            pending.popleft()
+        if entity is None:
+            self._raw = None
+            self._offset = {}
+            return
+        raw = entity
+        failed: list[tuple[int, Any]] = []
+        for item in pending:
+            try:
+                raw = self.step(raw, item[1], self.dt)
+            except Exception as raised:
+                failed.append(item)
+                self._failures.failed("the prediction's step, replaying an input", raised)
+        for item in failed:
+            pending.remove(item)
+        stats = self.stats
+        stats.step_failures += len(failed)
+        stats.reconciliations += 1
+        stats.replayed_ticks += len(pending)
+        old = self._raw
+        self._raw = raw
+        if old is None:
+            return
+        before, after = _numbers(old, self.smooth), _numbers(raw, self.smooth)
+        error = {name: before[name] - after[name] for name in after if name in before}
+        size = math.sqrt(sum(value * value for value in error.values()))
+        if size > _TOLERANCE:
+            stats.mispredictions += 1
+            stats.misprediction_distance += size
+            offset = self._offset
+            for name, value in error.items():
+                offset[name] = offset.get(name, 0.0) + value
 
     @property
     def predicted(self) -> Any:
         """The exact prediction (latest state plus pending inputs), without the correction."""
         with self._lock:
+            self._settle()
             return plain_copy(self._raw)
 
     def current(self) -> Any:
         """The entity as shown now (prediction plus the correction left), without a frame."""
         with self._lock:
+            self._settle()
             return self._shown()
 
     def sample(self) -> Any:
         """The entity to show this frame: the correction shrinks first, by ``max_correction``."""
         with self._lock:
+            self._settle()
             offset = self._offset
             self.last_correction = 0.0
             if offset:

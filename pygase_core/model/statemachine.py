@@ -47,7 +47,12 @@ from pygase_core.model.events import Event
 from pygase_core.model.failurelog import FailureLog
 from pygase_core.model.gamestate import GameState, GameStateUpdate, GameStatus
 from pygase_core.model.handlers import EventHandlerRegistry, Handler, dispatch_async
-from pygase_core.model.history import DEFAULT_HISTORY_SECONDS, HistoricalState, StateHistory
+from pygase_core.model.history import (
+    DEFAULT_HISTORY_SECONDS,
+    HistoricalState,
+    StateHistory,
+    check_seconds,
+)
 from pygase_core.model.prediction import Step, apply_input, check_declaration
 from pygase_core.model.store import GameStateStore
 
@@ -88,8 +93,7 @@ class GameStateMachine:
 
     max_queued_events: int = 100_000
     """Events waiting for the next step beyond this many are dropped (with a warning)."""
-    history_seconds: float = DEFAULT_HISTORY_SECONDS
-    """How far back :meth:`world_at` reaches (the history is kept while inputs flow)."""
+    _history_seconds: float = DEFAULT_HISTORY_SECONDS
 
     def __init__(
         self, game_state_store: GameStateStore, *, clock: Callable[[], float] = time.monotonic
@@ -174,6 +178,19 @@ class GameStateMachine:
         return self._interval or DEFAULT_TICK_INTERVAL
 
     @property
+    def history_seconds(self) -> float:
+        """How far back :meth:`world_at` reaches (the history is kept while inputs flow).
+
+        Set it before the first input arrives (the history is made then); above 0 and at most
+        an hour, else ``ValueError`` (``TypeError`` for what is not a number).
+        """
+        return self._history_seconds
+
+    @history_seconds.setter
+    def history_seconds(self, seconds: float) -> None:
+        self._history_seconds = check_seconds("history_seconds", seconds)
+
+    @property
     def history(self) -> StateHistory | None:
         """The recent states by time_order, kept while clients send inputs (None: not yet)."""
         return self._history
@@ -183,11 +200,22 @@ class GameStateMachine:
 
         That is the state it was showing (its input's view: the state it had, less its
         interpolation delay), from the history, clamped at the history's bound. None before
-        the client's first input, or without a history.
+        the client's first input, or without a history. ``ValueError`` for a client that is
+        not in this world (it never joined, or it left).
         """
         client_id = getattr(client, "id", None)
         if not isinstance(client_id, str):
             raise TypeError("world_at takes a client (with the id the Client knows as Client.id)")
+        source = self.input_source
+        if client_id not in self._views and (
+            source is None or all(str(known.id) != client_id for known, _inputs in source())
+        ):
+            raise ValueError(f"world_at: no client {client_id!r} is in this world")
+        return self.view_of(client_id)
+
+    def view_of(self, client_id: str) -> HistoricalState | None:
+        """The world as the client of this id saw it at its latest applied input (None: no
+        input or no history yet); :meth:`world_at` without the check that it is here."""
         view = self._views.get(client_id)
         history = self._history
         if view is None or history is None:
@@ -333,6 +361,9 @@ class GameStateMachine:
             self._run_token = token
             self._stop_requested = False
             self._stopped.clear()
+            # Known from now on, not once the loop's thread gets going: a client joining in
+            # between is told this interval, which its inputs are paced by.
+            self._interval = float(interval)
         return float(interval), token
 
     def _release(self, token: object) -> None:
@@ -343,6 +374,7 @@ class GameStateMachine:
             self._run_token = None
             self._loop = None
             self._loop_thread = None
+            self._interval = None
             self._stopped.set()
 
     def _request_stop(self) -> bool:

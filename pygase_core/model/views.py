@@ -81,7 +81,8 @@ class GridView:
             ``"y"`` (a dict) or its first two items (a list or tuple). An entry whose position
             cannot be read is seen by nobody.
         priority: under a bandwidth budget, ``priority(viewer, key, entry)`` orders the entries
-            entering a view, lowest first; by default the nearest to the viewer's entity first.
+            entering a view, lowest first, after those held back longest; by default the nearest
+            to the viewer's entity first.
     """
 
     def __init__(
@@ -178,7 +179,8 @@ class FilterView:
             viewer sees; ``state`` is the live :class:`~pygase_core.GameState` (read it, do not
             change it). Keys that are not in the dict are ignored.
         priority: under a bandwidth budget, ``priority(viewer, key, entry)`` orders the entries
-            entering a view, lowest first (by default in the order ``visible`` gave them).
+            entering a view, lowest first, after those held back longest (by default in the
+            order ``visible`` gave them).
     """
 
     def __init__(

@@ -136,16 +136,25 @@ class ViewedWorld:
         return self.rules.view_of(viewer, state.to_dict(), state, self._grid_visible)
 
     def admit(
-        self, viewer: Any, view: ViewState, previous: ViewState | None, allowance: float
+        self,
+        viewer: Any,
+        view: ViewState,
+        previous: ViewState | None,
+        allowance: float,
+        waiting: dict[tuple[int, Key], int],
+        version: int,
     ) -> ViewState:
         """``view`` with only as many entering entries as ``allowance`` bytes carry, by priority.
 
-        What is left out enters in later versions; the client holds the state of the view this
-        returns, so it stays exact meanwhile (its view only grows more slowly).
+        The entries that have waited longest go first (``waiting``: since which version each
+        held-back entry waits, kept up to date here), then by their view's priority, so none
+        waits for ever. What is left out enters in later versions; the client holds the state of
+        the view this returns, so it stays exact meanwhile (its view only grows more slowly).
         """
         attributes = self.store.get_game_state().to_dict()
         visible = list(view.visible)
         owners = view.owners
+        still: dict[tuple[int, Key], int] = {}
         for name, index in self.rules.paths.items():
             seen = visible[index]
             had = frozenset() if previous is None else previous.visible[index]
@@ -155,9 +164,11 @@ class ViewedWorld:
             entries = attributes.get(name)
             if not isinstance(entries, dict):
                 continue
+            ordered = self.rules.views[index].order(viewer, entries, entering)
+            ordered.sort(key=lambda key: waiting.get((index, key), version))  # (stable)
             admitted: list[Key] = []
             private = self.rules.has_private(name)
-            for key in self.rules.views[index].order(viewer, entries, entering):
+            for key in ordered:
                 owned = private and _owns(self.rules, name, key, owners)
                 size = len(self._whole_pair(name, key, entries[key], owned, owners))
                 if admitted and size > allowance:
@@ -166,7 +177,11 @@ class ViewedWorld:
                 admitted.append(key)
             if len(admitted) < len(entering):
                 visible[index] = (seen & had) | frozenset(admitted)
-        return ViewState(tuple(visible), owners)
+                for key in ordered[len(admitted):]:
+                    still[(index, key)] = waiting.get((index, key), version)
+        waiting.clear()
+        waiting.update(still)
+        return ViewState(tuple(visible), owners, view.centers)
 
     # -- encoding ---------------------------------------------------------------------------------
 
@@ -425,6 +440,8 @@ class ViewerPayloads(PayloadCache):
         self.budget = budget
         self.oversize: PayloadTooLargeError | None = None
         self._history: OrderedDict[int, ViewState] = OrderedDict()
+        self._waiting: dict[tuple[int, Key], int] = {}
+        """Entries a budget holds back from entering this client's view, since which version."""
         self._version: int | None = None
         self._sent: dict[int, StatePayload | None] = {}
 
@@ -454,7 +471,9 @@ class ViewerPayloads(PayloadCache):
                 now = world.view_of(viewer)
                 if self.budget is not None and self._history:
                     previous = self._history[next(reversed(self._history))]
-                    now = world.admit(viewer, now, previous, self.budget.capacity)
+                    now = world.admit(
+                        viewer, now, previous, self.budget.capacity, self._waiting, version
+                    )
                 self._history[version] = now
                 while len(self._history) > HISTORY:
                     self._history.popitem(last=False)

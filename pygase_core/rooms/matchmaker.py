@@ -19,6 +19,7 @@ from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
 from pygase_core.model import codec
+from pygase_core.model.history import check_seconds
 from pygase_core.model.precision import Precision
 from pygase_core.model.views import ViewRules
 
@@ -178,6 +179,10 @@ def check_room_class(room_class: type[Room]) -> None:
         ):
             raise ValueError(f"{room_class.__name__}.{name} must be a finite number of seconds"
                              f"{' above 0' if name == 'tick_interval' else ', 0 or more'}")
+    try:
+        check_seconds(f"{room_class.__name__}.history_seconds", room_class.history_seconds)
+    except TypeError as error:
+        raise ValueError(str(error)) from None
     if not isinstance(room_class.auto_dispose, bool):
         raise ValueError(f"{room_class.__name__}.auto_dispose must be True or False")
     if room_class.precision is not None:

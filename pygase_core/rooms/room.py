@@ -176,11 +176,15 @@ class Room:
         For fair hit tests: the state the client was showing then (its view, which is its
         state less its interpolation delay), from a history of about :attr:`history_seconds`;
         a view older than that is clamped to the oldest state kept (``clamped`` is set).
-        None before the client's first input.
+        None before the client's first input; ``ValueError`` for a client not seated here
+        (in :meth:`on_leave` the leaving client still is).
         """
         if not isinstance(client, RoomClient):
             raise TypeError(f"world_at takes a RoomClient, not {type(client).__name__}")
-        return self._require_runner().machine.world_at(client)
+        machine = self._require_runner().machine
+        if all(seated.id != client.id for seated in self.clients):
+            raise ValueError(f"world_at: client {client.id!r} is not seated in this room")
+        return machine.view_of(client.id)
 
     @property
     def state_history(self) -> StateHistory | None:
@@ -446,12 +450,12 @@ class RoomRunner:
             self.worker.failures.failed(f"{self.name}.on_create", ValueError(
                 f"tick_interval must be a number of seconds above 0, not {tick!r}"))
             room.tick_interval = cls.tick_interval
-        history = room.history_seconds
-        if isinstance(history, bool) or not isinstance(history, int | float) or not history > 0:
-            self.worker.failures.failed(f"{self.name}.on_create", ValueError(
-                f"history_seconds must be a number of seconds above 0, not {history!r}"))
-            room.history_seconds = cls.history_seconds
-        self.machine.history_seconds = float(room.history_seconds)
+        try:
+            self.machine.history_seconds = room.history_seconds
+        except (TypeError, ValueError) as error:
+            self.worker.failures.failed(f"{self.name}.on_create", error)
+            room.history_seconds = cls.history_seconds  # checked by Server.define
+            self.machine.history_seconds = cls.history_seconds
         window = room.reconnection_window
         if isinstance(window, bool) or not isinstance(window, int | float) or not window >= 0:
             self.worker.failures.failed(f"{self.name}.on_create", ValueError(
