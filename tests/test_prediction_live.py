@@ -225,3 +225,34 @@ def test_a_failing_step_raises_at_send_input_yet_the_input_reaches_the_room() ->
         client.disconnect()
         server.shutdown()
         thread.join(5)
+
+
+def test_an_input_over_the_servers_maximum_is_refused_at_send_input() -> None:
+    """The server says its maximum when the client joins: no input is sent only to be dropped."""
+    with pytest.raises(ValueError, match="max_input_size"):
+        Server(max_input_size=300)
+    with pytest.raises(TypeError, match="max_input_size"):
+        Server(max_input_size="big")  # type: ignore[arg-type]
+    store = GameStateStore(GameState())
+    machine = GameStateMachine(store)
+    machine.time_step = lambda state, dt: None  # type: ignore[method-assign, assignment]
+    got: list[Any] = []
+    machine.on_input = lambda client, value, state, dt: got.append(value)  # type: ignore
+    server = Server(store, max_input_size=200)
+    thread = server.run_in_thread(0, "localhost", machine)
+    loop = machine.run_game_loop_in_thread(0.02)
+    client = Client(max_input_size=255)
+    try:
+        assert server.port is not None
+        client.connect_in_thread(server.port)
+        with pytest.raises(PayloadTooLargeError, match="server"):
+            client.send_input("x" * 220)  # the client's own limit would let it through
+        wait_for(lambda: client.send_input("y" * 180) is not None, TIMEOUT, "no input tick")
+        wait_for(lambda: got, TIMEOUT, "the input did not arrive")
+        assert got == ["y" * 180]
+    finally:
+        client.disconnect()
+        machine.stop()
+        server.shutdown()
+        thread.join(5)
+        loop.join(5)

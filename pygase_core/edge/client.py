@@ -251,6 +251,8 @@ class Client(EndpointViews):
         """Seconds one input lasts: the tick interval of the world joined (from its answer)."""
         self._input_clock: InputClock | None = None
         self._input_lock = threading.Lock()
+        self._server_max_input = DEFAULT_MAX_INPUT_SIZE
+        """The largest input the server joined accepts (it says so when the client joins)."""
         self._declared: tuple[str, Step, float, tuple[str, ...] | None] | None = None
         self._prediction: Prediction | None = None
         self.predicting = True
@@ -719,6 +721,11 @@ class Client(EndpointViews):
                 f"the input encodes to {len(data)} bytes, over the maximum of"
                 f" {self._config.max_input_size} (Client(max_input_size=...), at most 255)"
             )
+        if len(data) > self._server_max_input:
+            raise PayloadTooLargeError(
+                f"the input encodes to {len(data)} bytes, over the server's maximum of"
+                f" {self._server_max_input} (Server(max_input_size=...)): it would be dropped"
+            )
         driver, endpoint = self._driver, self._endpoint
         connection = endpoint.connection if endpoint is not None else None
         if (
@@ -957,6 +964,7 @@ class Client(EndpointViews):
             self.id = message.client_id
             self.tick_interval = message.tick_interval
             with self._input_lock:
+                self._server_max_input = message.max_input_size
                 self._input_clock = InputClock(message.tick_interval)
                 self._prediction = self._make_prediction()
             connection = self.connection

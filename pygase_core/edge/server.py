@@ -84,7 +84,7 @@ from pygase_core.protocol.endpoint import (
     ShutdownRequested,
     StateTooLarge,
 )
-from pygase_core.protocol.inputs import InputReceiver
+from pygase_core.protocol.inputs import DEFAULT_MAX_INPUT_SIZE, InputReceiver
 from pygase_core.protocol.linksim import LinkConditions, resolve_link
 from pygase_core.protocol.packets import DisconnectReason
 from pygase_core.protocol.statesync import DEFAULT_MAX_STATE_SIZE, PayloadCache
@@ -187,6 +187,9 @@ class Server(EndpointViews):
             fewer, combined deltas, still exact; the entries entering its view go in by
             how long they waited, then nearest first (or by a view's ``priority``).
             :attr:`budget_use` shows what the budgets did.
+        max_input_size: largest encoded input (``Client.send_input``) accepted, in bytes (1 to
+            255); larger ones are dropped and counted. Joining clients are told, and refuse
+            larger inputs at ``send_input``.
 
     Blocking calls have coroutine forms named with an ``_async`` suffix (``run_async``,
     ``shutdown_async``) for programs that run their own asyncio loop.
@@ -209,7 +212,10 @@ class Server(EndpointViews):
         handler_overrun: float = 0.1,
         views: Sequence[View] | None = None,
         max_bandwidth: int | None = None,
+        max_input_size: int = DEFAULT_MAX_INPUT_SIZE,
     ) -> None:
+        if isinstance(max_input_size, bool) or not isinstance(max_input_size, int):
+            raise TypeError("max_input_size must be an int")
         if game_state_store is not None and not isinstance(game_state_store, GameStateStore):
             raise TypeError("game_state_store must be a GameStateStore or None")
         if secret_key is not None and (not isinstance(secret_key, bytes) or len(secret_key) != 32):
@@ -235,7 +241,7 @@ class Server(EndpointViews):
         self.max_clients = max_clients
         self._config = ConnectionConfig(
             timeout=timeout, max_state_size=max_state_size, max_event_size=max_event_size,
-            max_bandwidth=max_bandwidth,
+            max_bandwidth=max_bandwidth, max_input_size=max_input_size,
         )
         self._host_is_first_client = host_client == "first"
         self._host_succession = host_succession
@@ -603,7 +609,9 @@ class Server(EndpointViews):
                 self._world_inputs = {**self._world_inputs, address: (client, inputs)}
             machine = self._machine
             tick = machine.tick_interval if machine is not None else DEFAULT_TICK_INTERVAL
-            self._answer(address, Joined("", None, client.id, 0.0, tick))
+            self._answer(address, Joined(
+                "", None, client.id, 0.0, tick, self._config.max_input_size
+            ))
             return
         matchmaker = self._matchmaker
         if request.room_id is not None:
@@ -701,7 +709,7 @@ class Server(EndpointViews):
         runner.seat(client, options, session.connection.inputs_in)
         self._answer(address, Joined(
             record.room_id, record.room_type.name, client.id, window,
-            float(runner.room.tick_interval),
+            float(runner.room.tick_interval), self._config.max_input_size,
         ))
         assert endpoint is not None
         endpoint.state_changed()

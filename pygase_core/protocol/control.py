@@ -17,6 +17,7 @@ from typing import Any
 from pygase_core.errors import ProtocolError
 from pygase_core.model.events import Event
 from pygase_core.protocol.eventwire import encode_event
+from pygase_core.protocol.inputs import DEFAULT_MAX_INPUT_SIZE
 
 RESERVED_PREFIX = "\x00"
 JOIN = "\x00join"
@@ -53,6 +54,9 @@ class Joined:
     reconnection_window: float
     tick_interval: float = 0.02
     """Seconds between the world's steps: how long one input lasts (``Client.send_input``)."""
+    max_input_size: int = DEFAULT_MAX_INPUT_SIZE
+    """The largest encoded input the server accepts (larger ones it drops): the client
+    refuses those at ``send_input``. A server that does not say accepts the default."""
 
 
 @dataclass(frozen=True)
@@ -91,7 +95,7 @@ def encode(message: Control) -> bytes:
         return encode_event(JOINED, (), {
             "room_id": message.room_id, "room": message.room,
             "client_id": message.client_id, "window": message.reconnection_window,
-            "tick": message.tick_interval,
+            "tick": message.tick_interval, "max_input": message.max_input_size,
         })
     if isinstance(message, JoinRefused):
         return encode_event(REFUSED, (), {"reason": message.reason, "kind": message.kind})
@@ -121,6 +125,7 @@ def parse(event: Event) -> Control:
                 _str(data["client_id"]),
                 float(data["window"]),
                 _interval(data.get("tick", 0.02)),
+                _input_size(data.get("max_input", DEFAULT_MAX_INPUT_SIZE)),
             )
         if event.event_type == REFUSED:
             return JoinRefused(_str(data["reason"]), _str(data["kind"]))
@@ -134,6 +139,12 @@ def parse(event: Event) -> Control:
     except (KeyError, TypeError, ValueError) as error:
         raise ProtocolError(f"malformed control message {event.event_type!r}: {error}") from error
     raise ProtocolError(f"unknown control message {event.event_type!r}")
+
+
+def _input_size(value: object) -> int:
+    if isinstance(value, bool) or not isinstance(value, int) or not 1 <= value <= 255:
+        raise ValueError(f"a maximum input size of {value!r} bytes")
+    return value
 
 
 def _interval(value: object) -> float:
