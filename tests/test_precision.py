@@ -178,3 +178,11 @@ def test_a_precision_object_is_accepted_and_compares_by_declaration() -> None:
     precision = Precision({"a": 0.5})
     assert GameStateStore(precision=precision).precision == Precision({"a": 0.5})
     assert Precision.from_description(precision.describe()) == precision
+
+
+def test_a_value_whose_nearest_step_is_beyond_the_largest_float_is_kept_as_it_is() -> None:
+    largest = 1.7e308
+    store = GameStateStore(GameState(v=[largest, -largest, 0.9e308]), precision={"v": 1e308})
+    assert store.get_game_state().v == [largest, -largest, 1e308]
+    client = received(store)
+    assert [bits(x) for x in client.v] == [bits(x) for x in store.get_game_state().v]

@@ -391,3 +391,66 @@ def test_a_failing_rule_shows_nothing_and_is_logged_once(caplog: pytest.LogCaptu
         assert rules.strip("players", store.get_game_state().players, view.owners) == {"p": {}}
     errors = [r for r in caplog.records if r.levelname == "ERROR"]
     assert len(errors) == 2 and "broken rule" in (errors[0].exc_text or "")
+
+
+def _viewer_of(rules: ViewRules, state: GameState, budget: BandwidthBudget | None = None) -> Any:
+    store = GameStateStore(state)
+    return store, ViewedWorld(PayloadCache(store), rules).viewer(lambda: "me", budget)
+
+
+def _bytes_of(payload: Any) -> bytes:
+    assert payload is not None
+    return b"".join(payload.messages)
+
+
+@pytest.mark.parametrize(
+    "rules",
+    [
+        # an owner that is no key at all (unhashable)
+        [PrivateField("players.*.hand", owner=lambda viewer: ["p"])],
+        # priorities that raise, or give what cannot be compared, under a budget
+        [GridView("units", cell_size=10.0, radius=10.0, entity=lambda viewer: "me",
+                  priority=lambda viewer, key, entry: 1 / 0)],
+        [GridView("units", cell_size=10.0, radius=10.0, entity=lambda viewer: "me",
+                  priority=lambda viewer, key, entry: None if key == "a" else 1.0)],
+        [FilterView("units", lambda viewer, state: list(state.units),
+                    priority=lambda viewer, key, entry: {}[key])],
+    ],
+)
+def test_a_rule_that_fails_or_gives_garbage_never_breaks_the_send(
+    rules: list[Any], caplog: pytest.LogCaptureFixture
+) -> None:
+    if not any(isinstance(rule, PrivateField) for rule in rules):
+        rules = [*rules, PrivateField("players.*.hand", owner=lambda viewer: None)]
+    store, payloads = _viewer_of(ViewRules(rules), GameState(
+        units={"me": {"x": 1.0, "y": 1.0}}, players={"p": {"hand": "SECRET"}},
+    ), BandwidthBudget(3000))
+    store.push_update(GameStateUpdate(1, units={"me": {"x": 2.0}}))
+    assert b"SECRET" not in _bytes_of(payloads.payload_for(2**64 - 1))
+    for version in range(2, 5):  # entries enter the view: the budget orders them
+        store.push_update(GameStateUpdate(version, units={
+            f"u{version}": {"x": 3.0, "y": 3.0}, "a": {"x": 4.0, "y": float(version)},
+        }))
+        assert b"SECRET" not in _bytes_of(payloads.payload_for(version - 1))
+    errors = [record for record in caplog.records if record.levelname == "ERROR"]
+    assert len(errors) == 1  # logged once, not per client and version
+
+
+def test_private_fields_of_entries_in_a_list_are_stripped_too() -> None:
+    rules = ViewRules([PrivateField("players.*.hand", owner=lambda viewer: 0)])
+    store, payloads = _viewer_of(rules, GameState(players=[{"hand": "MINE"}, {"hand": "HIDDEN"}]))
+    store.push_update(GameStateUpdate(1, players=[{"hand": "MINE"}, {"hand": "HIDDEN1"}]))
+    baseline = _bytes_of(payloads.payload_for(2**64 - 1))
+    assert b"MINE" in baseline and b"HIDDEN" not in baseline
+    store.push_update(GameStateUpdate(2, players=({"hand": "MINE2"}, {"hand": "HIDDEN2"})))
+    delta = _bytes_of(payloads.payload_for(1))
+    assert b"MINE2" in delta and b"HIDDEN" not in delta
+
+
+def test_a_viewed_attribute_that_is_no_dict_is_not_sent_whole() -> None:
+    rules = ViewRules([FilterView("units", lambda viewer, state: [])])
+    store, payloads = _viewer_of(rules, GameState(units=[{"tag": "HIDDEN"}], tick=0))
+    store.push_update(GameStateUpdate(1, tick=1))
+    assert b"HIDDEN" not in _bytes_of(payloads.payload_for(2**64 - 1))
+    store.push_update(GameStateUpdate(2, units=[{"tag": "HIDDEN2"}]))
+    assert b"HIDDEN" not in _bytes_of(payloads.payload_for(1))

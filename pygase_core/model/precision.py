@@ -25,6 +25,7 @@ from __future__ import annotations
 
 import math
 import struct
+import sys
 from collections.abc import Mapping
 from typing import Any, Final
 
@@ -357,8 +358,10 @@ def quantize(value: Any, precision: PrecisionValue) -> Any:
     step: float = precision  # type: ignore[assignment]
     scaled = value / step
     if -QUANTUM_LIMIT < scaled < QUANTUM_LIMIT:
-        return round(scaled) * step
-    return float(value)
+        quantized = round(scaled) * step
+        if -sys.float_info.max <= quantized <= sys.float_info.max:
+            return quantized
+    return float(value)  # (also where the nearest step would be beyond the largest float)
 
 
 def _to_wire(value: Any, precision: PrecisionValue) -> Any:

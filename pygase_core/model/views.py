@@ -356,11 +356,25 @@ class ViewRules:
         owners: list[Key | None] = []
         for rule in self.private:
             try:
-                owners.append(rule.owner(viewer))
+                owner = rule.owner(viewer)
+                hash(owner)  # a key of the dict, or None: anything else can own nothing
+                owners.append(owner)
             except Exception:
                 self._failed(rule, f"the owner of {rule!r} failed for {viewer!r}: it hides all")
                 owners.append(_NOBODY)
         return ViewState(tuple(visible), tuple(owners), tuple(centers))
+
+    def order(
+        self, index: int, viewer: Viewer, entries: dict[Any, Any], keys: frozenset[Key]
+    ) -> list[Key]:
+        """The entering ``keys`` of view ``index`` in its priority order; if its priority (or
+        position) fails or ranks with what cannot be compared, logged, and in no set order."""
+        view = self.views[index]
+        try:
+            return view.order(viewer, entries, keys)
+        except Exception:
+            self._failed(view, f"the priority of {view!r} failed for {viewer!r}: none is used")
+            return list(keys)
 
     def _failed(self, rule: View, message: str) -> None:
         """Log a rule's failure with its traceback the first time, then only at debug level
@@ -378,7 +392,14 @@ class ViewRules:
         stripping is kept as an empty dict (it changes nothing).
         """
         indexes = self._private_by_path.get(name)
-        if not indexes or not isinstance(value, dict):
+        if not indexes:
+            return value
+        if isinstance(value, list | tuple):  # ``*`` is an index here: the owner's is kept
+            items = [self.strip_entry(name, i, item, owners) for i, item in enumerate(value)]
+            if all(item is original for item, original in zip(items, value, strict=True)):
+                return value
+            return tuple(items) if isinstance(value, tuple) else items
+        if not isinstance(value, dict):
             return value
         out = None
         for key, entry in value.items():

@@ -164,7 +164,7 @@ class ViewedWorld:
             entries = attributes.get(name)
             if not isinstance(entries, dict):
                 continue
-            ordered = self.rules.views[index].order(viewer, entries, entering)
+            ordered = self.rules.order(index, viewer, entries, entering)
             ordered.sort(key=lambda key: waiting.get((index, key), version))  # (stable)
             admitted: list[Key] = []
             private = self.rules.has_private(name)
@@ -362,7 +362,9 @@ class ViewedWorld:
         left: list[list[Any]] = []
         for name, value in state.to_dict().items():
             index = rules.paths.get(name)
-            if index is not None and isinstance(value, dict):
+            if index is not None and not isinstance(value, dict):
+                continue  # a view shows entries of a dict: of anything else, nothing
+            if index is not None:
                 seen = now.visible[index]
                 if maybe is not None:
                     gone = [key for key in maybe[index] - seen if key in value]
