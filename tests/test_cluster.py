@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import asyncio
 import collections
+import contextlib
 import json
 import os
 import socket
@@ -20,7 +21,13 @@ from typing import Any
 
 import pytest
 
-from pygase_core import Client, ClientStatus, JoinRefusedError, TokenRejectedError
+from pygase_core import (
+    Client,
+    ClientStatus,
+    JoinRefusedError,
+    MatchmakerError,
+    TokenRejectedError,
+)
 from pygase_core.cluster.seats import Seat, request_seat, request_seat_async
 from tests.cluster_support import (
     GAME,
@@ -248,6 +255,9 @@ BAD_REQUESTS = [
     ("POST", "/matchmake/join/chase", b'{"mode": "nobody-plays-this"}', 404, "no open room"),
     ("POST", "/matchmake/join_or_create/a,b", b"{}", 400, "not a valid name"),
     ("POST", "/matchmake/join_or_create/chase", b"\xff\xfe{", 400, "not valid JSON"),
+    ("POST", "/matchmake/join_or_create/chase", b"[" * 4000, 400, "nested too deeply"),
+    ("POST", "/matchmake/join_or_create/chase", b'{"a":' * 600 + b"1" + b"}" * 600, 400,
+     "nested deeper than"),
     ("GET", "/rooms/nosuchtype", None, 404, "no live node hosts"),
     ("GET", "/matchmake/join_or_create/chase", None, 405, ""),
     ("GET", "/nowhere", None, 404, ""),
@@ -263,6 +273,10 @@ def test_bad_http_input_gets_a_clear_4xx_and_auth_refusals_reach_the_client(
         got, answer = http(method, url + path, body, {"Content-Type": "application/json"})
         assert got == status, (path, body and body[:40], answer)
         assert isinstance(answer, dict) and reason in answer["error"], (path, answer)
+    for declared in ("text/plain", "multipart/form-data; boundary=x", "application/xml"):
+        got, answer = http("POST", f"{url}/matchmake/join_or_create/chase", b"{}",
+                           {"Content-Type": declared})
+        assert (got, "application/json" in answer["error"]) == (415, True), answer
     assert http("GET", f"{url}/healthz")[0] == 200
 
     _guarded, guarded = cluster.matchmaker(None, "--auth", "tests.programs.cluster_auth:check")
@@ -283,6 +297,59 @@ def test_bad_http_input_gets_a_clear_4xx_and_auth_refusals_reach_the_client(
             ["address", "clients", "max_clients", "metadata", "node", "room", "room_id"])
     finally:
         admitted.disconnect()
+
+
+def answering(reply: bytes) -> str:
+    """The URL of a one-thread TCP server that answers every connection with ``reply``."""
+    listener = socket.create_server(("127.0.0.1", 0))
+
+    def serve() -> None:
+        with listener:
+            while True:
+                try:
+                    conn, _ = listener.accept()
+                except OSError:
+                    return
+                with conn:
+                    conn.recv(65536)
+                    with contextlib.suppress(OSError):
+                        conn.sendall(reply)
+
+    threading.Thread(target=serve, daemon=True).start()
+    return f"http://127.0.0.1:{listener.getsockname()[1]}"
+
+
+def http_answer(status: str, body: bytes, content_type: str = "application/json") -> bytes:
+    return (f"HTTP/1.1 {status}\r\nContent-Type: {content_type}\r\nContent-Length: {len(body)}"
+            f"\r\nConnection: close\r\n\r\n").encode() + body
+
+
+def test_whatever_answers_in_place_of_a_matchmaker_is_a_matchmaker_error_at_the_call() -> None:
+    not_a_token = json.dumps({"token": "eHh4", "address": "127.0.0.1:9", "room_id": "r",
+                              "room": "chase", "seat": "1", "expires_at": 1}).encode()
+    answers = {
+        "not HTTP": b"SSH-2.0-OpenSSH_9.2\r\n",
+        "cut short": b"HTTP/1.1 200 OK\r\nContent-Length: 100\r\n\r\n{",
+        "a page": http_answer("200 OK", b"<html>hello</html>", "text/html"),
+        "a huge body": http_answer("200 OK", b"[" + b"0," * 100_000 + b"0]"),
+        "not a token": http_answer("200 OK", not_a_token),
+        "a bad address": http_answer("200 OK", not_a_token.replace(b":9", b":99999")),
+    }
+    for reply in answers.values():
+        url = answering(reply)
+        with pytest.raises(MatchmakerError):
+            request_seat(url, "chase", timeout=5.0)
+        with pytest.raises(MatchmakerError):
+            Client(timeout=2.0).connect_in_thread(matchmaker=url, room="chase")
+    for url in ("http://127.0.0.1:port", "http://127.0.0.1:99999", "http://", "localhost:8000",
+                "http://127.0.0.1:8000?x=1"):
+        with pytest.raises(ValueError, match="matchmaker must be an http"):
+            request_seat(url, "chase")
+        with pytest.raises(ValueError, match="matchmaker must be an http"):
+            asyncio.run(Client().connect_async(matchmaker=url, room="chase"))
+    for options in ([("a", 1)], "abc", 5):
+        with pytest.raises(TypeError, match="options must be a dict"):
+            request_seat("http://127.0.0.1:9", "chase", options=options)  # type: ignore[arg-type]
 
 
 def test_workers_are_one_registered_node_each_and_stop_together(cluster: Cluster) -> None:

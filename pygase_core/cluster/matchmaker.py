@@ -425,17 +425,39 @@ async def _read_options(request: web.Request) -> dict[str, Any]:
         raise _HTTPError(413, f"the request body is over {MAX_OPTIONS_BYTES} bytes")
     if not raw.strip():
         return {}
+    # JSON is read whatever the Content-Type when there is none or it is the form type that
+    # urllib and curl -d send by default (callers who did not say); a body declared as another
+    # type (text, XML, a multipart form) is a caller that meant something else.
+    declared = request.headers.get("Content-Type")
+    if declared is not None and not _is_json_type(request.content_type):
+        raise _HTTPError(415, f"the body must be JSON (Content-Type: application/json),"
+                              f" not {request.content_type!r}")
     try:
         options = json.loads(raw)
     except (ValueError, UnicodeDecodeError) as error:
         raise _HTTPError(400, f"the body is not valid JSON: {error}") from None
+    except RecursionError:
+        raise _HTTPError(400, "the body's JSON is nested too deeply") from None
     if not isinstance(options, dict):
         raise _HTTPError(400, "the body must be a JSON object of join options")
     try:
         check_value(options, "the join options")
     except (UnsupportedValueError, TypeError, ValueError) as error:
-        raise _HTTPError(400, str(error)) from None
+        raise _HTTPError(400, _shortened(str(error))) from None
+    except RecursionError:
+        raise _HTTPError(400, "the join options are nested too deeply") from None
     return options
+
+
+def _shortened(reason: str, most: int = 300) -> str:
+    """A reason short enough to answer with (a deep path's middle left out)."""
+    return reason if len(reason) <= most else reason[: most // 3] + " ... " + reason[-most // 2 :]
+
+
+def _is_json_type(content_type: str) -> bool:
+    return content_type in ("application/json", "application/x-www-form-urlencoded") or (
+        content_type.endswith("+json")
+    )
 
 
 def _json(text: str | None, default: Any) -> Any:

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import asyncio
 import base64
+import http.client
 import json
 import urllib.error
 import urllib.parse
@@ -20,8 +21,12 @@ from typing import Any
 
 from pygase_core.errors import JoinRefusedError, MatchmakerError, ServerFullError
 from pygase_core.model.codec import check_value
+from pygase_core.protocol.crypto import ConnectToken
 
 MODES = ("join_or_create", "create", "join", "join_by_id")
+MAX_ANSWER_BYTES = 65536
+"""The most of a matchmaker's answer read: a seat's JSON is a few hundred bytes, and whatever
+answers with more (a misconfigured proxy, a page) is not a matchmaker."""
 
 
 @dataclass(frozen=True)
@@ -42,7 +47,7 @@ class Seat:
 def split_address(address: str) -> tuple[str, int]:
     """``host:port`` or ``[v6]:port`` to ``(host, port)``; raises ValueError."""
     host, sep, port = address.rpartition(":")
-    if not sep or not port.isdigit():
+    if not sep or not host or not port.isdigit() or not 0 < int(port) < 65536:
         raise ValueError(f"not a host:port address: {address!r}")
     return host.strip("[]"), int(port)
 
@@ -74,12 +79,25 @@ def request_seat(
     request = urllib.request.Request(url, data=body, headers=sent_headers, method="POST")
     try:
         with urllib.request.urlopen(request, timeout=timeout) as response:
-            answer = response.read()
+            answer = response.read(MAX_ANSWER_BYTES + 1)
     except urllib.error.HTTPError as error:
-        raise _refusal(error.code, error.read()) from None
+        try:
+            body = error.read(MAX_ANSWER_BYTES)
+        except (OSError, http.client.HTTPException):
+            body = b""
+        raise _refusal(error.code, body) from None
     except (urllib.error.URLError, OSError) as error:
         reason = getattr(error, "reason", error)
         raise MatchmakerError(f"cannot reach the matchmaker at {matchmaker}: {reason}") from None
+    except http.client.HTTPException as error:  # not HTTP, or cut short
+        raise MatchmakerError(
+            f"the server at {matchmaker} did not answer as a matchmaker does"
+            f" ({type(error).__name__}: {str(error)[:100]!r})"
+        ) from None
+    if len(answer) > MAX_ANSWER_BYTES:
+        raise MatchmakerError(
+            f"the answer from {matchmaker} is over {MAX_ANSWER_BYTES} bytes: not a matchmaker's"
+        )
     return _seat(answer)
 
 
@@ -111,9 +129,19 @@ def _prepare(
 ) -> tuple[str, bytes, dict[str, str]]:
     if not isinstance(matchmaker, str):
         raise TypeError("matchmaker must be a URL such as 'http://localhost:8000'")
-    parts = urllib.parse.urlsplit(matchmaker)
-    if parts.scheme not in ("http", "https") or not parts.netloc:
-        raise ValueError(f"matchmaker must be an http(s) URL, not {matchmaker!r}")
+    try:
+        parts = urllib.parse.urlsplit(matchmaker)
+        parts.port  # noqa: B018 (raises ValueError for a port that is not one)
+    except ValueError as error:
+        raise ValueError(
+            f"matchmaker must be an http(s) URL, not {matchmaker!r}: {error}"
+        ) from None
+    if (
+        parts.scheme not in ("http", "https") or not parts.hostname
+        or parts.query or parts.fragment
+    ):
+        raise ValueError(f"matchmaker must be an http(s) URL such as 'http://localhost:8000',"
+                         f" not {matchmaker!r}")
     if (room is None) == (room_id is None):
         raise ValueError("give room (a room type) or room_id (one room), exactly one")
     if mode is None:
@@ -123,6 +151,8 @@ def _prepare(
     target = room_id if room_id is not None else room
     if not isinstance(target, str) or not target:
         raise TypeError("room and room_id are non-empty str")
+    if options is not None and not isinstance(options, Mapping):
+        raise TypeError(f"options must be a dict of join options, not {type(options).__name__}")
     options = dict(options or {})
     if not all(isinstance(key, str) for key in options):
         raise TypeError("options must be a dict with str keys")
@@ -150,10 +180,11 @@ def _seat(answer: bytes) -> Seat:
     try:
         data = json.loads(answer)
         host, port = split_address(str(data["address"]))
+        token = base64.b64decode(data["token"], validate=True)
+        ConnectToken.from_bytes(token)  # a token that cannot be one fails here, not at connect
         return Seat(
-            host, port, str(data["room_id"]), str(data["room"]),
-            base64.b64decode(data["token"], validate=True), str(data["seat"]),
+            host, port, str(data["room_id"]), str(data["room"]), token, str(data["seat"]),
             str(data.get("node", "")), int(data["expires_at"]),
         )
-    except (ValueError, KeyError, TypeError) as error:
+    except (ValueError, KeyError, TypeError, RecursionError) as error:
         raise MatchmakerError(f"the matchmaker's answer is malformed: {error}") from None
