@@ -232,6 +232,12 @@ def test_the_jitter_buffer_gives_up_gaps_and_bounds_what_it_holds() -> None:
     assert stats.overflow == 1
     assert [receiver.take().tick for _ in range(3)] == [7, 8, 9]  # type: ignore[union-attr]
     assert receiver.take() is None and stats.underruns == 1
+    # An overflow that skips over ticks that never came counts them lost: every tick settled
+    # is applied, lost or overflowed, exactly once.
+    receiver.receive((entry(11), entry(12), entry(13), entry(14)))  # 10 never came
+    assert stats.overflow == 2 and receiver.last_applied == 11
+    assert [receiver.take().tick for _ in range(3)] == [12, 13, 14]  # type: ignore[union-attr]
+    assert stats.applied + stats.lost + stats.overflow == receiver.last_applied == 14
 
 
 def test_the_clients_and_rooms_new_calls_refuse_bad_arguments() -> None:
