@@ -293,7 +293,13 @@ class Node:
             ]
         else:
             rooms = [room for room in every_room if room["id"] in only]
-            removed = []
+            # A touched room that is gone (disposed of as its last client left, before a
+            # heartbeat said so) goes from the registry now: the matchmaker retrying after
+            # this node's refusal must not pick it again, each try counting a seat in it.
+            removed = [
+                {"id": room_id, "type": self._room_types.get(room_id, "")}
+                for room_id in only if room_id not in live and room_id in self._reported_taken
+            ]
         for room in rooms:
             room["taken_delta"] = room["taken"] - self._reported_taken.get(room["id"], 0)
         payload = {
@@ -329,6 +335,9 @@ class Node:
             for room in rooms:
                 self._reported_taken[room["id"]] = room["taken"]
                 self._room_types[room["id"]] = room["type"]
+            for gone in removed:
+                self._reported_taken.pop(gone["id"], None)
+                self._room_types.pop(gone["id"], None)
         self.figures = {
             "rooms": len(every_room),
             "clients": snapshot["clients"],
