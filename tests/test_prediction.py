@@ -378,3 +378,11 @@ def test_the_tick_interval_is_known_as_soon_as_the_loop_is_started() -> None:
         machine.stop()
         thread.join(5)
     assert machine.tick_interval == 0.02  # stopped: the default again
+
+
+def test_the_stats_are_up_to_date_with_the_latest_state_when_read() -> None:
+    prediction = Prediction("players.{me}", walk, TICK, "me")
+    prediction.reconcile({"players": {"me": {"x": 0.0, "y": 0.0}}}, None)
+    prediction.add_input(1, [1.0, 0.0])
+    prediction.reconcile({"players": {"me": {"x": 50.0, "y": 0.0}}}, 1)  # pushed by the server
+    assert prediction.stats.mispredictions == 1 and prediction.stats.reconciliations == 2
