@@ -43,6 +43,8 @@ class SentDatagrams:
 
 @pytest.fixture
 def datagrams(monkeypatch: pytest.MonkeyPatch) -> Iterator[SentDatagrams]:
+    # uvloop (the fast extra) sends without Python's socket class: watch the plain loop's sends.
+    monkeypatch.setenv("PYGASE_EVENT_LOOP", "asyncio")
     record = SentDatagrams()
     # uvloop sends without socket.socket.sendto: watch the datagrams on asyncio's own loop.
     monkeypatch.setenv("PYGASE_EVENT_LOOP", "asyncio")
