@@ -256,6 +256,84 @@ class PeerImpl:
         pass  # the process exits; PyGaSe 0.3.1's shutdown would start a second curio kernel
 
 
+class MpgameserverImpl:
+    """mpgameserver 0.2.4: its ``EventHandler`` sends each tick's changes to every client.
+
+    mpgameserver passes messages (bytes); it has no game state to synchronise. So the handler
+    sends each connected client, once per new tick, the tick's changes as msgpack: every entity
+    (all move) with ``t`` and the tick's echoes, the same content as pygase's delta, without
+    retries (the next tick supersedes it), and its clients merge them. Its loop sends at most
+    one datagram per connection per turn, and a tick's 2 kB are two datagrams (its fragments):
+    so its loop turns at 200 Hz (``setInterval``), four times the tick rate, to leave room for
+    both fragments, acks and keep-alives in each tick.
+    """
+
+    LOOP_RATE = 200.0
+
+    def __init__(self, world: World, max_clients: int, echoes: collections.deque[Any]) -> None:
+        import msgpack
+        from mpgameserver import EventHandler, RetryMode, ServerContext, TwistedServer
+
+        impl = self
+        self._msgpack = msgpack
+        self._lock = threading.Lock()
+        self._latest: tuple[int, bytes] | None = None
+        self.clients: dict[int, Any] = {}
+
+        class Handler(EventHandler):  # type: ignore[misc]
+            sent = 0
+
+            def connect(self, client: Any) -> None:
+                # Each connection sends at most one datagram per send_interval (1/60 s by
+                # default, and no public setting): fewer than a tick's two datagrams at 50 Hz.
+                client.send_interval = 1.0 / impl.LOOP_RATE
+                impl.clients[client.token] = client
+
+            def disconnect(self, client: Any) -> None:
+                impl.clients.pop(client.token, None)
+
+            def handle_message(self, client: Any, seqnum: Any, msg: bytes = b"") -> None:
+                bot, sequence = msgpack.unpackb(msg)
+                echoes.append((int(bot), int(sequence)))
+
+            def update(self, delta_t: float) -> None:
+                with impl._lock:
+                    latest = impl._latest
+                if latest is None or latest[0] == self.sent:
+                    return
+                self.sent, payload = latest
+                for client in list(impl.clients.values()):
+                    client.send(payload, retry=RetryMode.NONE)
+
+        self.context = ServerContext(Handler())
+        self.context.setInterval(1.0 / self.LOOP_RATE)
+        self._server_class = TwistedServer
+
+    def start(self, host: str) -> int:
+        with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as probe:  # a free port
+            probe.bind((host, 0))
+            port = int(probe.getsockname()[1])
+        server = self._server_class(self.context, (host, port), install_signals=False)
+        threading.Thread(target=server.run, name="mpgameserver", daemon=True).start()
+        time.sleep(0.5)  # the reactor binds in its thread; it has no ready signal
+        return port
+
+    def push(self, changes: dict[str, Any]) -> None:
+        payload = self._msgpack.packb(changes, use_bin_type=True)
+        with self._lock:
+            version = (self._latest[0] + 1) if self._latest else 1
+            self._latest = (version, payload)
+
+    def packed_size(self, changes: dict[str, Any]) -> int:
+        return len(self._msgpack.packb(changes, use_bin_type=True))
+
+    def connections(self) -> int:
+        return len(self.clients)
+
+    def stop(self) -> None:
+        pass  # the process exits
+
+
 def cpu_seconds() -> float:
     """User plus system CPU time of this process, as the OS accounts it."""
     times = os.times()
@@ -264,7 +342,7 @@ def cpu_seconds() -> float:
 
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--impl", choices=("pygase", "peer"), required=True)
+    parser.add_argument("--impl", choices=("pygase", "peer", "mpgameserver"), required=True)
     parser.add_argument("--host", default="127.0.0.1")
     parser.add_argument("--entities", type=int, default=100)
     parser.add_argument("--tick-rate", type=float, default=50.0)
@@ -279,7 +357,9 @@ def main(argv: list[str] | None = None) -> int:
         counter.install()
     echoes: collections.deque[tuple[int, int]] = collections.deque()
     world = World(args.entities)
-    impl_class = PygaseImpl if args.impl == "pygase" else PeerImpl
+    impl_class = {"pygase": PygaseImpl, "peer": PeerImpl, "mpgameserver": MpgameserverImpl}[
+        args.impl
+    ]
     impl = impl_class(world, args.max_clients, echoes)
     ticker = Ticker(impl, world, echoes, 1.0 / args.tick_rate, args.epoch)
     port = impl.start(args.host)

@@ -1,9 +1,10 @@
-"""The bench's client process: a swarm of bots for pygase or for PyGaSe 0.3.1.
+"""The bench's client process: a swarm of bots for pygase, PyGaSe 0.3.1 or mpgameserver.
 
-pygase's swarm is :class:`pygase_core.tools.bots.BotSwarm` itself. PyGaSe 0.3.1 has no such thing, so
-this file runs its ``Client``s the closest way it offers: each ``connect`` coroutine as a task on
-one shared curio kernel, read by one frame task, like the pygase swarm on its asyncio loop. Both
-feed the same :class:`~pygase_core.tools.bots.BotProbe`, so the arithmetic is identical.
+pygase's swarm is :class:`pygase_core.tools.bots.BotSwarm` itself. PyGaSe 0.3.1 has no such
+thing, so this file runs its ``Client``s the closest way it offers: each ``connect`` coroutine
+as a task on one shared curio kernel, read by one frame task, like the pygase swarm on its
+asyncio loop. mpgameserver's clients are polled by one loop (see :func:`run_mpgameserver`).
+All feed the same :class:`~pygase_core.tools.bots.BotProbe`, so the arithmetic is identical.
 
 The window is given as wall-clock times, so that every swarm process of a run and the
 orchestrator's readings of the server cover the same span. The process prints one line,
@@ -166,6 +167,104 @@ def run_peer(args: argparse.Namespace) -> dict[str, Any]:
     return result
 
 
+class _MpgView:
+    """What a bot has seen of the mpgameserver state, shaped as the probe reads a state."""
+
+    def __init__(self) -> None:
+        self.time_order = 0
+        self.t: float | None = None
+        self.echo: dict[int, int] = {}
+
+
+def run_mpgameserver(args: argparse.Namespace) -> dict[str, Any]:
+    """mpgameserver's ``UdpClient``s, all driven by one loop in this thread, as its API intends.
+
+    Its client is polled: ``update()`` sends what is due and reads at most one datagram, so
+    each frame calls it until the socket has nothing more to read (a state of two datagrams a
+    tick would otherwise queue up behind one read per frame). Each message from the server is
+    one tick's changes, msgpack-encoded by the bench's server: the entities, ``t`` and the
+    echoes of that tick.
+    """
+    import select
+
+    import msgpack  # type: ignore[import-untyped]
+    from mpgameserver import RetryMode, UdpClient  # type: ignore[import-not-found]
+
+    bots = [UdpClient() for _ in range(args.count)]
+    views = [_MpgView() for _ in bots]
+    probes = [BotProbe(args.first_id + i, "t", "echo", args.epoch) for i in range(args.count)]
+    result: dict[str, Any] = {"errors": []}
+    for bot in bots:
+        bot.connect((args.host, args.port))
+
+    def pump(index: int) -> None:
+        bot, view, probe = bots[index], views[index], probes[index]
+        while True:
+            bot.update()
+            for _seq, message in bot.getMessages():
+                changes = msgpack.unpackb(message, strict_map_key=False)
+                view.time_order += 1
+                view.t = changes["t"]
+                view.echo.update(changes.get("echo", {}))
+                probe.state_received()
+            if bot.conn is None or not select.select([bot.sock], [], [], 0)[0]:
+                return
+
+    deadline = time.monotonic() + 10.0
+    while time.monotonic() < deadline and not all(v.t is not None for v in views):
+        for index in range(len(bots)):
+            pump(index)
+        time.sleep(0.002)
+    live = [i for i, view in enumerate(views) if view.t is not None]
+    result["connected"] = len(live)
+    if len(live) < len(bots):
+        result["errors"].append(f"{len(bots) - len(live)} bot(s): no state within 10 s")
+    rng = random.Random(args.first_id + 1)
+    gap = 1.0 / args.rate if args.rate > 0 else math.inf
+    frame = 1.0 / args.frame_rate
+    start = time.perf_counter()
+    next_event = {i: start + rng.uniform(0.0, min(gap, 1.0)) for i in live}
+    recording = False
+    cpu_start = window_start = 0.0
+    next_frame = time.perf_counter()
+    while True:
+        wall = time.time()
+        if not recording and wall >= args.start_at:
+            recording = True
+            cpu_start, window_start = cpu_seconds(), time.perf_counter()
+            for index in live:
+                probes[index].recording = True
+        if wall >= args.end_at:
+            break
+        now = time.perf_counter()
+        for index in live:
+            pump(index)
+            probe = probes[index]
+            probe.observe(views[index], time.time(), time.perf_counter())
+            if now >= next_event[index]:
+                next_event[index] += gap
+                if next_event[index] < now:
+                    next_event[index] = now + gap
+                sequence = probe.next_event(time.perf_counter())
+                bots[index].send(
+                    msgpack.packb([probe.bot_id, sequence]), retry=RetryMode.RETRY_ON_TIMEOUT
+                )
+        next_frame += frame
+        delay = next_frame - time.perf_counter()
+        if delay < -frame:
+            next_frame = time.perf_counter()
+            delay = 0.0
+        time.sleep(max(delay, 0.0))
+    result["cpu"] = cpu_seconds() - cpu_start
+    result["window"] = time.perf_counter() - window_start
+    for index in live:
+        probes[index].stop_recording()
+    result["probes"] = [probe_data(probes[index]) for index in live]
+    for index in live:
+        bots[index].disconnect()
+    return result
+
+
 def count_states(clients: list[Any], probes: list[BotProbe]) -> None:
     """Tell each probe when its PyGaSe 0.3.1 client applied a state update.
 
@@ -192,7 +291,7 @@ def count_states(clients: list[Any], probes: list[BotProbe]) -> None:
 
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--impl", choices=("pygase", "peer"), required=True)
+    parser.add_argument("--impl", choices=("pygase", "peer", "mpgameserver"), required=True)
     parser.add_argument("--host", default="127.0.0.1")
     parser.add_argument("--port", type=int, required=True)
     parser.add_argument("--count", type=int, required=True)
@@ -203,7 +302,8 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--start-at", type=float, required=True, help="window start, time.time()")
     parser.add_argument("--end-at", type=float, required=True, help="window end, time.time()")
     args = parser.parse_args(argv)
-    result = run_pygase(args) if args.impl == "pygase" else run_peer(args)
+    runners = {"pygase": run_pygase, "peer": run_peer, "mpgameserver": run_mpgameserver}
+    result = runners[args.impl](args)
     print("RESULT " + json.dumps(result), flush=True)
     sys.stdout.flush()
     os._exit(0)  # PyGaSe 0.3.1's client threads would keep the process alive

@@ -232,6 +232,12 @@ def test_the_jitter_buffer_gives_up_gaps_and_bounds_what_it_holds() -> None:
     assert stats.overflow == 1
     assert [receiver.take().tick for _ in range(3)] == [7, 8, 9]  # type: ignore[union-attr]
     assert receiver.take() is None and stats.underruns == 1
+    # An overflow that skips over ticks that never came counts them lost: every tick settled
+    # is applied, lost or overflowed, exactly once.
+    receiver.receive((entry(11), entry(12), entry(13), entry(14)))  # 10 never came
+    assert stats.overflow == 2 and receiver.last_applied == 11
+    assert [receiver.take().tick for _ in range(3)] == [12, 13, 14]  # type: ignore[union-attr]
+    assert stats.applied + stats.lost + stats.overflow == receiver.last_applied == 14
 
 
 def test_the_clients_and_rooms_new_calls_refuse_bad_arguments() -> None:
@@ -372,3 +378,11 @@ def test_the_tick_interval_is_known_as_soon_as_the_loop_is_started() -> None:
         machine.stop()
         thread.join(5)
     assert machine.tick_interval == 0.02  # stopped: the default again
+
+
+def test_the_stats_are_up_to_date_with_the_latest_state_when_read() -> None:
+    prediction = Prediction("players.{me}", walk, TICK, "me")
+    prediction.reconcile({"players": {"me": {"x": 0.0, "y": 0.0}}}, None)
+    prediction.add_input(1, [1.0, 0.0])
+    prediction.reconcile({"players": {"me": {"x": 50.0, "y": 0.0}}}, 1)  # pushed by the server
+    assert prediction.stats.mispredictions == 1 and prediction.stats.reconciliations == 2

@@ -15,6 +15,7 @@ from pygase_core import (
     GameState,
     GameStateStore,
     GameStateUpdate,
+    JoinRefusedError,
     Room,
     RoomClient,
     Server,
@@ -42,6 +43,8 @@ class SentDatagrams:
 
 @pytest.fixture
 def datagrams(monkeypatch: pytest.MonkeyPatch) -> Iterator[SentDatagrams]:
+    # uvloop (the fast extra) sends without Python's socket class: watch the plain loop's sends.
+    monkeypatch.setenv("PYGASE_EVENT_LOOP", "asyncio")
     record = SentDatagrams()
     # uvloop sends without socket.socket.sendto: watch the datagrams on asyncio's own loop.
     monkeypatch.setenv("PYGASE_EVENT_LOOP", "asyncio")
@@ -246,6 +249,34 @@ def test_views_need_the_one_world_and_rooms_check_theirs_at_define() -> None:
 
     with pytest.raises(ValueError, match="positive"):
         Server().define("bad", Bad)
+
+
+class BadViews(Room):
+    def on_create(self, options: dict[str, Any]) -> GameState:
+        self.views = [PrivateField("units.*.secret", owner=lambda client: None), "garbage"]
+        return GameState(units={"u": {"secret": "room-secret"}})
+
+
+def test_a_room_whose_on_create_sets_bad_views_refuses_joins_and_stays_up(
+    clients: list[Client], caplog: pytest.LogCaptureFixture
+) -> None:
+    server = Server()
+    server.define("bad", BadViews)
+    server.run_in_thread()
+    try:
+        assert server.port
+        for _ in range(2):
+            client = Client()
+            clients.append(client)
+            with pytest.raises(JoinRefusedError, match="views are not valid"):
+                client.connect_in_thread(server.port, room="bad")
+        assert server.running
+        errors = [record for record in caplog.records if record.levelname == "ERROR"]
+        assert 1 <= len(errors) <= 2  # once per room (the refused one's room may be gone)
+        for error in errors:
+            assert "views" in error.getMessage() and "not str" in (error.exc_text or "")
+    finally:
+        server.shutdown()
 
 
 def test_a_servers_budget_use_shows_for_each_client(clients: list[Client]) -> None:

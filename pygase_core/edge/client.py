@@ -691,12 +691,9 @@ class Client(EndpointViews):
             )
 
         def queue() -> None:
-            try:
-                endpoint.queue_event(payload, retries, callbacks)
-            finally:
-                pending.release([None])
+            endpoint.queue_event(payload, retries, callbacks)
 
-        driver.call(queue)
+        driver.call(pending.hand_over, [None], queue)
 
     # -- inputs and prediction ------------------------------------------------------------------
 

@@ -37,8 +37,8 @@ class PendingEvents:
 
         ``targets`` pairs each target with what its connection has queued and not settled.
         Returns the targets at the limit: if there are any, nothing was counted. The
-        connections' counts are read under the lock that :meth:`release` takes, so an event
-        the loop moved from here to its connection is never missed.
+        connections' counts are read under the lock that :meth:`hand_over` takes, so an event
+        the loop moves from here to its connection is counted exactly once.
         """
         with self._lock:
             full = [t for t, queued in targets if queued() + self._in_transit[t] >= limit]
@@ -47,13 +47,20 @@ class PendingEvents:
                     self._in_transit[target] += 1
         return full
 
-    def release(self, targets: Sequence[object]) -> None:
-        """The loop queued the event (or could not): it is the connections' to count now."""
+    def hand_over(self, targets: Sequence[object], queue: Callable[[], None]) -> None:
+        """On the loop: ``queue()`` the event to its connections and stop counting it here.
+
+        Both under the lock that :meth:`reserve` reads the counts under, so no reservation sees
+        the event counted twice (by its connection and here) or not at all.
+        """
         with self._lock:
-            for target in targets:
-                self._in_transit[target] -= 1
-                if self._in_transit[target] <= 0:
-                    del self._in_transit[target]
+            try:
+                queue()
+            finally:
+                for target in targets:
+                    self._in_transit[target] -= 1
+                    if self._in_transit[target] <= 0:
+                        del self._in_transit[target]
 
 
 _by_endpoint: weakref.WeakKeyDictionary[object, PendingEvents] = weakref.WeakKeyDictionary()

@@ -965,13 +965,7 @@ class Server(EndpointViews):
                 " given up), the limit (Server.max_pending_events); queued to nobody"
             )
 
-        def queue_and_release() -> None:
-            try:
-                queue()
-            finally:
-                pending.release(targets)
-
-        driver.call(queue_and_release)
+        driver.call(pending.hand_over, targets, queue)
 
     def _queue_event(
         self, payload: bytes, target: Address | str, retries: int, callbacks: object

@@ -168,7 +168,7 @@ class Prediction:
         self.dt = float(dt)
         self.max_correction = float(max_correction)
         self.smooth = None if smooth is None else tuple(smooth)
-        self.stats = PredictionStats()
+        self._stats = PredictionStats()
         self._lock = threading.Lock()
         self._pending: deque[tuple[int, Any]] = deque()
         self._acked = 0
@@ -181,6 +181,13 @@ class Prediction:
         """The entity as the latest authoritative state has it (None: not in the state)."""
         self.last_correction = 0.0
         """How far the correction moved the entity in the last :meth:`sample` (a frame)."""
+
+    @property
+    def stats(self) -> PredictionStats:
+        """How the prediction fared, up to date with the latest state (its replay runs now)."""
+        with self._lock:
+            self._settle()
+            return self._stats
 
     @property
     def pending(self) -> int:
@@ -200,7 +207,7 @@ class Prediction:
             if self._raw is not None:
                 self._raw = self.step(self._raw, value, self.dt)
             self._pending.append((tick, value))
-            self.stats.inputs += 1
+            self._stats.inputs += 1
 
     def reconcile(self, state: Any, acked: int | None) -> None:
         """A new authoritative state arrived, containing our inputs up to tick ``acked``.
@@ -239,7 +246,7 @@ class Prediction:
                 self._failures.failed("the prediction's step, replaying an input", raised)
         for item in failed:
             pending.remove(item)
-        stats = self.stats
+        stats = self._stats
         stats.step_failures += len(failed)
         stats.reconciliations += 1
         stats.replayed_ticks += len(pending)
@@ -286,7 +293,7 @@ class Prediction:
                     keep = (size - self.max_correction) / size
                     self._offset = {name: value * keep for name, value in offset.items()}
                 self.last_correction = moved
-                stats = self.stats
+                stats = self._stats
                 stats.corrected_distance += moved
                 stats.max_correction_per_frame = max(stats.max_correction_per_frame, moved)
             return self._shown()

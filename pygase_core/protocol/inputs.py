@@ -163,6 +163,8 @@ class InputReceiver:
                     oldest = min(self._buffer)
                     del self._buffer[oldest]
                     stats.overflow += 1
+                    if last is not None and oldest > last + 1:
+                        stats.lost += oldest - last - 1  # skipped over: they never came
                     self._last_applied = oldest if last is None or oldest > last else last
 
     def take(self) -> TakenInput | None:

@@ -419,6 +419,12 @@ class RoomRunner:
             self.worker.failures.failed(f"{self.name}.on_auth", error)
             done(None, "the room could not decide on the join")
             return
+        try:
+            self.viewed()  # views set in on_create are checked here, never on the I/O loop
+        except (TypeError, ValueError) as error:
+            self.worker.failures.failed(f"{self.name}.views", error)
+            done(None, "the room's views are not valid")  # (without them it would tell secrets)
+            return
         done(client, None)
 
     async def _run_loop(self) -> None:
