@@ -143,7 +143,7 @@ class GridView:
         try:
             x, y = self.position(entry)
             return math.floor(x / self.cell_size), math.floor(y / self.cell_size)
-        except (KeyError, IndexError, TypeError, ValueError, OverflowError):
+        except Exception:  # (whatever the game's position callable raises for this entry)
             return None
 
     def order(self, viewer: Viewer, entries: dict[Any, Any], keys: Iterable[Key]) -> list[Key]:
@@ -347,7 +347,10 @@ class ViewRules:
                     cell = None if own is _MISSING else view.cell_of(own)
                     seen = frozenset() if cell is None else grid_visible(index, view, cell)
                 else:
-                    seen = frozenset(key for key in view.visible(viewer, state) if key in entries)
+                    keys = view.visible(viewer, state)
+                    if isinstance(keys, str | bytes):  # (its letters are no keys)
+                        raise TypeError(f"visible returned {type(keys).__name__}, not keys")
+                    seen = frozenset(key for key in keys if key in entries)
             except Exception:
                 self._failed(view, f"the view {view!r} failed for {viewer!r}: it shows nothing")
                 seen, cell = frozenset(), None
