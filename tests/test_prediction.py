@@ -303,6 +303,17 @@ def test_a_bad_history_length_is_refused_where_it_is_set() -> None:
     with pytest.raises(ValueError, match="seconds"):
         StateHistory(seconds=1e300)  # (was an OverflowError from the deque)
 
+    class Forever(GameStateMachine):
+        history_seconds = float("inf")  # a class attribute hides the checked property
+
+    forever = Forever(GameStateStore())
+    forever.time_step = lambda state, dt: None  # type: ignore[method-assign, assignment]
+    receiver = InputReceiver()
+    forever.input_source = lambda: [(RoomClient("me", None), receiver)]
+    receiver.receive((InputEntry(1, 0, b"\x01"),))
+    forever.step(TICK)  # logged, and the default history kept: the loop goes on
+    assert forever.history is not None and forever.history.seconds == 1.0
+
     class Endless(Room):
         history_seconds = float("inf")
 
