@@ -386,3 +386,17 @@ def test_the_stats_are_up_to_date_with_the_latest_state_when_read() -> None:
     prediction.add_input(1, [1.0, 0.0])
     prediction.reconcile({"players": {"me": {"x": 50.0, "y": 0.0}}}, 1)  # pushed by the server
     assert prediction.stats.mispredictions == 1 and prediction.stats.reconciliations == 2
+
+
+def test_an_input_tick_beyond_32_bits_is_malformed_not_a_crash_of_the_servers_acks() -> None:
+    """first = 2**32 - 1 plus an offset used to be taken, and its INPUT_ACK could not be encoded."""
+    from pygase_core.errors import ProtocolError
+    from pygase_core.protocol import packets
+
+    header = packets.encode_data_header(1, 0, 0, 0)
+    highest = packets.encode_inputs([InputEntry(2**32 - 1, 0, b"\x01")])
+    assert isinstance(packets.decode(header + highest), packets.Data)
+    # The same with a second entry one tick further: count 2, then (offset 1, back 0, size 1).
+    beyond = highest[:13] + b"\x02" + highest[14:] + b"\x01\x00\x01\x01"
+    with pytest.raises(ProtocolError, match="32 bits"):
+        packets.decode(header + beyond)
