@@ -308,6 +308,9 @@ def test_bad_view_lists_fail_at_once(rules: Any, error: type[Exception]) -> None
         (lambda: PrivateField("players.hand", owner=str), ValueError),
         (lambda: PrivateField("players.*", owner=str), ValueError),
         (lambda: PrivateField("*.*.hand", owner=str), ValueError),
+        (lambda: FilterView("game_status", lambda viewer, state: ()), ValueError),
+        (lambda: GridView("time_order", cell_size=1, radius=1, entity=str), ValueError),
+        (lambda: PrivateField("game_status.*.x", owner=str), ValueError),
     ],
 )
 def test_bad_view_rules_fail_at_construction(make: Any, error: type[Exception]) -> None:

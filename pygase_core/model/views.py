@@ -38,12 +38,14 @@ Viewer = Any
 """Who a view is computed for: a client's address (one world) or its RoomClient (a room)."""
 Key = Hashable
 _MISSING: Final = object()
+_BOOKKEEPING: Final = frozenset({"time_order", "game_status"})
+
 
 
 def _check_name(path: object, what: str) -> str:
     if not isinstance(path, str):
         raise TypeError(f"the path of a {what} must be a str, not {type(path).__name__}")
-    if not path or "." in path or "*" in path or path.startswith("_"):
+    if not path or "." in path or "*" in path or path.startswith("_") or path in _BOOKKEEPING:
         raise ValueError(
             f"a {what} applies to one top-level attribute of the state, such as 'entities',"
             f" not {path!r}"
@@ -228,6 +230,7 @@ class PrivateField:
             or parts[1] != "*"
             or any(not part or part == "*" for part in parts[:1] + parts[2:])
             or parts[0].startswith("_")
+            or parts[0] in _BOOKKEEPING
         ):
             raise ValueError(
                 f"a private field pattern is NAME.*.FIELD, such as 'players.*.hand', not"
