@@ -16,6 +16,7 @@ import subprocess
 import sys
 import threading
 import time
+from http.client import HTTPConnection
 from pathlib import Path
 from typing import Any
 
@@ -284,6 +285,14 @@ def test_bad_http_input_gets_a_clear_4xx_and_auth_refusals_reach_the_client(
         401, {"error": "sign in first"})
     with pytest.raises(JoinRefusedError, match="sign in first"):
         Client().connect_in_thread(matchmaker=guarded, room="chase")
+    # The hook looks up "X-Ticket"; HTTP/2 front ends and many clients send names in lower case.
+    lower = HTTPConnection("127.0.0.1", int(guarded.rsplit(":", 1)[1]), timeout=10)
+    lower.putrequest("POST", "/matchmake/join_or_create/chase")
+    for name, value in (("x-ticket", "let-me-in"), ("content-length", "2")):
+        lower.putheader(name, value)
+    lower.endheaders(b"{}")
+    assert "token" in json.loads(lower.getresponse().read())
+    lower.close()
     with pytest.raises(JoinRefusedError, match="not valid here"):
         Client().connect_in_thread(matchmaker=guarded, room="chase", options={"ticket": "x"})
     admitted = Client(timeout=3.0)
