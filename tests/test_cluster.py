@@ -485,3 +485,26 @@ def test_the_node_command_says_what_is_wrong_with_its_arguments(tmp_path: Path) 
         "serving:server", "--secret-key-file", "good.key", "--public-address", "h:1")
     assert "needs --agones" in node(
         "serving:server", "--secret-key-file", "good.key", "--public-address", "agones")
+
+
+def test_the_cluster_commands_refuse_a_bad_redis_url_port_or_expiry(tmp_path: Path) -> None:
+    (tmp_path / "good.key").write_text("ab" * 32)
+
+    def refused(*args: str) -> str:
+        completed = subprocess.run(
+            [sys.executable, "-m", "pygase_core.tools.cli", *args, "--secret-key-file",
+             "good.key"], cwd=tmp_path, capture_output=True, text=True, timeout=60,
+            env={**os.environ, "PYTHONPATH": str(REPOSITORY)},
+        )
+        assert completed.returncode != 0 and "Traceback" not in completed.stderr, completed
+        return completed.stderr
+
+    good = ("--redis", "redis://127.0.0.1:1/0")
+    node = ("node", GAME, "--public-address", "127.0.0.1:9000")
+    assert "--redis must be a redis://" in refused(
+        *node, "--redis", "localhost:6379", "--port", "9000")
+    assert "--port must be from 0 to 65535" in refused(*node, *good, "--port", "70000")
+    assert "--port must be from 0 to 65535" in refused(
+        "matchmaker", *good, "--port", "70000")
+    assert "--token-expiry must be above 0" in refused(
+        "matchmaker", *good, "--token-expiry", "-1")
