@@ -434,6 +434,17 @@ def test_create_makes_a_room_of_its_own_and_join_by_id_reaches_a_private_one(
         assert listed == {clients[0].room_id, clients[1].room_id}  # never the private one
         clients[3].connect_in_thread(matchmaker=url, room_id=secret.room_id)
         assert clients[3].room_id == secret.room_id
+
+        # The oldest room's one client leaves, so the node disposes of it at once; the registry
+        # lists it until a heartbeat. The next seat asked for is refused there and lands in the
+        # other room, and the refusal takes the gone room out of the registry right away: it
+        # is not tried again with a seat counted each time (which made it look full).
+        gone = clients[0].room_id
+        clients[0].disconnect()
+        assert request_seat(url, "chase").room_id == clients[1].room_id
+        assert cluster.redis.command("EXISTS", f"pygase:room:{gone}") == 0
+        with pytest.raises(JoinRefusedError, match="no room"):
+            request_seat(url, room_id=gone)
     finally:
         for client in clients:
             client.disconnect()

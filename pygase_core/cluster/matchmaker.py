@@ -281,6 +281,8 @@ class Matchmaker:
                                             room_type, seat, now)
                     if mode == "join_by_id" and reply.kind == "gone":
                         raise _HTTPError(404, f"no room {target!r}")
+                    if mode == "join_by_id" and reply.kind == "full":  # the node's last word
+                        raise _HTTPError(409, f"room {target!r} is full")
                     continue
                 if mode == "join_by_id":
                     if reserved == "full":
