@@ -411,3 +411,31 @@ def test_an_input_tick_beyond_32_bits_is_malformed_not_a_crash_of_the_servers_ac
     beyond = highest[:13] + b"\x02" + highest[14:] + b"\x01\x00\x01\x01"
     with pytest.raises(ProtocolError, match="32 bits"):
         packets.decode(header + beyond)
+
+
+def test_a_slow_step_never_holds_up_a_state_arriving_from_the_network() -> None:
+    import threading
+
+    inside, release = threading.Event(), threading.Event()
+
+    def slow(entity: dict[str, Any], value: Any, dt: float) -> dict[str, Any]:
+        inside.set()
+        assert release.wait(10)
+        return {**entity, "x": entity["x"] + 1}
+
+    prediction = Prediction("players.{me}", slow, TICK, "me")
+    prediction.reconcile({"players": {"me": {"x": 0}}}, None)
+    game = threading.Thread(target=prediction.add_input, args=(1, "right"))
+    game.start()  # the game's thread, in the middle of a slow step
+    try:
+        assert inside.wait(10)
+        network = threading.Thread(
+            target=prediction.reconcile, args=({"players": {"me": {"x": 5}}}, None)
+        )
+        network.start()
+        network.join(5)
+        assert not network.is_alive()  # the network loop's hand-over did not wait for it
+    finally:
+        release.set()
+        game.join(10)
+    assert prediction.predicted == {"x": 6} and prediction.pending == 1

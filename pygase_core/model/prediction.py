@@ -18,9 +18,10 @@ input), the difference becomes a *correction offset* that shrinks by at most
 
 The replay runs where the prediction is read (the game's frame: :meth:`Prediction.sample`),
 not where states arrive: :meth:`Prediction.reconcile` only keeps the new state's entity, so the
-game's step never runs on the client's network loop, and states arriving between two frames
-cost one replay. A step that raises while replaying is logged (rate-limited) and its input left
-out of the prediction; one that raises at :meth:`Prediction.add_input` raises there.
+game's step never runs on the client's network loop (which never waits for a replay either),
+and states arriving between two frames cost one replay. A step that raises while replaying is
+logged (rate-limited) and its input left out of the prediction; one that raises at
+:meth:`Prediction.add_input` raises there.
 
 Only numeric fields are smoothed (all the entity's top-level numbers, or those named in
 ``smooth``); other fields take the authoritative value at once.
@@ -170,6 +171,10 @@ class Prediction:
         self.smooth = None if smooth is None else tuple(smooth)
         self._stats = PredictionStats()
         self._lock = threading.Lock()
+        """Held by whoever reads the prediction, through its replay (the game's thread)."""
+        self._inbox = threading.Lock()
+        """Guards only what :meth:`reconcile` leaves (``_incoming``, ``_acked``), so the
+        network loop handing a state over never waits for a replay."""
         self._pending: deque[tuple[int, Any]] = deque()
         self._acked = 0
         self._raw: Any = None
@@ -216,21 +221,23 @@ class Prediction:
         """
         entity = lookup(state, self.path)
         entity = None if entity is None else plain_copy(entity)
-        with self._lock:
+        authoritative = plain_copy(entity)
+        with self._inbox:
             if acked is not None and acked > self._acked:
                 self._acked = acked
-            self.authoritative = plain_copy(entity)
+            self.authoritative = authoritative
             self._incoming = (entity,)
 
     def _settle(self) -> None:
         """Rewind to the latest state kept by :meth:`reconcile` and replay (lock held)."""
-        incoming = self._incoming
+        with self._inbox:
+            incoming, acked = self._incoming, self._acked
+            self._incoming = None
         if incoming is None:
             return
-        self._incoming = None
         entity = incoming[0]
         pending = self._pending
-        while pending and pending[0][0] <= self._acked:
+        while pending and pending[0][0] <= acked:
             pending.popleft()
         if entity is None:
             self._raw = None
