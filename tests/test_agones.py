@@ -38,6 +38,8 @@ class StandIn(ThreadingHTTPServer):
         super().__init__(("127.0.0.1", 0), _Handler)
         self.game_port = game_port
         self.calls: list[tuple[str, str, float]] = []
+        self.failing: set[str] = set()
+        """Paths answered with a 500 (an SDK server in trouble)."""
         self.bodies: list[object] = []
         self.started = time.monotonic()
 
@@ -55,6 +57,9 @@ class _Handler(BaseHTTPRequestHandler):
         length = int(self.headers.get("Content-Length", 0))
         self.server.bodies.append(json.loads(self.rfile.read(length) or b"null"))
         self._record()
+        if self.path in self.server.failing:
+            self.send_error(500)
+            return
         self._send({})
 
     def do_GET(self) -> None:
@@ -109,6 +114,27 @@ def test_a_node_follows_the_agones_lifecycle(cluster: Cluster, sdk: StandIn) -> 
     order = [path for path in sdk.paths() if path != "/health"]
     assert order == ["/ready", "/gameserver", "/allocate", "/shutdown"]
     assert all(body == {} for body in sdk.bodies)  # each POST carries an empty JSON object
+
+
+def test_an_sdk_server_that_fails_holds_up_neither_seats_nor_the_heartbeat(
+    cluster: Cluster, sdk: StandIn,
+) -> None:
+    sdk.failing.add("/allocate")  # retried for half a minute before the node gives up on it
+    node_port = sdk.game_port
+    cluster.node(node_port, "--agones", env={"AGONES_SDK_HTTP_PORT": str(sdk.server_address[1])})
+    _mm, url = cluster.matchmaker()
+    clients = [Client(timeout=3.0) for _ in range(2)]
+    try:
+        clients[0].connect_in_thread(matchmaker=url, room="chase")
+        # Retried past a node entry's 3 s expiry: the node must still be listed, and seat.
+        wait_for(lambda: sdk.paths().count("/allocate") >= 8, 10.0, "allocate not retried")
+        listed = cluster.redis.command("ZRANGE", "pygase:nodes", "0", "-1")
+        assert listed == [f"node-{node_port}"]
+        clients[1].connect_in_thread(matchmaker=url, room="chase")
+        assert clients[1].room_id == clients[0].room_id
+    finally:
+        for client in clients:
+            client.disconnect()
 
 
 def test_the_deploy_manifests_run_commands_the_pygase_command_line_takes() -> None:

@@ -16,6 +16,7 @@ import subprocess
 import sys
 import threading
 import time
+from http.client import HTTPConnection
 from pathlib import Path
 from typing import Any
 
@@ -284,6 +285,14 @@ def test_bad_http_input_gets_a_clear_4xx_and_auth_refusals_reach_the_client(
         401, {"error": "sign in first"})
     with pytest.raises(JoinRefusedError, match="sign in first"):
         Client().connect_in_thread(matchmaker=guarded, room="chase")
+    # The hook looks up "X-Ticket"; HTTP/2 front ends and many clients send names in lower case.
+    lower = HTTPConnection("127.0.0.1", int(guarded.rsplit(":", 1)[1]), timeout=10)
+    lower.putrequest("POST", "/matchmake/join_or_create/chase")
+    for name, value in (("x-ticket", "let-me-in"), ("content-length", "2")):
+        lower.putheader(name, value)
+    lower.endheaders(b"{}")
+    assert "token" in json.loads(lower.getresponse().read())
+    lower.close()
     with pytest.raises(JoinRefusedError, match="not valid here"):
         Client().connect_in_thread(matchmaker=guarded, room="chase", options={"ticket": "x"})
     admitted = Client(timeout=3.0)
@@ -434,6 +443,17 @@ def test_create_makes_a_room_of_its_own_and_join_by_id_reaches_a_private_one(
         assert listed == {clients[0].room_id, clients[1].room_id}  # never the private one
         clients[3].connect_in_thread(matchmaker=url, room_id=secret.room_id)
         assert clients[3].room_id == secret.room_id
+
+        # The oldest room's one client leaves, so the node disposes of it at once; the registry
+        # lists it until a heartbeat. The next seat asked for is refused there and lands in the
+        # other room, and the refusal takes the gone room out of the registry right away: it
+        # is not tried again with a seat counted each time (which made it look full).
+        gone = clients[0].room_id
+        clients[0].disconnect()
+        assert request_seat(url, "chase").room_id == clients[1].room_id
+        assert cluster.redis.command("EXISTS", f"pygase:room:{gone}") == 0
+        with pytest.raises(JoinRefusedError, match="no room"):
+            request_seat(url, room_id=gone)
     finally:
         for client in clients:
             client.disconnect()
@@ -465,3 +485,26 @@ def test_the_node_command_says_what_is_wrong_with_its_arguments(tmp_path: Path) 
         "serving:server", "--secret-key-file", "good.key", "--public-address", "h:1")
     assert "needs --agones" in node(
         "serving:server", "--secret-key-file", "good.key", "--public-address", "agones")
+
+
+def test_the_cluster_commands_refuse_a_bad_redis_url_port_or_expiry(tmp_path: Path) -> None:
+    (tmp_path / "good.key").write_text("ab" * 32)
+
+    def refused(*args: str) -> str:
+        completed = subprocess.run(
+            [sys.executable, "-m", "pygase_core.tools.cli", *args, "--secret-key-file",
+             "good.key"], cwd=tmp_path, capture_output=True, text=True, timeout=60,
+            env={**os.environ, "PYTHONPATH": str(REPOSITORY)},
+        )
+        assert completed.returncode != 0 and "Traceback" not in completed.stderr, completed
+        return completed.stderr
+
+    good = ("--redis", "redis://127.0.0.1:1/0")
+    node = ("node", GAME, "--public-address", "127.0.0.1:9000")
+    assert "--redis must be a redis://" in refused(
+        *node, "--redis", "localhost:6379", "--port", "9000")
+    assert "--port must be from 0 to 65535" in refused(*node, *good, "--port", "70000")
+    assert "--port must be from 0 to 65535" in refused(
+        "matchmaker", *good, "--port", "70000")
+    assert "--token-expiry must be above 0" in refused(
+        "matchmaker", *good, "--token-expiry", "-1")

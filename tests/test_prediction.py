@@ -303,6 +303,17 @@ def test_a_bad_history_length_is_refused_where_it_is_set() -> None:
     with pytest.raises(ValueError, match="seconds"):
         StateHistory(seconds=1e300)  # (was an OverflowError from the deque)
 
+    class Forever(GameStateMachine):
+        history_seconds = float("inf")  # a class attribute hides the checked property
+
+    forever = Forever(GameStateStore())
+    forever.time_step = lambda state, dt: None  # type: ignore[method-assign, assignment]
+    receiver = InputReceiver()
+    forever.input_source = lambda: [(RoomClient("me", None), receiver)]
+    receiver.receive((InputEntry(1, 0, b"\x01"),))
+    forever.step(TICK)  # logged, and the default history kept: the loop goes on
+    assert forever.history is not None and forever.history.seconds == 1.0
+
     class Endless(Room):
         history_seconds = float("inf")
 
@@ -378,3 +389,53 @@ def test_the_tick_interval_is_known_as_soon_as_the_loop_is_started() -> None:
         machine.stop()
         thread.join(5)
     assert machine.tick_interval == 0.02  # stopped: the default again
+
+
+def test_the_stats_are_up_to_date_with_the_latest_state_when_read() -> None:
+    prediction = Prediction("players.{me}", walk, TICK, "me")
+    prediction.reconcile({"players": {"me": {"x": 0.0, "y": 0.0}}}, None)
+    prediction.add_input(1, [1.0, 0.0])
+    prediction.reconcile({"players": {"me": {"x": 50.0, "y": 0.0}}}, 1)  # pushed by the server
+    assert prediction.stats.mispredictions == 1 and prediction.stats.reconciliations == 2
+
+
+def test_an_input_tick_beyond_32_bits_is_malformed_not_a_crash_of_the_servers_acks() -> None:
+    """first = 2**32 - 1 plus an offset used to be taken, and its INPUT_ACK could not be encoded."""
+    from pygase_core.errors import ProtocolError
+    from pygase_core.protocol import packets
+
+    header = packets.encode_data_header(1, 0, 0, 0)
+    highest = packets.encode_inputs([InputEntry(2**32 - 1, 0, b"\x01")])
+    assert isinstance(packets.decode(header + highest), packets.Data)
+    # The same with a second entry one tick further: count 2, then (offset 1, back 0, size 1).
+    beyond = highest[:13] + b"\x02" + highest[14:] + b"\x01\x00\x01\x01"
+    with pytest.raises(ProtocolError, match="32 bits"):
+        packets.decode(header + beyond)
+
+
+def test_a_slow_step_never_holds_up_a_state_arriving_from_the_network() -> None:
+    import threading
+
+    inside, release = threading.Event(), threading.Event()
+
+    def slow(entity: dict[str, Any], value: Any, dt: float) -> dict[str, Any]:
+        inside.set()
+        assert release.wait(10)
+        return {**entity, "x": entity["x"] + 1}
+
+    prediction = Prediction("players.{me}", slow, TICK, "me")
+    prediction.reconcile({"players": {"me": {"x": 0}}}, None)
+    game = threading.Thread(target=prediction.add_input, args=(1, "right"))
+    game.start()  # the game's thread, in the middle of a slow step
+    try:
+        assert inside.wait(10)
+        network = threading.Thread(
+            target=prediction.reconcile, args=({"players": {"me": {"x": 5}}}, None)
+        )
+        network.start()
+        network.join(5)
+        assert not network.is_alive()  # the network loop's hand-over did not wait for it
+    finally:
+        release.set()
+        game.join(10)
+    assert prediction.predicted == {"x": 6} and prediction.pending == 1

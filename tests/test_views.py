@@ -308,6 +308,9 @@ def test_bad_view_lists_fail_at_once(rules: Any, error: type[Exception]) -> None
         (lambda: PrivateField("players.hand", owner=str), ValueError),
         (lambda: PrivateField("players.*", owner=str), ValueError),
         (lambda: PrivateField("*.*.hand", owner=str), ValueError),
+        (lambda: FilterView("game_status", lambda viewer, state: ()), ValueError),
+        (lambda: GridView("time_order", cell_size=1, radius=1, entity=str), ValueError),
+        (lambda: PrivateField("game_status.*.x", owner=str), ValueError),
     ],
 )
 def test_bad_view_rules_fail_at_construction(make: Any, error: type[Exception]) -> None:
@@ -454,3 +457,24 @@ def test_a_viewed_attribute_that_is_no_dict_is_not_sent_whole() -> None:
     assert b"HIDDEN" not in _bytes_of(payloads.payload_for(2**64 - 1))
     store.push_update(GameStateUpdate(2, units=[{"tag": "HIDDEN2"}]))
     assert b"HIDDEN" not in _bytes_of(payloads.payload_for(1))
+
+
+def test_an_entry_whose_custom_position_fails_is_seen_by_nobody_and_the_others_still_are() -> None:
+    def position(entry: Any) -> tuple[float, float]:
+        return entry.at if "at" in entry else (entry["x"], entry["y"])  # AttributeError
+
+    rules = ViewRules([GridView("units", cell_size=10.0, radius=10.0, entity=lambda v: "me",
+                                position=position)])
+    store, payloads = _viewer_of(rules, GameState(units={
+        "me": {"x": 1.0, "y": 1.0}, "near": {"x": 2.0, "y": 2.0}, "bad": {"at": 1},
+    }))
+    with store.lock:
+        assert payloads.world.view_of("me").visible == (frozenset({"me", "near"}),)
+
+
+def test_a_filter_that_returns_a_str_shows_nothing(caplog: pytest.LogCaptureFixture) -> None:
+    rules = ViewRules([FilterView("units", lambda viewer, state: "ab")])
+    store, payloads = _viewer_of(rules, GameState(units={"a": 1, "b": 2}))
+    with store.lock:
+        assert payloads.world.view_of("me").visible == (frozenset(),)
+    assert any("visible returned str" in (r.exc_text or "") for r in caplog.records)

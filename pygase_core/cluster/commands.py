@@ -121,6 +121,18 @@ def add_parsers(commands: argparse._SubParsersAction[argparse.ArgumentParser],
                             " (default: %(default)s)")
 
 
+def check_common(args: argparse.Namespace, command: str) -> None:
+    """The arguments both commands share: a Redis URL and a port that can be ones."""
+    import urllib.parse
+
+    scheme = urllib.parse.urlsplit(args.redis).scheme
+    if scheme not in ("redis", "rediss", "unix"):
+        raise SystemExit(f"pygase {command}: --redis must be a redis://, rediss:// or unix://"
+                         f" URL, not {args.redis!r}")
+    if not 0 <= args.port <= 65535:
+        raise SystemExit(f"pygase {command}: --port must be from 0 to 65535, not {args.port}")
+
+
 def _load(spec: str, command: str) -> Any:
     module_name, _, attribute = spec.partition(":")
     if not module_name or not attribute:
@@ -139,8 +151,12 @@ def _load(spec: str, command: str) -> Any:
 
 def run_node(args: argparse.Namespace) -> int:
     """``pygase node``: one node, or ``--workers N`` of them as child processes."""
+    check_common(args, "node")
     if args.workers < 1:
         raise SystemExit("pygase node: --workers must be at least 1")
+    if args.port + args.workers - 1 > 65535:
+        raise SystemExit(f"pygase node: --workers {args.workers} from --port {args.port} runs"
+                         " past port 65535")
     if args.workers > 1:
         return _run_workers(args)
     from pygase_core.cluster.seats import split_address
@@ -260,6 +276,10 @@ def _die_with_parent() -> None:
 
 def run_matchmaker(args: argparse.Namespace) -> int:
     """``pygase matchmaker``: serve until Ctrl-C or SIGTERM."""
+    check_common(args, "matchmaker")
+    if not args.token_expiry > 0:
+        raise SystemExit(f"pygase matchmaker: --token-expiry must be above 0 seconds, not"
+                         f" {args.token_expiry}")
     key = read_secret_key(args.secret_key_file, "matchmaker")
     authenticate = _load(args.auth, "matchmaker") if args.auth else None
     if authenticate is not None and not callable(authenticate):

@@ -30,6 +30,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from aiohttp import web
+from multidict import CIMultiDict, CIMultiDictProxy
 from prometheus_client import (
     CONTENT_TYPE_LATEST,
     CollectorRegistry,
@@ -83,6 +84,8 @@ class MatchmakeRequest:
     """The room type's name (or, for ``join_by_id``, the room id)."""
     options: dict[str, Any]
     headers: Mapping[str, str] = field(default_factory=dict)
+    """The request's headers, looked up case-insensitively (``headers.get("authorization")``
+    finds an ``Authorization`` header)."""
     remote: str | None = None
 
 
@@ -229,7 +232,8 @@ class Matchmaker:
         _check_name(target, "room id" if mode == "join_by_id" else "room type")
         options = await _read_options(request)
         if self.authenticate is not None:
-            asked = MatchmakeRequest(mode, target, dict(options), dict(request.headers),
+            asked = MatchmakeRequest(mode, target, dict(options),
+                                     CIMultiDictProxy(CIMultiDict(request.headers)),
                                      request.remote)
             try:
                 verdict = self.authenticate(asked)
@@ -281,6 +285,8 @@ class Matchmaker:
                                             room_type, seat, now)
                     if mode == "join_by_id" and reply.kind == "gone":
                         raise _HTTPError(404, f"no room {target!r}")
+                    if mode == "join_by_id" and reply.kind == "full":  # the node's last word
+                        raise _HTTPError(409, f"room {target!r} is full")
                     continue
                 if mode == "join_by_id":
                     if reserved == "full":

@@ -18,6 +18,7 @@ A Redis that goes away stops neither the server nor its players: the node keeps 
 from __future__ import annotations
 
 import asyncio
+import collections
 import concurrent.futures
 import contextlib
 import inspect
@@ -65,8 +66,8 @@ class Node:
         secret_key: the 32 bytes the matchmakers seal connect tokens with.
         public_address: ``host:port`` players reach this node's UDP port at (tokens name it).
         port / host: where the server listens.
-        on_change: called on the node's loop after every sync with the node's figures
-            (the Agones lifecycle uses it).
+        on_change: called on the node's loop after syncs with the node's figures (the
+            Agones lifecycle uses it), in order, apart from the syncs.
     """
 
     def __init__(
@@ -115,6 +116,8 @@ class Node:
         self._created: dict[str, float] = {}
         self._lock = asyncio.Lock()
         self._stop = asyncio.Event()
+        self._figures_changed = asyncio.Event()
+        self._changes: collections.deque[dict[str, Any]] = collections.deque(maxlen=256)
 
     # -- running -------------------------------------------------------------------------------
 
@@ -144,6 +147,7 @@ class Node:
         tasks = [
             asyncio.create_task(self._heartbeats()),
             asyncio.create_task(self._inbox()),
+            asyncio.create_task(self._notify()),
         ]
         try:
             with contextlib.suppress(asyncio.TimeoutError):
@@ -186,6 +190,28 @@ class Node:
             except Exception as error:  # Redis away: retry at the next beat
                 logger.warning("node %s cannot reach Redis: %s", self.node_id, error)
             await asyncio.sleep(self.heartbeat)
+
+    async def _notify(self) -> None:
+        """Hand each sync's figures, in order, to the ``on_change`` callbacks.
+
+        Apart from the syncs, so that a slow or failing callback (an Agones SDK server that
+        does not answer, retried for half a minute) holds up neither the heartbeats, which
+        keep the node listed, nor the answers to the matchmakers' requests.
+        """
+        while True:
+            await self._figures_changed.wait()
+            self._figures_changed.clear()
+            while self._changes:
+                await self._tell(self._changes.popleft())
+
+    async def _tell(self, figures: dict[str, Any]) -> None:
+        for callback in self.on_change:
+            try:
+                result = callback(figures)
+                if inspect.isawaitable(result):
+                    await result
+            except Exception as error:
+                logger.warning("node %s: on_change %r failed: %s", self.node_id, callback, error)
 
     async def _inbox(self) -> None:
         assert self.registry is not None
@@ -293,7 +319,13 @@ class Node:
             ]
         else:
             rooms = [room for room in every_room if room["id"] in only]
-            removed = []
+            # A touched room that is gone (disposed of as its last client left, before a
+            # heartbeat said so) goes from the registry now: the matchmaker retrying after
+            # this node's refusal must not pick it again, each try counting a seat in it.
+            removed = [
+                {"id": room_id, "type": self._room_types.get(room_id, "")}
+                for room_id in only if room_id not in live and room_id in self._reported_taken
+            ]
         for room in rooms:
             room["taken_delta"] = room["taken"] - self._reported_taken.get(room["id"], 0)
         payload = {
@@ -329,6 +361,9 @@ class Node:
             for room in rooms:
                 self._reported_taken[room["id"]] = room["taken"]
                 self._room_types[room["id"]] = room["type"]
+            for gone in removed:
+                self._reported_taken.pop(gone["id"], None)
+                self._room_types.pop(gone["id"], None)
         self.figures = {
             "rooms": len(every_room),
             "clients": snapshot["clients"],
@@ -336,10 +371,8 @@ class Node:
             "held": snapshot["held"],
         }
         self.synced.set()
-        for callback in self.on_change:
-            result = callback(self.figures)
-            if asyncio.iscoroutine(result):
-                await result
+        self._changes.append(dict(self.figures))
+        self._figures_changed.set()
 
     def _snapshot(self) -> dict[str, Any]:
         """The node's rooms and clients as the registry lists them (on the server's loop)."""

@@ -18,9 +18,10 @@ input), the difference becomes a *correction offset* that shrinks by at most
 
 The replay runs where the prediction is read (the game's frame: :meth:`Prediction.sample`),
 not where states arrive: :meth:`Prediction.reconcile` only keeps the new state's entity, so the
-game's step never runs on the client's network loop, and states arriving between two frames
-cost one replay. A step that raises while replaying is logged (rate-limited) and its input left
-out of the prediction; one that raises at :meth:`Prediction.add_input` raises there.
+game's step never runs on the client's network loop (which never waits for a replay either),
+and states arriving between two frames cost one replay. A step that raises while replaying is
+logged (rate-limited) and its input left out of the prediction; one that raises at
+:meth:`Prediction.add_input` raises there.
 
 Only numeric fields are smoothed (all the entity's top-level numbers, or those named in
 ``smooth``); other fields take the authoritative value at once.
@@ -168,8 +169,12 @@ class Prediction:
         self.dt = float(dt)
         self.max_correction = float(max_correction)
         self.smooth = None if smooth is None else tuple(smooth)
-        self.stats = PredictionStats()
+        self._stats = PredictionStats()
         self._lock = threading.Lock()
+        """Held by whoever reads the prediction, through its replay (the game's thread)."""
+        self._inbox = threading.Lock()
+        """Guards only what :meth:`reconcile` leaves (``_incoming``, ``_acked``), so the
+        network loop handing a state over never waits for a replay."""
         self._pending: deque[tuple[int, Any]] = deque()
         self._acked = 0
         self._raw: Any = None
@@ -181,6 +186,13 @@ class Prediction:
         """The entity as the latest authoritative state has it (None: not in the state)."""
         self.last_correction = 0.0
         """How far the correction moved the entity in the last :meth:`sample` (a frame)."""
+
+    @property
+    def stats(self) -> PredictionStats:
+        """How the prediction fared, up to date with the latest state (its replay runs now)."""
+        with self._lock:
+            self._settle()
+            return self._stats
 
     @property
     def pending(self) -> int:
@@ -200,7 +212,7 @@ class Prediction:
             if self._raw is not None:
                 self._raw = self.step(self._raw, value, self.dt)
             self._pending.append((tick, value))
-            self.stats.inputs += 1
+            self._stats.inputs += 1
 
     def reconcile(self, state: Any, acked: int | None) -> None:
         """A new authoritative state arrived, containing our inputs up to tick ``acked``.
@@ -209,21 +221,23 @@ class Prediction:
         """
         entity = lookup(state, self.path)
         entity = None if entity is None else plain_copy(entity)
-        with self._lock:
+        authoritative = plain_copy(entity)
+        with self._inbox:
             if acked is not None and acked > self._acked:
                 self._acked = acked
-            self.authoritative = plain_copy(entity)
+            self.authoritative = authoritative
             self._incoming = (entity,)
 
     def _settle(self) -> None:
         """Rewind to the latest state kept by :meth:`reconcile` and replay (lock held)."""
-        incoming = self._incoming
+        with self._inbox:
+            incoming, acked = self._incoming, self._acked
+            self._incoming = None
         if incoming is None:
             return
-        self._incoming = None
         entity = incoming[0]
         pending = self._pending
-        while pending and pending[0][0] <= self._acked:
+        while pending and pending[0][0] <= acked:
             pending.popleft()
         if entity is None:
             self._raw = None
@@ -239,7 +253,7 @@ class Prediction:
                 self._failures.failed("the prediction's step, replaying an input", raised)
         for item in failed:
             pending.remove(item)
-        stats = self.stats
+        stats = self._stats
         stats.step_failures += len(failed)
         stats.reconciliations += 1
         stats.replayed_ticks += len(pending)
@@ -286,7 +300,7 @@ class Prediction:
                     keep = (size - self.max_correction) / size
                     self._offset = {name: value * keep for name, value in offset.items()}
                 self.last_correction = moved
-                stats = self.stats
+                stats = self._stats
                 stats.corrected_distance += moved
                 stats.max_correction_per_frame = max(stats.max_correction_per_frame, moved)
             return self._shown()

@@ -542,7 +542,12 @@ class GameStateMachine:
     def _record_history(self) -> None:
         history = self._history
         if history is None:
-            history = self._history = StateHistory(self.history_seconds, self.tick_interval)
+            try:
+                history = StateHistory(self.history_seconds, self.tick_interval)
+            except (TypeError, ValueError) as error:  # a subclass's own history_seconds
+                self.failures.failed("history_seconds", error)
+                history = StateHistory(DEFAULT_HISTORY_SECONDS, self.tick_interval)
+            self._history = history
         store = self.game_state_store
         with store.lock:
             history.record(store.time_order, store.get_game_state().to_dict())

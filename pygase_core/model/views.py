@@ -38,12 +38,14 @@ Viewer = Any
 """Who a view is computed for: a client's address (one world) or its RoomClient (a room)."""
 Key = Hashable
 _MISSING: Final = object()
+_BOOKKEEPING: Final = frozenset({"time_order", "game_status"})
+
 
 
 def _check_name(path: object, what: str) -> str:
     if not isinstance(path, str):
         raise TypeError(f"the path of a {what} must be a str, not {type(path).__name__}")
-    if not path or "." in path or "*" in path or path.startswith("_"):
+    if not path or "." in path or "*" in path or path.startswith("_") or path in _BOOKKEEPING:
         raise ValueError(
             f"a {what} applies to one top-level attribute of the state, such as 'entities',"
             f" not {path!r}"
@@ -143,7 +145,7 @@ class GridView:
         try:
             x, y = self.position(entry)
             return math.floor(x / self.cell_size), math.floor(y / self.cell_size)
-        except (KeyError, IndexError, TypeError, ValueError, OverflowError):
+        except Exception:  # (whatever the game's position callable raises for this entry)
             return None
 
     def order(self, viewer: Viewer, entries: dict[Any, Any], keys: Iterable[Key]) -> list[Key]:
@@ -228,6 +230,7 @@ class PrivateField:
             or parts[1] != "*"
             or any(not part or part == "*" for part in parts[:1] + parts[2:])
             or parts[0].startswith("_")
+            or parts[0] in _BOOKKEEPING
         ):
             raise ValueError(
                 f"a private field pattern is NAME.*.FIELD, such as 'players.*.hand', not"
@@ -347,7 +350,10 @@ class ViewRules:
                     cell = None if own is _MISSING else view.cell_of(own)
                     seen = frozenset() if cell is None else grid_visible(index, view, cell)
                 else:
-                    seen = frozenset(key for key in view.visible(viewer, state) if key in entries)
+                    keys = view.visible(viewer, state)
+                    if isinstance(keys, str | bytes):  # (its letters are no keys)
+                        raise TypeError(f"visible returned {type(keys).__name__}, not keys")
+                    seen = frozenset(key for key in keys if key in entries)
             except Exception:
                 self._failed(view, f"the view {view!r} failed for {viewer!r}: it shows nothing")
                 seen, cell = frozenset(), None

@@ -143,6 +143,8 @@ _INPUT_ENTRY = struct.Struct("!BBB")
 _INPUT_ACK = struct.Struct("!QIB")
 MAX_INPUT_WIRE_SIZE = 255
 """Largest encoded input one ``INPUT`` entry can carry (its size is one byte)."""
+MAX_INPUT_TICK = 0xFFFFFFFF
+"""The largest input tick (32 bits on the wire, a year and a half of ticks at 50 a second)."""
 MAX_INPUT_SPAN = 255
 """Ticks one ``INPUT`` message can span (each entry's tick is an offset of one byte)."""
 INPUT_ACK_SIZE = 1 + _INPUT_ACK.size
@@ -616,6 +618,9 @@ def _decode_data(body: memoryview) -> Data:
                 offset += size
                 if tick_offset <= previous:
                     raise ProtocolError("input ticks not strictly increasing")
+                if first + tick_offset > MAX_INPUT_TICK:
+                    # The INPUT_ACK that would answer it could not carry it.
+                    raise ProtocolError(f"input tick {first + tick_offset} beyond 32 bits")
                 previous = tick_offset
                 entries.append(InputEntry(first + tick_offset, max(0, view - back), data))
             if not entries:
