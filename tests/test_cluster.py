@@ -303,7 +303,8 @@ def test_bad_http_input_gets_a_clear_4xx_and_auth_refusals_reach_the_client(
         assert "pygase_joins_total" in metrics and 'pygase_refusals_total{status="403"}' in metrics
         assert "pygase_matchmaking_seconds_bucket" in metrics
         assert json.dumps(sorted(open_rooms(guarded)[0])) == json.dumps(
-            ["address", "clients", "max_clients", "metadata", "node", "room", "room_id"])
+            ["address", "clients", "id", "max_clients", "metadata", "node", "room", "room_id",
+             "seats"])
     finally:
         admitted.disconnect()
 

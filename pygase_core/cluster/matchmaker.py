@@ -409,6 +409,8 @@ class Matchmaker:
                 "room_id": room["id"], "room": room_type, "address": node["address"],
                 "node": node["id"], "clients": int(room.get("seated", 0)),
                 "max_clients": seats, "metadata": _json(room.get("metadata"), {}),
+                # The same by the words the listing is described with: its id and its seats.
+                "id": room["id"], "seats": seats,
             })
         return web.json_response(listed)
 
