@@ -303,7 +303,8 @@ def test_bad_http_input_gets_a_clear_4xx_and_auth_refusals_reach_the_client(
         assert "pygase_joins_total" in metrics and 'pygase_refusals_total{status="403"}' in metrics
         assert "pygase_matchmaking_seconds_bucket" in metrics
         assert json.dumps(sorted(open_rooms(guarded)[0])) == json.dumps(
-            ["address", "clients", "max_clients", "metadata", "node", "room", "room_id"])
+            ["address", "clients", "id", "max_clients", "metadata", "node", "room", "room_id",
+             "seats"])
     finally:
         admitted.disconnect()
 
@@ -508,3 +509,35 @@ def test_the_cluster_commands_refuse_a_bad_redis_url_port_or_expiry(tmp_path: Pa
         "matchmaker", *good, "--port", "70000")
     assert "--token-expiry must be above 0" in refused(
         "matchmaker", *good, "--token-expiry", "-1")
+
+
+def test_a_matchmaker_keeps_no_request_it_stopped_waiting_for(cluster: Cluster) -> None:
+    """Joins that make a room, joins with no room to join, a Redis that fails meanwhile: a
+    long-running matchmaker keeps waiting for nothing it asked (it kept one per such join)."""
+    from aiohttp import web
+
+    from pygase_core.cluster.matchmaker import Matchmaker
+
+    cluster.node()
+    matchmaker = Matchmaker(cluster.redis.url, bytes.fromhex(cluster.key_file.read_text()))
+    port = free_port()
+    url = f"http://127.0.0.1:{port}"
+
+    async def main() -> None:
+        runner = web.AppRunner(matchmaker.app())
+        await runner.setup()
+        await web.TCPSite(runner, "127.0.0.1", port).start()
+        try:
+            for mode in ("join_or_create", "create", "join_or_create", "create"):
+                await request_seat_async(url, "chase", mode=mode)
+            with pytest.raises(JoinRefusedError, match="no open room"):
+                await request_seat_async(url, "chase", mode="join", options={"mode": "x"})
+            assert matchmaker._waiting == {}
+            cluster.redis.stop()
+            with pytest.raises(MatchmakerError, match="503"):
+                await request_seat_async(url, "chase")
+            assert matchmaker._waiting == {}
+        finally:
+            await runner.cleanup()
+
+    asyncio.run(main())

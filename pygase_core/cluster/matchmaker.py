@@ -251,6 +251,18 @@ class Matchmaker:
 
     async def seat(self, mode: str, target: str, options: dict[str, Any]) -> dict[str, Any]:
         """Reserve a seat and make its token (the JSON answer); raises ``_HTTPError``."""
+        asked: list[str] = []
+        try:
+            return await self._seat(mode, target, options, asked)
+        finally:
+            # Requests never queued (no room to join, Redis failing) get no answer: forget
+            # them too, or a long-running matchmaker would keep one per such request.
+            for request_id in asked:
+                self._waiting.pop(request_id, None)
+
+    async def _seat(
+        self, mode: str, target: str, options: dict[str, Any], asked: list[str]
+    ) -> dict[str, Any]:
         registry = self.registry
         assert registry is not None
         if mode == "join_by_id":
@@ -274,6 +286,7 @@ class Matchmaker:
             expires_at = int(now + self.token_expiry)
             if mode in ("join", "join_or_create", "join_by_id"):
                 request = self._request("reserve", room_type, seat, expires_at, options)
+                asked.append(request.request_id)
                 reserved = await registry.reserve_seat(
                     room_type, filter_text, request.body(),
                     target if mode == "join_by_id" else "",
@@ -295,6 +308,7 @@ class Matchmaker:
                 if mode == "join":
                     raise _HTTPError(404, f"no open room of type {room_type!r} has a seat free")
             request = self._request("create", room_type, seat, expires_at, options)
+            asked.append(request.request_id)
             chosen = await registry.choose_node(room_type, request.body())
             if chosen is None:
                 raise _HTTPError(
@@ -395,6 +409,8 @@ class Matchmaker:
                 "room_id": room["id"], "room": room_type, "address": node["address"],
                 "node": node["id"], "clients": int(room.get("seated", 0)),
                 "max_clients": seats, "metadata": _json(room.get("metadata"), {}),
+                # The same by the words the listing is described with: its id and its seats.
+                "id": room["id"], "seats": seats,
             })
         return web.json_response(listed)
 
