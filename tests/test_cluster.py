@@ -541,3 +541,20 @@ def test_a_matchmaker_keeps_no_request_it_stopped_waiting_for(cluster: Cluster) 
             await runner.cleanup()
 
     asyncio.run(main())
+
+
+def test_a_node_stays_listed_while_a_room_takes_long_to_make(cluster: Cluster) -> None:
+    port = free_port(socket.SOCK_DGRAM)
+    cluster.start("slow node", [
+        "node", "tests.programs.cluster_slow_game:server", "--redis", cluster.redis.url,
+        "--secret-key-file", str(cluster.key_file), "--host", "127.0.0.1", "--port", str(port),
+        "--public-address", f"127.0.0.1:{port}", "--node-id", "slow",
+    ], "serving on UDP port")
+    _mm, url = cluster.matchmaker()
+    asking = threading.Thread(target=http, args=("POST", f"{url}/matchmake/create/slow", b"{}"))
+    asking.start()  # answered once the room is made, or with a 503 after the 3 s wait
+    listed = []
+    while asking.is_alive():  # the whole time on_create runs past the node entry's 3 s life
+        listed.append(cluster.redis.command("ZRANGE", "pygase:nodes", "0", "-1") == ["slow"])
+        asking.join(0.05)
+    assert len(listed) > 20 and all(listed)

@@ -239,24 +239,31 @@ class Node:
     async def _handle(self, entries: list[str]) -> None:
         replies: list[tuple[str, SeatReply]] = []
         touched: set[str] = set()
-        async with self._lock:
-            for entry in entries:
-                try:
-                    request = parse_request(entry)
-                except ValueError as error:
-                    logger.warning("node %s dropped a malformed request: %s", self.node_id, error)
-                    if entry.startswith("create"):
+        for entry in entries:
+            try:
+                request = parse_request(entry)
+            except ValueError as error:
+                logger.warning("node %s dropped a malformed request: %s", self.node_id, error)
+                if entry.startswith("create"):
+                    async with self._lock:
                         self._reported_rooms += 1  # its matchmaker counted the room
-                    continue
-                if request.kind == "create":
+                continue
+            if request.kind == "create":
+                async with self._lock:
                     self._reported_rooms += 1
-                    reply = await self._create(request)
-                else:
+                # Not under the lock: on_create may take long (a level loaded), and the
+                # heartbeats that keep this node listed must go on meanwhile. One that comes
+                # between counts the room once it exists; the node's own rooms stay the final
+                # word on seats whatever the registry's counts say for that moment.
+                reply = await self._create(request)
+            else:
+                async with self._lock:
                     if request.room_id in self._reported_taken:
                         self._reported_taken[request.room_id] += 1
                     reply = await self._reserve(request)
-                touched.add(reply.room_id or request.room_id)
-                replies.append((request.reply_to, reply))
+            touched.add(reply.room_id or request.room_id)
+            replies.append((request.reply_to, reply))
+        async with self._lock:
             # Only the rooms these requests touched: the heartbeat writes the rest.
             await self._sync_locked(only=touched)
         assert self.registry is not None
