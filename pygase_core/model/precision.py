@@ -15,7 +15,11 @@ bit-identical floats: prediction and interpolation see what the server sees. Qua
 again gives ``q`` (for ``|x / step| < 2**50``; beyond that the step is below the resolution of a
 float there and the value is kept, and sent, as the float64 it is).
 
-On the wire, under a declared step, a float is a plain msgpack int; an int the game put there
+On the wire, under a declared step, a float is a plain msgpack int: its step count ``n`` in a
+full state, and in a delta (:meth:`Precision.to_wire_differences`) the difference of ``n`` from
+the step count at the same position in the delta's base version, which both sides remember for
+their latest versions, so the receiver adds the same int back (one byte for a move of a few
+steps instead of up to three); an int the game put there
 (an ``hp``, an ``id``) travels tagged (:data:`~pygase_core.model.codec.EXACT_INT_CODE`) so the
 client does not mistake it for a quantized float. Under ``"float32"`` floats travel as 4-byte
 single floats (tagged) and ints as they are. Bools, strings and everything else are untouched.
@@ -43,6 +47,10 @@ PrecisionValue = float | str
 
 QUANTUM_LIMIT: Final = 2.0**50
 """Beyond ``|x / step|`` of this, a float is kept as it is: the step is finer than a float there."""
+
+DIFFERENCE_BIAS: Final = 48
+"""Added to a difference on the wire: msgpack's 1-byte ints run from -32 to 127, so a biased
+difference is one byte for moves of -80 to 79 steps either way."""
 
 _F32: Final = struct.Struct(">f")
 _MISSING: Final = object()
@@ -170,20 +178,30 @@ class Precision:
 
     # -- walking the declared paths ---------------------------------------------------------------
 
-    def _walk(self, value: Any, nodes: tuple[_Node, ...], precision: Any, leaf: Any) -> Any:
-        """``value`` rebuilt with ``leaf(x, precision)`` for every scalar a declared path covers.
+    def _walk(
+        self,
+        value: Any,
+        nodes: tuple[_Node, ...],
+        precision: Any,
+        leaf: Any,
+        base: Any = _MISSING,
+    ) -> Any:
+        """``value`` rebuilt with ``leaf(x, precision, b)`` for every scalar a path covers.
 
-        Containers on a declared path are rebuilt (the input is never changed); everything off
-        the paths is shared as it is.
+        ``b`` is what ``base`` (a value of the same shape, or :data:`_MISSING`) holds at the
+        scalar's position, or :data:`_MISSING`. Containers on a declared path are rebuilt (the
+        input is never changed); everything off the paths is shared as it is.
         """
         if not nodes and precision is not None:
-            return _under(value, precision, leaf)
+            return _under(value, precision, leaf, base)
         if isinstance(value, dict):
             out = {}
             for key, item in value.items():
                 child_nodes, child_precision = _descend(nodes, precision, key)
                 if child_nodes or child_precision is not None:
-                    item = self._walk(item, child_nodes, child_precision, leaf)
+                    item = self._walk(
+                        item, child_nodes, child_precision, leaf, _item(base, key)
+                    )
                 out[key] = item
             return Overwrite(out) if type(value) is Overwrite else out
         if isinstance(value, list | tuple):
@@ -192,23 +210,33 @@ class Precision:
                 for index, item in enumerate(value):
                     child_nodes, child_precision = _descend(nodes, precision, index)
                     if child_nodes or child_precision is not None:
-                        item = self._walk(item, child_nodes, child_precision, leaf)
+                        item = self._walk(
+                            item, child_nodes, child_precision, leaf, _item(base, index)
+                        )
                     items.append(item)
             else:
-                items = [self._walk(item, nodes, precision, leaf) for item in value]
+                items = [
+                    self._walk(item, nodes, precision, leaf, _item(base, index))
+                    for index, item in enumerate(value)
+                ]
             return tuple(items) if isinstance(value, tuple) else items
         if precision is None or value is TO_DELETE:
             return value
-        return leaf(value, precision)
+        return leaf(value, precision, base)
 
-    def _top(self, attributes: Mapping[str, Any], leaf: Any) -> dict[str, Any]:
+    def _top(
+        self, attributes: Mapping[str, Any], leaf: Any, base: Mapping[str, Any] | None = None
+    ) -> dict[str, Any]:
         nodes = (self._root,)
         out = {}
         for name, value in attributes.items():
             if name != "game_status":
                 child_nodes, child_precision = _descend(nodes, None, name)
                 if child_nodes or child_precision is not None:
-                    value = self._walk(value, child_nodes, child_precision, leaf)
+                    value = self._walk(
+                        value, child_nodes, child_precision, leaf,
+                        _MISSING if base is None else base.get(name, _MISSING),
+                    )
             out[name] = value
         return out
 
@@ -216,7 +244,7 @@ class Precision:
 
     def quantize_attributes(self, attributes: Mapping[str, Any]) -> dict[str, Any]:
         """A state's attributes with every declared float quantized (a new dict)."""
-        return self._top(attributes, quantize)
+        return self._top(attributes, _quantize_leaf)
 
     def settle(self, changes: Mapping[str, Any], current: Mapping[str, Any]) -> dict[str, Any]:
         """An update's changes quantized, less what they would not change in ``current``.
@@ -256,7 +284,7 @@ class Precision:
                 if settled:
                     out[key] = settled
                 continue
-            new = self._walk(value, child_nodes, child_precision, quantize)
+            new = self._walk(value, child_nodes, child_precision, _quantize_leaf)
             if child_precision is not None and old is not _MISSING and _identical(new, old):
                 continue
             out[key] = new
@@ -282,6 +310,49 @@ class Precision:
         """What :meth:`to_wire` made, back as the server holds it (bit for bit)."""
         return self._top(attributes, _from_wire)
 
+    # -- differences from a base version ----------------------------------------------------------
+
+    @property
+    def has_steps(self) -> bool:
+        """Whether some path declares a step (only those floats can travel as differences)."""
+        return any(value != FLOAT32 for value in self._declaration.values())
+
+    def declared_copy(self, attributes: Mapping[str, Any]) -> dict[str, Any]:
+        """An independent copy of the attributes a declared path reaches into.
+
+        What a base version must be remembered by, on both sides, to turn differences back
+        into values (see :meth:`to_wire_differences`).
+        """
+        children = self._root.children
+        if "*" in children:
+            return {
+                name: _copy_tree(value) for name, value in attributes.items()
+                if name != "game_status"
+            }
+        return {
+            name: _copy_tree(attributes[name]) for name in children if name in attributes
+        }
+
+    def to_wire_differences(
+        self, changes: Mapping[str, Any], base: Mapping[str, Any]
+    ) -> dict[str, Any]:
+        """:meth:`to_wire`, but a float on its step as the difference of its step count.
+
+        ``base`` is :meth:`declared_copy` of the state the receiver is known to hold (the
+        delta's base). A float on a declared step travels as ``n - b``: ``n`` its own step
+        count and ``b`` the step count of the float at the same position in ``base`` (0 where
+        there is none there, or no float on the step), plus :data:`DIFFERENCE_BIAS`. Moving
+        entities then cost a 1-byte int per coordinate. Everything else travels as
+        :meth:`to_wire` sends it.
+        """
+        return self._top(changes, _to_wire_difference, base)
+
+    def from_wire_differences(
+        self, data: Mapping[str, Any], base: Mapping[str, Any]
+    ) -> dict[str, Any]:
+        """What :meth:`to_wire_differences` made with the same ``base``, back bit for bit."""
+        return self._top(data, _from_wire_difference, base)
+
 
 def _descend(
     nodes: tuple[_Node, ...], precision: Any, key: Any
@@ -302,19 +373,51 @@ def _descend(
     return tuple(found), precision
 
 
-def _under(value: Any, precision: Any, leaf: Any) -> Any:
+def _item(base: Any, key: Any) -> Any:
+    """What ``base`` holds at ``key`` (a dict key or a list index), or :data:`_MISSING`."""
+    if base is _MISSING:
+        return base
+    if isinstance(base, dict):
+        return base.get(key, _MISSING)
+    if isinstance(base, list | tuple) and type(key) is int and 0 <= key < len(base):
+        return base[key]
+    return _MISSING
+
+
+def _copy_tree(value: Any) -> Any:
+    """A copy of ``value`` sharing no container with it (its scalars are immutable)."""
+    kind = type(value)
+    if kind is list:
+        return [item if type(item) is float else _copy_tree(item) for item in value]
+    if kind is dict:
+        return {
+            key: item if type(item) is float else _copy_tree(item) for key, item in value.items()
+        }
+    if isinstance(value, dict):
+        return {key: _copy_tree(item) for key, item in value.items()}
+    if isinstance(value, list | tuple):
+        items = [_copy_tree(item) for item in value]
+        return tuple(items) if isinstance(value, tuple) else items
+    return value
+
+
+def _under(value: Any, precision: Any, leaf: Any, base: Any = _MISSING) -> Any:
     """:meth:`Precision._walk` below the last path part: everything in ``value`` is covered."""
     kind = type(value)
     if kind is float:
-        return leaf(value, precision)
+        return leaf(value, precision, base)
+    if base is not _MISSING and (kind is list or kind is tuple or isinstance(value, dict)):
+        return _under_base(value, precision, leaf, base)
     if kind is list:
         return [
-            leaf(item, precision) if type(item) is float else _under(item, precision, leaf)
+            leaf(item, precision, _MISSING) if type(item) is float
+            else _under(item, precision, leaf)
             for item in value
         ]
     if kind is dict or kind is Overwrite:
         out = {
-            key: leaf(item, precision) if type(item) is float else _under(item, precision, leaf)
+            key: leaf(item, precision, _MISSING) if type(item) is float
+            else _under(item, precision, leaf)
             for key, item in value.items()
         }
         return out if kind is dict else Overwrite(out)
@@ -327,7 +430,18 @@ def _under(value: Any, precision: Any, leaf: Any) -> Any:
     if isinstance(value, list | tuple):
         items = [_under(item, precision, leaf) for item in value]
         return tuple(items) if isinstance(value, tuple) else items
-    return leaf(value, precision)
+    return leaf(value, precision, base)
+
+
+def _under_base(value: Any, precision: Any, leaf: Any, base: Any) -> Any:
+    """:func:`_under` of a container, with what ``base`` holds at each item's position."""
+    if isinstance(value, dict):
+        out = {
+            key: _under(item, precision, leaf, _item(base, key)) for key, item in value.items()
+        }
+        return Overwrite(out) if type(value) is Overwrite else out
+    items = [_under(item, precision, leaf, _item(base, i)) for i, item in enumerate(value)]
+    return tuple(items) if isinstance(value, tuple) else items
 
 
 def _identical(a: Any, b: Any) -> bool:
@@ -364,7 +478,30 @@ def quantize(value: Any, precision: PrecisionValue) -> Any:
     return float(value)  # (also where the nearest step would be beyond the largest float)
 
 
-def _to_wire(value: Any, precision: PrecisionValue) -> Any:
+def _quantize_leaf(value: Any, precision: PrecisionValue, base: Any) -> Any:
+    return quantize(value, precision)
+
+
+def _step_count(value: float, step: float) -> int | None:
+    """The int ``n`` with ``n * step == value`` exactly, or None (off the step, or too large)."""
+    scaled = value / step
+    if -QUANTUM_LIMIT < scaled < QUANTUM_LIMIT:
+        count = round(scaled)
+        if count * step == value:
+            return count
+    return None
+
+
+def _base_count(base: Any, step: float) -> int:
+    """The step count a difference is taken from: the base's float's, or 0 if there is none."""
+    if type(base) is float:
+        count = _step_count(base, step)
+        if count is not None:
+            return count
+    return 0
+
+
+def _to_wire(value: Any, precision: PrecisionValue, base: Any = _MISSING) -> Any:
     if isinstance(value, float):
         if precision == FLOAT32:
             try:
@@ -374,19 +511,32 @@ def _to_wire(value: Any, precision: PrecisionValue) -> Any:
             if _F32.unpack(packed)[0] == value:
                 return codec.float32_ext(packed)
             return float(value)
-        step: float = precision  # type: ignore[assignment]
-        scaled = value / step
-        if -QUANTUM_LIMIT < scaled < QUANTUM_LIMIT:
-            count = round(scaled)
-            if count * step == value:
-                return count
+        count = _step_count(value, precision)  # type: ignore[arg-type]
+        if count is not None:
+            return count
         return float(value)  # not on the step (set without a push) or too large: as it is
     if precision != FLOAT32 and isinstance(value, int) and not isinstance(value, bool):
         return codec.exact_int_ext(int(value))
     return value
 
 
-def _from_wire(value: Any, precision: PrecisionValue) -> Any:
+def _to_wire_difference(value: Any, precision: PrecisionValue, base: Any) -> Any:
+    if precision != FLOAT32 and isinstance(value, float):
+        count = _step_count(value, precision)  # type: ignore[arg-type]
+        if count is not None:
+            return count - _base_count(base, precision) + DIFFERENCE_BIAS  # type: ignore[arg-type]
+        return float(value)
+    return _to_wire(value, precision)
+
+
+def _from_wire_difference(value: Any, precision: PrecisionValue, base: Any) -> Any:
+    if type(value) is int and precision != FLOAT32:
+        count = value - DIFFERENCE_BIAS + _base_count(base, precision)  # type: ignore[arg-type]
+        return count * precision
+    return _from_wire(value, precision)
+
+
+def _from_wire(value: Any, precision: PrecisionValue, base: Any = _MISSING) -> Any:
     kind = type(value)
     if kind is int:
         if precision == FLOAT32:

@@ -22,12 +22,16 @@ from pygase_core.model import codec
 from pygase_core.model.gamestate import GameState, GameStateUpdate
 from pygase_core.model.precision import Precision, PrecisionValue
 
-__all__ = ["GameStateStore", "encode_changes"]
+__all__ = ["BASE_VERSIONS", "GameStateStore", "encode_changes", "encode_differences"]
 
 logger = logging.getLogger("pygase.store")
 
 MAX_DELTA_SPAN = 32
 """Combining more updates than this for one client costs more than sending it the full state."""
+
+BASE_VERSIONS = 64
+"""How many recent versions the store (and a client) remembers the declared values of, so that a
+delta from one of them can carry differences (see :func:`encode_differences`)."""
 
 Listener = Callable[[int], None]
 """Called with the new ``time_order`` after each applied push."""
@@ -42,6 +46,26 @@ def encode_changes(changes: Mapping[str, Any], precision: Precision | None) -> b
     if precision is None:
         return codec.pack_checked(changes)
     return codec.pack(precision.to_wire(changes), wire=True)
+
+
+def encode_differences(
+    changes: Mapping[str, Any], precision: Precision, base: Mapping[str, Any]
+) -> bytes:
+    """The wire form of a delta whose declared floats travel as differences from ``base``.
+
+    ``base`` is :meth:`~pygase_core.model.precision.Precision.declared_copy` of the state at
+    the delta's base version. The key ``"_d"`` tells the client so; it resolves each
+    difference against its own copy of that version (see
+    :meth:`~pygase_core.model.precision.Precision.to_wire_differences`).
+    """
+    wire = precision.to_wire_differences(changes, base)
+    wire[DIFFERENCES_KEY] = 1
+    return codec.pack(wire, wire=True)
+
+
+DIFFERENCES_KEY = "_d"
+"""The key of a delta payload whose declared floats are differences from its base version; no
+game attribute can have this name."""
 
 
 class GameStateStore:
@@ -101,9 +125,22 @@ class GameStateStore:
         self._latest_encoded: bytes | None = None
         """The latest update's changes, encoded (None: not yet)."""
         self._listeners: list[Listener] = []
+        self._bases: dict[int, dict[str, Any]] = {}
+        """The declared values of the latest versions (oldest first), for differences."""
+        self._remember_base()
         self.max_update_size: int | None = None
         """Largest encoded update :meth:`push_update` accepts (None: any). A Server sets it to
         its ``max_state_size``, so an update no client could ever receive fails at the push."""
+
+    def _remember_base(self) -> None:
+        """Keep the declared values of the current version (lock held, or in the constructor)."""
+        precision = self.precision
+        if precision is None or not precision.has_steps:
+            return
+        bases = self._bases
+        bases[self._state.time_order] = precision.declared_copy(self._state.to_dict())
+        while len(bases) > BASE_VERSIONS:
+            del bases[next(iter(bases))]
 
     def _quantize(self, game_state: GameState) -> None:
         """Quantize the declared floats of a state that enters the store, in place."""
@@ -138,6 +175,8 @@ class GameStateStore:
             self._deltas.clear()
             self._requested.clear()
             self._latest_encoded = None
+            self._bases.clear()
+            self._remember_base()
             listeners = list(self._listeners)
             time_order = game_state.time_order
         for listener in listeners:
@@ -218,6 +257,7 @@ class GameStateStore:
             self._cache.append(update)
             self._latest_base = previous
             self._latest_encoded = encoded
+            self._remember_base()
             # Keep the deltas someone asked for since the last push (they are brought up to date
             # when asked again); forget the others.
             reach, requested = self._reach, self._requested
@@ -279,6 +319,21 @@ class GameStateStore:
                     self._latest_encoded = encode_changes(delta.changes, self.precision)
                 return delta.time_order, self._latest_encoded
             return delta.time_order, encode_changes(delta.changes, self.precision)
+
+    def encoded_differences_since(self, time_order: int) -> tuple[int, bytes] | None:
+        """:meth:`encoded_changes_since`, with declared floats as differences where it can.
+
+        Differences need the declared values of version ``time_order``, which the store keeps
+        for its latest :data:`BASE_VERSIONS` versions; further back, or without a declared
+        step, the delta carries absolute values, as :meth:`encoded_changes_since` encodes it.
+        """
+        with self._lock:
+            base = self._bases.get(time_order)
+            delta = self.changes_since(time_order)
+            if delta is None or base is None or not delta.changes:
+                return self.encoded_changes_since(time_order)
+            assert self.precision is not None  # (bases are kept only for declared steps)
+            return delta.time_order, encode_differences(delta.changes, self.precision, base)
 
     def _combine_since(self, time_order: int, current: int) -> GameStateUpdate | None:
         # Reuse the cached delta of the nearest newer base, if one is close: then only the

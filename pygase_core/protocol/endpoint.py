@@ -112,7 +112,7 @@ from pygase_core.protocol.packets import (
     peek_version,
     resume_mac,
 )
-from pygase_core.protocol.statesync import PayloadCache, StateDecoder
+from pygase_core.protocol.statesync import PayloadCache, StateDecoder, UnknownBase
 
 Address = Any
 """A socket address as asyncio reports it: ``(host, port)`` or the 4-tuple of IPv6."""
@@ -995,6 +995,9 @@ class ClientEndpoint:
         """The counter of the last ``RESUME`` sent (each one's is higher)."""
         self.state_decoder = StateDecoder()
         """Decodes state payloads with the precision the latest baseline declared."""
+        self.stale_deltas = 0
+        """Deltas dropped because their base version is older than the declared values the
+        client keeps (:data:`~pygase_core.model.store.BASE_VERSIONS`); harmless."""
         self.left_view: dict[str, set[Any]] = {}
         """Per viewed attribute, the keys of the entries that were removed from the state
         because they left this client's view (not deleted), until they come back."""
@@ -1065,6 +1068,9 @@ class ClientEndpoint:
         except ProtocolError:
             self.drops["undecodable state"] += 1
             return None
+        except UnknownBase:
+            self.stale_deltas += 1  # the next delta, from the base now reported, applies
+            return None
         applied = None if connection is None else connection.applied_time_order
         left_view = self.left_view
         if isinstance(decoded, GameState):
@@ -1096,6 +1102,7 @@ class ClientEndpoint:
                 left_view.setdefault(name, set()).add(key)
         if connection is not None:
             connection.applied_time_order = state.time_order
+        self.state_decoder.remember(state)
         return state
 
     def decode_event(self, payload: bytes) -> Event | None:

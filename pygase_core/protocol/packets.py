@@ -48,10 +48,12 @@ from enum import IntEnum
 from pygase_core.errors import ProtocolError
 
 MAGIC = b"PG"
-PROTOCOL_VERSION = 3
+PROTOCOL_VERSION = 4
 """Version 2: resume secret in ``ACCEPT``; ``RESUME`` and ``RESUME_PROMPT`` packets. Version 3:
 state payloads may carry declared precision (tagged ints and single floats, the declaration in
-baselines) and entries that left a client's view; ``INPUT`` and ``INPUT_ACK`` messages."""
+baselines) and entries that left a client's view; ``INPUT`` and ``INPUT_ACK`` messages.
+Version 4: a delta may carry declared floats as differences from its base version (the key
+``"_d"``)."""
 MAX_DATAGRAM_SIZE = 1200
 """Payload budget of one datagram; fits the path MTU of practically every internet route."""
 SESSION_SEAL_OVERHEAD = 24

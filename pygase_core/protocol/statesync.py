@@ -25,7 +25,12 @@ from pygase_core.model import codec
 from pygase_core.model.codec import TO_DELETE
 from pygase_core.model.gamestate import GameState, GameStateUpdate
 from pygase_core.model.precision import Precision
-from pygase_core.model.store import GameStateStore, encode_changes
+from pygase_core.model.store import (
+    BASE_VERSIONS,
+    DIFFERENCES_KEY,
+    GameStateStore,
+    encode_changes,
+)
 from pygase_core.protocol.budget import BandwidthBudget
 from pygase_core.protocol.packets import (
     FULL_STATE,
@@ -71,7 +76,11 @@ def encode_full_state(state: GameState, precision: Precision | None = None) -> b
 
 
 def encode_delta(update: GameStateUpdate, precision: Precision | None = None) -> bytes:
-    """The delta payload: the combined changes (declared floats as small ints)."""
+    """The delta payload: the combined changes (declared floats as small ints).
+
+    Declared floats are their absolute step counts here; a server sends most deltas as
+    differences instead (:func:`~pygase_core.model.store.encode_differences`).
+    """
     return encode_changes(update.changes, precision)
 
 
@@ -80,15 +89,27 @@ LEFT_KEY = "_left"
 :mod:`pygase_core.protocol.viewsync`); no game attribute can have this name."""
 
 
+class UnknownBase(Exception):
+    """A delta of differences from a version whose declared values the client no longer has.
+
+    Not a fault of the server: the client dropped the delta; the next one, from the newer base
+    the client reports, applies.
+    """
+
+
 class StateDecoder:
     """Client side: turns payloads back into states and updates, with the server's precision.
 
     The precision declaration arrives with each baseline and applies to the deltas after it.
+    Under a declared step, the decoder also keeps the declared values of the latest
+    :data:`~pygase_core.model.store.BASE_VERSIONS` versions applied (:meth:`remember`): a delta
+    carries such floats as differences from its base version, resolved against them.
     """
 
     def __init__(self) -> None:
         self.precision: Precision | None = None
         """The declaration of the latest baseline (None: float64 everywhere)."""
+        self._bases: dict[int, dict[str, Any]] = {}
         self.left: list[tuple[str, Any]] = []
         """The entries the latest delta removes because they left the view (attribute, key)."""
 
@@ -118,6 +139,8 @@ class StateDecoder:
                 state = GameState(time_order=target, game_status=status, **attributes)
                 if len(data) == 4:
                     self._removals({}, data[3])  # (only noted: the baseline replaces the state)
+                if precision != self.precision:
+                    self._bases.clear()
                 self.precision = precision
                 return state
             if not isinstance(data, dict) or not all(isinstance(k, str) for k in data):
@@ -127,7 +150,15 @@ class StateDecoder:
             left = data.pop(LEFT_KEY, None)
             if left is not None:
                 self._removals(data, left)
-            if self.precision is not None:
+            differences = data.pop(DIFFERENCES_KEY, None)
+            if differences is not None:
+                if differences != 1 or type(differences) is not int or self.precision is None:
+                    raise ProtocolError("a delta of differences without a declared precision")
+                values = self._bases.get(base)
+                if values is None:
+                    raise UnknownBase(base)
+                data = self.precision.from_wire_differences(data, values)
+            elif self.precision is not None:
                 data = self.precision.from_wire(data)
             # codec.unpack already refused anything a game value cannot be, and the decoded
             # dict belongs to nobody else: no need to validate or copy it again (the hot path
@@ -138,6 +169,16 @@ class StateDecoder:
         except (TypeError, ValueError) as error:
             raise ProtocolError(f"undecodable state payload: {error}") from None
 
+
+    def remember(self, state: GameState) -> None:
+        """Keep the declared values of ``state``, just applied, for deltas from its version."""
+        precision = self.precision
+        if precision is None or not precision.has_steps:
+            return
+        bases = self._bases
+        bases[state.time_order] = precision.declared_copy(state.to_dict())
+        while len(bases) > BASE_VERSIONS:
+            del bases[min(bases)]
 
     def _removals(self, data: dict[str, Any], left: object) -> None:
         """Turn the listed entries that left the view into removals, and remember them."""
@@ -229,7 +270,7 @@ class PayloadCache:
 
     def _encode(self, base: int) -> StatePayload:
         # Encoded by the store under its lock; a push's own encoding for a client one behind.
-        encoded = None if base == NO_STATE else self._store.encoded_changes_since(base)
+        encoded = None if base == NO_STATE else self._store.encoded_differences_since(base)
         if encoded is None:
             payload = self._payloads.get(FULL_STATE)
             if payload is None:
