@@ -93,6 +93,8 @@ def _check_name(name: object, reserved: frozenset[str]) -> str:
 
 _SHARED_LEAVES: Final = frozenset({float, int, str, bool, bytes, type(None)})
 """Exact types whose values are immutable: a copy of a tree shares them."""
+_TAKEN_WHOLE: Final = _SHARED_LEAVES | {list}
+"""Exact types of owned changes that simply replace what the target holds (no merge, no copy)."""
 _SENDABLE_LEAVES: Final = frozenset({float, str, bool, bytes, type(None)})
 """Exact leaf types that can always be sent (an int also needs its range checked)."""
 
@@ -157,6 +159,10 @@ def _merge(target: dict[Any, Any], changes: Mapping[Any, Any], owned: bool = Fal
     With ``owned``, the changes belong to nobody else (freshly decoded), so plain values are
     taken over instead of copied.
     """
+    if owned and _TAKEN_WHOLE.issuperset(map(type, changes.values())):
+        # The common delta of many moved entities as lists (or plain values): one C-level pass.
+        target.update(changes)
+        return
     for key, value in changes.items():
         kind = type(value)
         if kind in _SHARED_LEAVES:

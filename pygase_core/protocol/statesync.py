@@ -7,9 +7,12 @@ has no state yet, or whose base is older than the store's update cache reaches, 
 state as a baseline.
 
 :class:`PayloadCache` encodes each distinct payload once per state version and hands the same
-bytes to every client on the same base. A payload larger than one datagram becomes a *transfer*:
-its fragments are pinned, acknowledged one by one through packet acks and resent until the client
-has them all, so even a large state gets through heavy loss instead of being superseded forever.
+bytes to every client on the same base. A payload of more than a few datagrams becomes a
+*transfer*: its fragments are tracked, acknowledged one by one through packet acks and resent until
+the client has them all, so even a large state gets through heavy loss instead of being superseded
+forever. Delta transfers are pipelined: while one is on its way, the next tick's starts (up to
+:data:`TRANSFERS_IN_FLIGHT`), so a client on a long round trip still gets every tick's state
+rather than one per round trip; a baseline goes alone.
 
 Sans-IO: no sockets, no clock reads.
 """
@@ -47,11 +50,18 @@ DEFAULT_MAX_STATE_SIZE = 1 << 20
 """Largest encoded state or delta, in bytes (1 MiB)."""
 FRAGMENTS_PER_FLUSH = 32
 """How many fragments of a large transfer go out in one flush (about 37 kB)."""
-MAX_PARTIAL_PAYLOADS = 4
 UNPINNED_FRAGMENTS = 4
-"""Deltas of up to this many fragments are sent whole each flush rather than pinned until acked:
-waiting for acks would hold a client at the client's ack rate instead of the server's tick rate.
-Larger deltas and baselines are pinned, so they get through heavy loss fragment by fragment."""
+"""Deltas of up to this many fragments are sent whole each flush, untracked: the next one
+supersedes a lost one. Larger deltas and baselines are transfers, tracked until acked, so they
+get through heavy loss fragment by fragment."""
+MAX_PARTIAL_PAYLOADS = 8
+TRANSFERS_IN_FLIGHT = MAX_PARTIAL_PAYLOADS
+"""How many delta transfers may be on their way to one client at once. Each flush with a new
+state starts the next one while the newest has all its fragments out and none overdue, so a
+client whose round trip (plus the client's ack delay) spans several ticks still gets a state a tick
+(eight cover 160 ms at
+50 Hz); the client keeps as many partial payloads (:data:`MAX_PARTIAL_PAYLOADS`). Any of them
+completing supersedes the older ones."""
 
 
 @dataclass(frozen=True)
@@ -300,6 +310,15 @@ class _Transfer:
     def __post_init__(self) -> None:
         self.unacked = set(range(len(self.payload.messages)))
 
+    def overdue(self, now: float, timeout: float) -> bool:
+        """Whether a fragment still waits for its first send, or for a resend."""
+        sent_at = self.sent_at
+        for index in self.unacked:
+            sent = sent_at.get(index)
+            if sent is None or now - sent >= timeout:
+                return True
+        return False
+
 
 @dataclass(frozen=True)
 class TransferRef:
@@ -318,7 +337,8 @@ class StateSender:
 
     def __init__(self, budget: BandwidthBudget | None = None) -> None:
         self.client_time_order: int | None = None
-        self._transfer: _Transfer | None = None
+        self._transfers: list[_Transfer] = []
+        """The transfers on their way, oldest first."""
         self.budget = budget
         """The connection's bandwidth budget for state (None: unlimited)."""
         self.sending_target: int | None = None
@@ -345,52 +365,54 @@ class StateSender:
         """The state messages for this flush, each with the ref to record for its ack."""
         self.sending_target = self.client_time_order
         if self.up_to_date(cache.time_order):
-            self._transfer = None
+            self._transfers.clear()
             return
         budget = self.budget
         if budget is not None and not budget.open(now):
             budget.deferred += 1  # the client keeps its state; a later delta catches it up
             return
-        transfer = self._transfer
-        if transfer is not None and (
-            not transfer.unacked
-            or (self.client_time_order is not None
-                and self.client_time_order >= transfer.payload.target)
-        ):
-            transfer = self._transfer = None
-        if transfer is None:
-            base = NO_STATE if self.client_time_order is None else self.client_time_order
-            payload = cache.payload_for(base)
-            if payload is None:
-                return
-            self.sending_target = payload.target
-            if len(payload.messages) <= UNPINNED_FRAGMENTS and payload.base != FULL_STATE:
-                # A small delta goes out whole with every flush; the next one supersedes it.
-                for message in payload.messages:
-                    if budget is not None:
-                        budget.spend(len(message))
-                    yield None, message
-                return
-            if len(payload.messages) == 1:
-                if budget is not None:
-                    budget.spend(len(payload.messages[0]))
-                yield None, payload.messages[0]
-                return
-            transfer = self._transfer = _Transfer(payload)
-        self.sending_target = transfer.payload.target
+        has = self.client_time_order
+        transfers = self._transfers = [
+            transfer for transfer in self._transfers
+            if transfer.unacked and (has is None or has < transfer.payload.target)
+        ]
         timeout = resend_timeout(rtt)
+        newest = transfers[-1] if transfers else None
+        if newest is None or (
+            newest.payload.target < cache.time_order
+            and newest.payload.base != FULL_STATE
+            and len(transfers) < TRANSFERS_IN_FLIGHT
+            and not newest.overdue(now, timeout)
+        ):
+            payload = cache.payload_for(NO_STATE if has is None else has)
+            if payload is not None and (newest is None or payload.target > newest.payload.target):
+                self.sending_target = payload.target
+                if len(payload.messages) == 1 or (
+                    len(payload.messages) <= UNPINNED_FRAGMENTS and payload.base != FULL_STATE
+                ):
+                    # A small delta goes out whole with every flush; the next one supersedes it.
+                    for message in payload.messages:
+                        if budget is not None:
+                            budget.spend(len(message))
+                        yield None, message
+                    return
+                transfers.append(_Transfer(payload))
+        if not transfers:
+            return
+        self.sending_target = transfers[-1].payload.target
         fragments = FRAGMENTS_PER_FLUSH
-        for index in sorted(transfer.unacked):
-            sent = transfer.sent_at.get(index)
-            if sent is not None and now - sent < timeout:
-                continue
-            transfer.sent_at[index] = now
-            message = transfer.payload.messages[index]
-            left = True if budget is None else budget.spend(len(message))
-            yield TransferRef(transfer, index), message
-            fragments -= 1
-            if fragments == 0 or not left:
-                return
+        for transfer in transfers:  # the oldest first: it has been out longest, nearest done
+            for index in sorted(transfer.unacked):
+                sent = transfer.sent_at.get(index)
+                if sent is not None and now - sent < timeout:
+                    continue
+                transfer.sent_at[index] = now
+                message = transfer.payload.messages[index]
+                left = True if budget is None else budget.spend(len(message))
+                yield TransferRef(transfer, index), message
+                fragments -= 1
+                if fragments == 0 or not left:
+                    return
 
 
 @dataclass
