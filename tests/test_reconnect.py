@@ -13,7 +13,14 @@ from typing import Any
 
 import pytest
 
-from pygase_core import Client, ClientStatus, EventQueueFullError
+from pygase_core import (
+    Client,
+    ClientStatus,
+    EventQueueFullError,
+    GameState,
+    GameStateStore,
+    Server,
+)
 from pygase_core.protocol.linksim import Direction, LinkConditions
 from tests.clients import connect, read
 from tests.test_adversarial import Recorder, Relay, counting_backend
@@ -97,6 +104,59 @@ def test_a_client_behind_a_nat_that_rebinds_keeps_its_session(clients: list[Clie
     finally:
         relay.close()
         backend.shutdown()
+
+
+def test_a_game_keyed_by_address_re_keys_its_player_when_the_session_moves(
+    clients: list[Client],
+) -> None:
+    store = GameStateStore(GameState(scores={}))
+    server = Server(store, host_client=None)
+    players: dict[Any, str] = {}
+    log: list[tuple[Any, ...]] = []
+    lock = threading.Lock()
+
+    @server.on_client_joined
+    def joined(client_address: Any) -> None:
+        with lock:
+            players[client_address] = f"player {len(players) + 1}"
+
+    @server.on_client_moved
+    def moved(old_address: Any, new_address: Any) -> None:
+        with lock:
+            players[new_address] = players.pop(old_address)
+            log.append(("moved", old_address, new_address))
+
+    def score(n: int, client_address: Any) -> None:
+        with lock:
+            log.append(("score", n, client_address, players.get(client_address)))
+
+    server.register_event_handler("SCORE", score)
+    server.run_in_thread(port=0, hostname="127.0.0.1")
+    relay = Relay(server.port)
+    try:
+        client = connect(clients, relay.port)
+        old = relay.address
+        wait_for(lambda: old in players)
+        client.dispatch_event("SCORE", 1, retries=5)
+        wait_for(lambda: len(log) == 1)
+        new = relay.rebind()
+        wait_for(lambda: new in server.connections, timeout=5, message="the session never moved")
+        for n in range(2, 12):
+            client.dispatch_event("SCORE", n, retries=5)
+        wait_for(lambda: len(log) == 12, timeout=10)
+        assert log[0] == ("score", 1, old, "player 1")
+        assert log[1] == ("moved", old, new)  # once, before any event from the new address
+        assert log[2:] == [("score", n, new, "player 1") for n in range(2, 12)]
+        assert players == {new: "player 1"}
+    finally:
+        relay.close()
+        server.shutdown()
+
+
+def test_on_client_moved_takes_a_callable() -> None:
+    server = Server(GameStateStore(GameState()))
+    with pytest.raises(TypeError, match="callable"):
+        server.on_client_moved("not a function")  # type: ignore[arg-type]
 
 
 def test_a_blackout_of_three_seconds_reconnects_and_runs_every_event_once(

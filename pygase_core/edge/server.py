@@ -248,6 +248,7 @@ class Server(EndpointViews):
         self._handlers = EventHandlerRegistry()
         self._join_handlers: list[Callable[..., Any]] = []
         self._leave_handlers: list[Callable[..., Any]] = []
+        self._move_handlers: list[Callable[..., Any]] = []
         self._cache = (
             PayloadCache(game_state_store, max_state_size) if game_state_store is not None
             else None
@@ -897,6 +898,21 @@ class Server(EndpointViews):
         self._leave_handlers.append(handler)
         return handler
 
+    def on_client_moved(self, handler: Callable[..., Any]) -> Callable[..., Any]:
+        """Call ``handler(old_address, new_address)`` whenever a client's session moves.
+
+        A session follows its client to a new address (a NAT that rebinds, a phone changing
+        networks); from then on its events carry ``client_address=new_address``. A game that
+        keys its players by address re-keys them here: the handler runs on the handler thread
+        before this server's event handlers get any event from the new address (an
+        ``event_wire`` such as a GameStateMachine handles its events in its own loop, in order
+        among themselves). Same rules as :meth:`on_client_joined`.
+        """
+        if not callable(handler):
+            raise TypeError("handler must be callable")
+        self._move_handlers.append(handler)
+        return handler
+
     max_pending_events: int = DEFAULT_MAX_PENDING_EVENTS
     """How many events may be unsettled (neither acknowledged nor given up) per client; one
     more makes :meth:`dispatch_event` raise :class:`~pygase_core.errors.EventQueueFullError`."""
@@ -1028,6 +1044,10 @@ class Server(EndpointViews):
                     notice.old_address, notice.new_address, notice.session_id,
                 )
                 self._follow(notice.old_address, notice.new_address)
+                for handler in self._move_handlers:
+                    self._worker.submit(
+                        handler, notice.old_address, notice.new_address, what="move handler"
+                    )
             elif isinstance(notice, StateTooLarge):
                 logger.error("cannot send the game state: %s", notice.reason)
             elif isinstance(notice, HostChanged):
