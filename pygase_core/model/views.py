@@ -132,8 +132,11 @@ class GridView:
             try:
                 if type(entry) is dict:
                     at = (floor(entry["x"] / size), floor(entry["y"] / size))
-                else:
+                elif type(entry) is list:
                     at = (floor(entry[0] / size), floor(entry[1] / size))
+                else:
+                    x, y = entry_position(entry)
+                    at = (floor(x / size), floor(y / size))
             except (KeyError, IndexError, TypeError, ValueError, OverflowError):
                 continue
             keys = cells.get(at)
@@ -146,7 +149,14 @@ class GridView:
     def cell_of(self, entry: Any) -> tuple[int, int] | None:
         """The cell an entry is in, or None if its position cannot be read."""
         try:
-            x, y = self.position(entry)
+            if self.position is not entry_position:
+                x, y = self.position(entry)
+            elif type(entry) is dict:  # (the default position, read as :meth:`index` does)
+                x, y = entry["x"], entry["y"]
+            elif type(entry) is list:
+                x, y = entry[0], entry[1]
+            else:
+                x, y = entry_position(entry)
             return math.floor(x / self.cell_size), math.floor(y / self.cell_size)
         except Exception:  # (whatever the game's position callable raises for this entry)
             return None
