@@ -38,6 +38,7 @@ Viewer = Any
 Key = Hashable
 _MISSING: Final = object()
 _BOOKKEEPING: Final = frozenset({"time_order", "game_status"})
+_NOTHING: Final[frozenset[Any]] = frozenset()
 
 
 
@@ -355,15 +356,15 @@ class ViewRules:
             entries = attributes.get(view.path)
             cell = None
             if not isinstance(entries, dict):
-                visible.append(frozenset())
+                visible.append(_NOTHING)
                 centers.append(None)
                 continue
             try:
                 if isinstance(view, GridView):
                     key = view.entity(viewer)
-                    own = entries.get(key, _MISSING) if key is not None else _MISSING
+                    own = _MISSING if key is None else entries.get(key, _MISSING)
                     cell = None if own is _MISSING else view.cell_of(own)
-                    seen = frozenset() if cell is None else grid_visible(index, view, cell)
+                    seen = _NOTHING if cell is None else grid_visible(index, view, cell)
                 else:
                     keys = view.visible(viewer, state)
                     if isinstance(keys, str | bytes):  # (its letters are no keys)
@@ -371,9 +372,11 @@ class ViewRules:
                     seen = frozenset(key for key in keys if key in entries)
             except Exception:
                 self._failed(view, f"the view {view!r} failed for {viewer!r}: it shows nothing")
-                seen, cell = frozenset(), None
+                seen, cell = _NOTHING, None
             visible.append(seen)
             centers.append(cell)
+        if not self.private:
+            return ViewState(tuple(visible), (), tuple(centers))
         owners: list[Key | None] = []
         for rule in self.private:
             try:

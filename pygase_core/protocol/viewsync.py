@@ -350,14 +350,14 @@ class ViewedWorld:
     ) -> bool:
         """Whether the client saw exactly the grid cells around ``center`` at ``base``, the
         world's previous version, and was sent nothing since, and sees exactly them now."""
+        if base != self._previous_version or span.centers is None:
+            return False
+        cell = (index, center)
         return (
-            base == self._previous_version
-            and span.centers is not None
-            and span.centers[index] == center
-            and kept is self._previous_cells.get((index, center))
-            and seen is self._seen_cells.get((index, center))
+            span.centers[index] == center
+            and kept is self._previous_cells.get(cell)
+            and seen is self._seen_cells.get(cell)
             and index in self._previous_grid
-            and index in self._cells
         )
 
     def _cell_moves(
@@ -653,9 +653,9 @@ class ViewerPayloads(PayloadCache):
             if version != self._version:
                 self._version = version
                 self._sent.clear()
-            asked = base
-            if base in self._sent:
+            elif base in self._sent:
                 return self._sent[base]
+            asked = base
             world.at(version)
             now = self._history.get(version)
             if now is None:
@@ -669,7 +669,7 @@ class ViewerPayloads(PayloadCache):
                 self._history[version] = now
                 while len(self._history) > HISTORY:
                     self._history.popitem(last=False)
-            known = base != NO_STATE and base in self._history and base < version
+            known = base != NO_STATE and base < version and base in self._history
             if not known:
                 base = NO_STATE  # a baseline; it lists what the client may hold and lost
             floor = base if known else -1
