@@ -5,6 +5,7 @@ One command, from a checkout with the development environment (``bash tools/setu
     .venv/bin/python bench/views.py            # 5-second windows, about a minute
     .venv/bin/python bench/views.py --seconds 2
     .venv/bin/python bench/views.py --cpu     # also the server's protocol CPU, sans-IO
+    .venv/bin/python bench/views.py --cpu --cpu-repeats 5 --only "500 views"  # min and median
     .venv/bin/python bench/views.py --no-colyseus   # without Node's Colyseus rows
 
 Each scenario runs a real ``Server`` in a child process (this file with ``--serve``), whose
@@ -36,6 +37,7 @@ import math
 import os
 import random
 import shutil
+import statistics
 import subprocess
 import sys
 import threading
@@ -402,6 +404,29 @@ def server_cpu(
     }
 
 
+def cpu_figures(repeats: int) -> None:
+    """Print :func:`server_cpu` without and with views, ``repeats`` times each, alternating.
+
+    With repeats, the minimum and median of each and the ratio of the minima follow: the load
+    of a shared machine only ever adds CPU time, so the minimum is the steadiest figure.
+    """
+    runs: dict[bool, list[float]] = {False: [], True: []}
+    for _ in range(repeats):
+        for views in (False, True):
+            result = server_cpu(views)
+            print(result, flush=True)
+            runs[views].append(result["server_cpu_ms_per_tick"])
+    if repeats > 1:
+        summary = {
+            views: {"min": min(times), "median": round(statistics.median(times), 2)}
+            for views, times in runs.items()
+        }
+        print({
+            "server_cpu_ms_per_tick": {"no views": summary[False], "views": summary[True]},
+            "views/no views (min)": round(summary[True]["min"] / summary[False]["min"], 3),
+        }, flush=True)
+
+
 # -- Colyseus's schema encoding of the same positions ---------------------------------------------
 
 COLYSEUS = ROOT / "bench" / "colyseus"
@@ -509,6 +534,9 @@ def main(argv: list[str] | None = None) -> int:
                         help="where views.json goes")
     parser.add_argument("--cpu", action="store_true",
                         help="also time the server's protocol work for 500 entities, sans-IO")
+    parser.add_argument("--cpu-repeats", type=int, default=1, metavar="N",
+                        help="with --cpu: run each variant N times, alternating, and report the"
+                             " minimum and median (the shared machine's load only adds time)")
     parser.add_argument(
         "--colyseus", action=argparse.BooleanOptionalAction, default=None,
         help="measure Colyseus's schema patches of the same positions with Node (default: when"
@@ -519,8 +547,7 @@ def main(argv: list[str] | None = None) -> int:
         serve(args.serve)
         return 0
     if args.cpu:
-        for views in (False, True):
-            print(server_cpu(views))
+        cpu_figures(max(args.cpu_repeats, 1))
     names = args.only or list(SCENARIOS)
     from pygase_core.edge import loops
 

@@ -79,3 +79,18 @@ def test_pipelined_transfers_converge_exactly_under_loss_without_flooding() -> N
     assert len(applied) > 20  # states keep arriving through the loss (15 if each waited)
     # Resends and pipelined transfers stay within two sends of each tick's fragments.
     assert sent < 2 * fragments * 100
+
+
+def test_a_lossless_link_loses_no_packet_when_each_tick_is_many_datagrams() -> None:
+    # 18 fragments a tick at 50 Hz: more datagrams than one 33-sequence ack field covers
+    # between two of the client's packets at its 30 Hz.
+    store, rng = moving_world(900, seed=4)
+    network = Network(store, seed=4)
+    network.add_client(ALICE, latency=0.03)
+    network.run_until(lambda: caught_up(network), timeout=5)
+    run_ticks(network, rng, 100)
+    network.run_until(lambda: caught_up(network), timeout=5)
+    network.run(1.1)  # (a packet counts as lost once a second passed without its ack)
+    connection = network.server.connections[ALICE]
+    assert connection.stats.packets_lost == 0
+    assert connection.congestion.good

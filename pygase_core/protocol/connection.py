@@ -10,8 +10,13 @@ receives small frozen notices describing what happened.
 Event acknowledgements are timely: a connection that received a packet carrying event fragments
 sends its next packet (which carries the acks) within :data:`MAX_ACK_DELAY`, or at once after
 :data:`ACK_EVERY` such packets, so the peer's window keeps moving and no packet falls out of the
-32-packet ack field unacknowledged. What events a connection sent is remembered per packet for
-the last :data:`LATE_ACK_PACKETS` packets, so even a late ack completes its event.
+32-packet ack field unacknowledged. Any other packets go the same way: once
+:data:`ACK_FIELD_MARGIN` have arrived since this end last sent, it sends its acks at once, so a
+peer that sends many datagrams a tick (a large state, a fragment each) never sees them counted as
+lost (nor resent, nor its link taken for congested) only because they outran the ack field
+between two of this end's packets at its normal rate. What events a connection sent is
+remembered per packet for the last :data:`LATE_ACK_PACKETS` packets, so even a late ack
+completes its event.
 
 An outage is not the end of a session. When nothing has arrived for ``silent_after`` seconds the
 connection says :class:`PeerSilent` (once) and treats the peer as silent: it keeps probing, at
@@ -31,6 +36,7 @@ from typing import Any
 
 from pygase_core.errors import PayloadTooLargeError, ProtocolError
 from pygase_core.protocol.acks import (
+    ACK_BITS,
     SEQUENCE_MODULO,
     CongestionControl,
     ConnectionStats,
@@ -86,6 +92,9 @@ ACK_EVERY = 4
 """After this many received packets with event fragments, the acks go out at once."""
 MAX_ACK_DELAY = 0.01
 """Received event fragments are acknowledged at most this many seconds later."""
+ACK_FIELD_MARGIN = ACK_BITS // 2
+"""After this many received packets of any kind, the acks go out at once: half the ack field, so
+the packets that follow before the acks arrive still fit in it."""
 LATE_ACK_PACKETS = 4096
 """How many sent packets' event fragments are remembered for their acks, late ones included."""
 SILENT_PROBE_INTERVAL = 0.25
@@ -327,6 +336,8 @@ class Connection:
         self._event_packets: OrderedDict[int, list[FragmentRef]] = OrderedDict()
         self._acks_owed = 0
         self._acks_owed_since: float | None = None
+        self._received_since_sent = 0
+        """Packets recorded (to be acknowledged) since this end last sent."""
         self.state_out = (
             StateSender(
                 None if self.config.max_bandwidth is None
@@ -478,6 +489,7 @@ class Connection:
         self.last_sent = now
         self._acks_owed = 0
         self._acks_owed_since = None
+        self._received_since_sent = 0
         self._flush_requested = False
         return datagrams
 
@@ -548,6 +560,8 @@ class Connection:
                 deadline = min(deadline, self.last_received)
             else:
                 deadline = min(deadline, self._acks_owed_since + MAX_ACK_DELAY)
+        if self._received_since_sent >= ACK_FIELD_MARGIN:
+            deadline = min(deadline, self.last_received)
         if self.state_out is not None and cache is not None:
             current = cache.time_order
             if not self.state_out.up_to_date(current) and current != self._state_sent_for:
@@ -604,6 +618,7 @@ class Connection:
             return notices
         if acknowledgeable:
             self._window.record(packet.sequence)  # only now: this is what acknowledges it
+            self._received_since_sent += 1
             if carries_events:
                 self._acks_owed += 1
                 if self._acks_owed_since is None:
