@@ -398,18 +398,18 @@ def pack(obj: object, *, wire: bool = False) -> bytes:
     return data
 
 
-def pack_checked(obj: object) -> bytes:
+def pack_checked(obj: object, *, wire: bool = False) -> bytes:
     """:func:`pack` for a value that passed :func:`check_value` (the changes of an update).
 
     Skips the checking walk, which costs several times the encoding itself. Should the value
     have changed since it was checked, the encoder's own failure is answered with the full
-    check, so the error still names what cannot be sent.
+    check, so the error still names what cannot be sent. ``wire`` as for :func:`pack`.
     """
     try:
         data: bytes = _packers.packer.pack(obj)
     except Exception:
         _packers.renew()
-        return pack(obj)
+        return pack(obj, wire=wire)
     return data
 
 

@@ -25,8 +25,7 @@ from __future__ import annotations
 import logging
 import math
 from collections.abc import Callable, Hashable, Iterable, Mapping, Sequence
-from dataclasses import dataclass
-from typing import Any, Final
+from typing import Any, Final, NamedTuple
 
 from pygase_core.model.codec import TO_DELETE, Overwrite
 
@@ -137,7 +136,11 @@ class GridView:
                     at = (floor(entry[0] / size), floor(entry[1] / size))
             except (KeyError, IndexError, TypeError, ValueError, OverflowError):
                 continue
-            cells.setdefault(at, []).append(key)
+            keys = cells.get(at)
+            if keys is None:
+                cells[at] = [key]
+            else:
+                keys.append(key)
         return cells
 
     def cell_of(self, entry: Any) -> tuple[int, int] | None:
@@ -269,9 +272,11 @@ def _without(value: Any, field: tuple[str, ...]) -> Any:
     return copy
 
 
-@dataclass(frozen=True)
-class ViewState:
-    """What one viewer sees at one state version: the keys per view, the owner per private rule."""
+class ViewState(NamedTuple):
+    """What one viewer sees at one state version: the keys per view, the owner per private rule.
+
+    (A named tuple: one is made per client and version, and compared and hashed as a cache key.)
+    """
 
     visible: tuple[frozenset[Key], ...]
     owners: tuple[Key | None, ...]

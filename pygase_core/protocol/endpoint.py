@@ -53,6 +53,7 @@ from typing import Any
 from pygase_core.errors import ProtocolError
 from pygase_core.model.events import Event
 from pygase_core.model.gamestate import GameState
+from pygase_core.model.store import GameStateStore
 from pygase_core.protocol.connection import (
     Connection,
     ConnectionClosed,
@@ -342,8 +343,12 @@ class ServerEndpoint:
         self._members: dict[int, set[Address]] = {}
         """Sessions by the id of the cache they are sent from (0: the endpoint's own)."""
         self._caches: dict[int, PayloadCache] = {}
+        self._worlds: dict[int, tuple[GameStateStore, set[int]]] = {}
+        """The caches of :attr:`_caches` by the id of their store (a world with views has one
+        cache per client, all of one store: they move on together)."""
         self._seen: dict[int, int] = {}
-        """The time_order each cache had when its sessions were last scheduled for it."""
+        """The time_order the endpoint's own cache (0) and each store of :attr:`_worlds` had
+        when their sessions were last scheduled for it."""
         self._check_states = False
         self._secret_key = secret_key
         self.address_text = address_text
@@ -397,30 +402,42 @@ class ServerEndpoint:
         self._members.get(id(session.cache) if session.cache else 0, set()).discard(address)
         session.cache = cache
         key = id(cache) if cache is not None else 0
-        if cache is not None:
+        if cache is not None and key not in self._caches:
             self._caches[key] = cache
+            store = cache.store
+            self._worlds.setdefault(id(store), (store, set()))[1].add(key)
         self._members.setdefault(key, set()).add(address)
         self._schedule(address, float("-inf"))
 
     def forget_cache(self, cache: PayloadCache) -> None:
         """A world is gone: drop what the endpoint kept about its cache."""
         key = id(cache)
-        self._caches.pop(key, None)
-        self._seen.pop(key, None)
+        if self._caches.pop(key, None) is not None:
+            world = self._worlds.get(id(cache.store))
+            if world is not None:
+                world[1].discard(key)
+                if not world[1]:
+                    del self._worlds[id(cache.store)]
+                    self._seen.pop(id(cache.store), None)
         if not self._members.get(key):
             self._members.pop(key, None)
 
     def _states_changed(self, fallback: PayloadCache | None) -> None:
         """Schedule the sessions of every world whose state moved on since last time."""
-        for key, members in self._members.items():
-            cache = self._caches.get(key) if key else fallback
-            if cache is None or not members:
-                continue
-            order = cache.time_order
-            if self._seen.get(key) != order:
-                self._seen[key] = order
+        members = self._members.get(0)
+        if members and fallback is not None:
+            order = fallback.time_order
+            if self._seen.get(0) != order:
+                self._seen[0] = order
                 for address in members:
                     self._schedule(address, float("-inf"))
+        for store_key, (store, keys) in self._worlds.items():
+            order = store.time_order
+            if self._seen.get(store_key) != order:
+                self._seen[store_key] = order
+                for key in keys:
+                    for address in self._members.get(key, ()):
+                        self._schedule(address, float("-inf"))
 
     def session_by_id(self, session_id: int) -> Session | None:
         """The session record with this id, wherever its client is now."""

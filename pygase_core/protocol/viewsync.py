@@ -27,17 +27,20 @@ from __future__ import annotations
 
 from collections import OrderedDict
 from collections.abc import Callable
-from dataclasses import dataclass
-from typing import Any, Final
+from typing import Any, Final, NamedTuple
 
 from pygase_core.errors import PayloadTooLargeError
-from pygase_core.model import codec
-from pygase_core.model.codec import TO_DELETE, Overwrite
+from pygase_core.model.codec import TO_DELETE, Overwrite, pack_checked
 from pygase_core.model.gamestate import GameStateUpdate
 from pygase_core.model.precision import Precision
 from pygase_core.model.views import GridView, Key, ViewRules, ViewState
 from pygase_core.protocol.budget import BandwidthBudget
-from pygase_core.protocol.packets import FULL_STATE, NO_STATE
+from pygase_core.protocol.packets import (
+    FULL_STATE,
+    MAX_FRAGMENT_DATA,
+    NO_STATE,
+    encode_state_fragment,
+)
 from pygase_core.protocol.statesync import LEFT_KEY, PayloadCache, StatePayload, _fragment
 
 __all__ = ["LEFT_KEY", "ViewedWorld", "ViewerPayloads"]
@@ -77,7 +80,10 @@ class ViewedWorld:
         self.store = cache.store
         self.rules = rules
         self._version: int | None = None
+        self._previous_version: int | None = None
         self._cells: dict[int, dict[tuple[int, int], list[Key]]] = {}
+        self._previous_grid: dict[int, dict[tuple[int, int], list[Key]]] = {}
+        self._steps: dict[int, _GridStep] = {}
         self._seen_cells: dict[tuple[int, tuple[int, int]], frozenset[Key]] = {}
         self._previous_cells: dict[tuple[int, tuple[int, int]], frozenset[Key]] = {}
         self._pairs: dict[tuple[Any, ...], bytes] = {}
@@ -101,8 +107,11 @@ class ViewedWorld:
     def at(self, version: int) -> None:
         """Start the caches of ``version`` afresh if it is a new one (under the store's lock)."""
         if version != self._version:
+            self._previous_version = self._version
             self._version = version
-            self._cells.clear()
+            self._previous_grid = self._cells
+            self._cells = {}
+            self._steps.clear()
             self._previous_cells = self._seen_cells
             self._seen_cells = {}
             self._pairs.clear()
@@ -129,6 +138,16 @@ class ViewedWorld:
             seen = before  # the same object as last version: views compare by identity first
         self._seen_cells[(index, cell)] = seen
         return seen
+
+    def _step(self, index: int) -> _GridStep | None:
+        """How grid ``index`` changed since the previous version (None: not known then)."""
+        step = self._steps.get(index)
+        if step is None:
+            before = self._previous_grid.get(index)
+            if before is None:
+                return None
+            step = self._steps[index] = _GridStep(before, self._cells[index])
+        return step
 
     def view_of(self, viewer: Any) -> ViewState:
         """What ``viewer`` sees of the current state (call under the store's lock)."""
@@ -201,13 +220,14 @@ class ViewedWorld:
         if span is not None and span.owners_agree and base != NO_STATE:
             delta = self.store.changes_since(base)
         if delta is not None and span is not None:
-            key: tuple[Any, ...] = (base, span, now)
+            # (What the client holds and sees decides the payload; where it saw it from, not.)
+            key: tuple[Any, ...] = (base, span.kept, span.maybe, now.visible, now.owners)
             cached = self._payloads.get(key)
             if cached is not None:
                 return cached
             raw = self._delta(delta, base, span, now)
             if raw is not None:
-                payload = _fragment(base, version, raw, self.cache.max_state_size)
+                payload = _fragments(base, version, raw, self.cache.max_state_size)
                 self.encodings += 1
                 self._payloads[key] = payload
                 return payload
@@ -216,16 +236,18 @@ class ViewedWorld:
         cached = self._payloads.get(key)
         if cached is None:
             raw = self._baseline(now, maybe)
-            cached = _fragment(FULL_STATE, version, raw, self.cache.max_state_size)
+            cached = _fragments(FULL_STATE, version, raw, self.cache.max_state_size)
             self.encodings += 1
             self._payloads[key] = cached
         return cached
 
     def _pack_at(self, path: tuple[Any, ...], value: Any) -> bytes:
+        # Everything packed here comes from the store's state or updates, which were checked
+        # when pushed (or is made of those by stripping and wrapping): no second checking walk.
         precision: Precision | None = self.store.precision
         if precision is None or path[0] == "game_status":
-            return codec.pack(value)
-        return codec.pack(precision.to_wire_at(path, value), wire=True)
+            return pack_checked(value)
+        return pack_checked(precision.to_wire_at(path, value), wire=True)
 
     def _entry_pair(
         self, cache_key: tuple[Any, ...], name: str, key: Key, value: Any, owners: tuple[Any, ...]
@@ -233,7 +255,7 @@ class ViewedWorld:
         pair = self._pairs.get(cache_key)
         if pair is None:
             value = self.rules.strip_entry(name, key, value, owners)
-            pair = self._pairs[cache_key] = codec.pack(key) + self._pack_at((name, key), value)
+            pair = self._pairs[cache_key] = pack_checked(key) + self._pack_at((name, key), value)
         return pair
 
     def _delta(
@@ -252,7 +274,8 @@ class ViewedWorld:
             pair = self._pairs.get(cache_key)
             if pair is None:
                 stripped = rules.strip(name, value, now.owners)
-                pair = self._pairs[cache_key] = codec.pack(name) + self._pack_at((name,), stripped)
+                pair = pack_checked(name) + self._pack_at((name,), stripped)
+                self._pairs[cache_key] = pair
             pairs.append(pair)
         left: list[list[Any]] = []
         for name, index in rules.paths.items():
@@ -266,11 +289,21 @@ class ViewedWorld:
             private = rules.has_private(name)
             inner: list[bytes] = []
             extra = 0  # pairs in the shared cell chunks beyond one each
-            # Seen throughout: the client has the entry, whatever version it is at: the changes.
-            if change is not _MISSING:
+            gone: list[Key] = []
+            center = now.centers[index] if now.centers else None
+            moves_only = (
+                change is not _MISSING and center is not None and not private
+                and self._same_cells(index, base, span, center, kept, seen)
+            )
+            if moves_only:
+                # The same grid cells as at the base, the version before: only the entries
+                # that moved between cells need a look of their own.
+                assert center is not None
+                extra = self._cell_moves(index, name, center, change, entries, base, inner, gone)
+            elif change is not _MISSING:
+                # Seen throughout: the client has the entry, whatever version it is at.
                 changed: dict[Any, Any] = change
                 steady = kept & seen
-                center = now.centers[index] if now.centers else None
                 if center is not None and not private:
                     # A grid: whole cells the client saw throughout share one encoding.
                     count, chunks, steady = self._cell_chunks(
@@ -284,26 +317,133 @@ class ViewedWorld:
                         owned = private and _owns(rules, name, key, now.owners)
                         inner.append(self._entry_pair(
                             (base, name, key, owned), name, key, entry, now.owners))
-            # Seen now, not throughout: the client may lack it, or hold it from an older view.
-            for key in seen - kept:
-                owned = private and _owns(rules, name, key, now.owners)
-                inner.append(self._whole_pair(name, key, entries[key], owned, now.owners))
-            # Perhaps seen before, not now: removed (deleted, or listed as left).
-            gone: list[Key] = []
-            for key in maybe - seen:
-                if key in entries:
-                    gone.append(key)
-                else:
-                    inner.append(codec.pack(key) + codec.pack(TO_DELETE))
+            if not moves_only and (kept is not seen or maybe is not seen):
+                # Seen now, not throughout: the client may lack it, or hold it from an older
+                # view.
+                for key in seen - kept:
+                    owned = private and _owns(rules, name, key, now.owners)
+                    inner.append(self._whole_pair(name, key, entries[key], owned, now.owners))
+                # Perhaps seen before, not now: removed (deleted, or listed as left).
+                for key in maybe - seen:
+                    if key in entries:
+                        gone.append(key)
+                    else:
+                        inner.append(_deleted(key))
             if inner:
                 pairs.append(
-                    codec.pack(name) + map_header(len(inner) + extra) + b"".join(inner)
+                    pack_checked(name) + map_header(len(inner) + extra) + b"".join(inner)
                 )
             if gone:
                 left.append([name, gone])
         if left:
-            pairs.append(codec.pack(LEFT_KEY) + codec.pack(left))
+            pairs.append(pack_checked(LEFT_KEY) + pack_checked(left))
         return map_header(len(pairs)) + b"".join(pairs)
+
+    def _same_cells(
+        self,
+        index: int,
+        base: int,
+        span: Span,
+        center: tuple[int, int],
+        kept: frozenset[Key],
+        seen: frozenset[Key],
+    ) -> bool:
+        """Whether the client saw exactly the grid cells around ``center`` at ``base``, the
+        world's previous version, and was sent nothing since, and sees exactly them now."""
+        return (
+            base == self._previous_version
+            and span.centers is not None
+            and span.centers[index] == center
+            and kept is self._previous_cells.get((index, center))
+            and seen is self._seen_cells.get((index, center))
+            and index in self._previous_grid
+            and index in self._cells
+        )
+
+    def _cell_moves(
+        self,
+        index: int,
+        name: str,
+        center: tuple[int, int],
+        changed: dict[Any, Any],
+        entries: dict[Any, Any],
+        base: int,
+        inner: list[bytes],
+        gone: list[Key],
+    ) -> int:
+        """The delta of a grid view whose cells stay the same (see :meth:`_same_cells`).
+
+        The changes of the entries that stayed in their cells come as one chunk per cell,
+        shared by every client; of the few that moved between cells, those that moved within
+        the view bring their changes, those that came in arrive whole, those that went out are
+        listed in ``gone`` (or deleted). Appends to ``inner``; returns how many pairs the
+        chunks hold beyond one each.
+        """
+        view = self.rules.views[index]
+        assert isinstance(view, GridView)
+        cells = self._cells[index]
+        step = self._step(index)
+        assert step is not None
+        chunks = step.chunks
+        reach = view.reach
+        x, y = center
+        extra = 0
+        crossings: list[_Crossing] = []
+        for cx in range(x - reach, x + reach + 1):
+            for cy in range(y - reach, y + reach + 1):
+                cell = (cx, cy)
+                chunk = chunks.get(cell)
+                if chunk is None:
+                    chunk = chunks[cell] = self._stay_chunk(name, cells, changed, step, cell)
+                count, packed, crossing = chunk
+                if count:
+                    extra += count - 1
+                    inner.append(packed)
+                if crossing is not None:
+                    crossings.append(crossing)
+        if not crossings:
+            return extra
+
+        def inside(cell: tuple[int, int] | None) -> bool:
+            return cell is not None and abs(cell[0] - x) <= reach and abs(cell[1] - y) <= reach
+
+        origin, destination = step.origin, step.destination
+        for arrived, departed in crossings:
+            for key in arrived:
+                if inside(origin.get(key)):  # moved within the view: its changes
+                    entry = changed.get(key, _MISSING)
+                    if entry is not _MISSING:
+                        inner.append(self._entry_pair(
+                            (base, name, key, False), name, key, entry, ()))
+                else:
+                    inner.append(self._whole_pair(name, key, entries[key], False, ()))
+            for key in departed:
+                if inside(destination.get(key)):
+                    continue  # (moved within the view: it came with the arrivals)
+                if key in entries:
+                    gone.append(key)
+                else:
+                    inner.append(_deleted(key))
+        return extra
+
+    def _stay_chunk(
+        self,
+        name: str,
+        cells: dict[tuple[int, int], list[Key]],
+        changed: dict[Any, Any],
+        step: _GridStep,
+        cell: tuple[int, int],
+    ) -> _Chunk:
+        """How many entries stayed in ``cell`` and changed, their packed changes, and the
+        entries that arrived in and departed from it (None: none)."""
+        crossing = step.moved.get(cell)
+        keys = cells.get(cell, ())
+        if crossing is not None and crossing[0]:
+            keys = [key for key in keys if key not in crossing[0]]
+        pairs = {key: changed[key] for key in keys if key in changed}
+        if not pairs:
+            return 0, b"", crossing
+        return len(pairs), _pairs_of(self._pack_at((name,), pairs)), crossing
 
     def _cell_chunks(
         self,
@@ -351,7 +491,7 @@ class ViewedWorld:
             if isinstance(entry, dict):
                 entry = Overwrite(entry)
             entry = self.rules.strip_entry(name, key, entry, owners)
-            pair = self._pairs[cache_key] = codec.pack(key) + self._pack_at((name, key), entry)
+            pair = self._pairs[cache_key] = pack_checked(key) + self._pack_at((name, key), entry)
         return pair
 
     def _baseline(self, now: ViewState, maybe: tuple[frozenset[Key], ...] | None) -> bytes:
@@ -382,15 +522,73 @@ class ViewedWorld:
         status = int(state.game_status)
         if precision is None:
             if left:
-                return codec.pack([status, attributes, None, left])
-            return codec.pack([status, attributes])
+                return pack_checked([status, attributes, None, left])
+            return pack_checked([status, attributes])
         wire = precision.to_wire(attributes)
         parts = [status, wire, precision.describe(), *([left] if left else [])]
-        return codec.pack(parts, wire=True)
+        return pack_checked(parts, wire=True)
 
 
-@dataclass(frozen=True)
-class Span:
+_Crossing = tuple[frozenset[Key], frozenset[Key]]
+"""The entries that arrived in a cell, and those that departed from it."""
+_Chunk = tuple[int, bytes, _Crossing | None]
+
+
+class _GridStep:
+    """Which entries of a grid changed cells from one version to the next, and the shared
+    chunks of the changes of those that stayed, per cell (for deltas from the earlier one).
+
+    Most cells keep their entries from one version to the next; only those where some entry
+    arrived or departed are in :attr:`moved`, with those entries, and where each came from or
+    went to (absent: nowhere, as a new, deleted or unplaceable entry).
+    """
+
+    __slots__ = ("chunks", "destination", "moved", "origin")
+
+    def __init__(
+        self,
+        before: dict[tuple[int, int], list[Key]],
+        after: dict[tuple[int, int], list[Key]],
+    ) -> None:
+        self.chunks: dict[tuple[int, int], _Chunk] = {}
+        """Per cell, filled as clients need them: see :meth:`ViewedWorld._stay_chunk`."""
+        self.moved: dict[tuple[int, int], _Crossing] = {}
+        """Per cell whose entries changed: those that arrived, those that departed."""
+        self.origin: dict[Key, tuple[int, int]] = {}
+        self.destination: dict[Key, tuple[int, int]] = {}
+        nothing: frozenset[Key] = frozenset()
+        for cell, keys in after.items():
+            old = before.get(cell)
+            if old == keys:
+                continue
+            had = nothing if old is None else frozenset(old)
+            has = frozenset(keys)
+            arrived, departed = has - had, had - has
+            self.moved[cell] = (arrived, departed)
+            for key in arrived:
+                self.destination[key] = cell
+            for key in departed:
+                self.origin[key] = cell
+        for cell, old in before.items():
+            if cell not in after:
+                self.moved[cell] = (nothing, frozenset(old))
+                for key in old:
+                    self.origin[key] = cell
+
+
+def _fragments(base: int, target: int, payload: bytes, max_size: int) -> StatePayload:
+    """The payload cut into fragments; most per-client deltas need only one."""
+    if len(payload) <= MAX_FRAGMENT_DATA and len(payload) <= max_size:
+        return StatePayload(base, target, (encode_state_fragment(base, target, 0, 1, payload),))
+    return _fragment(base, target, payload, max_size)
+
+
+def _deleted(key: Key) -> bytes:
+    """The pair that deletes entry ``key``."""
+    return pack_checked(key) + pack_checked(TO_DELETE)
+
+
+class Span(NamedTuple):
     """What a client may hold of each view, at whichever version from its base on it is at."""
 
     kept: tuple[frozenset[Key], ...]
@@ -400,14 +598,16 @@ class Span:
     owners_agree: bool = True
     """Whether the owners of private fields were the same at all those versions and now
     (otherwise only a baseline can say which private fields it holds)."""
+    centers: tuple[tuple[int, int] | None, ...] | None = None
+    """The grid cells of the one view it sums up (None: several views)."""
 
 
 def span_of(views: list[ViewState], now: ViewState) -> Span:
     """Sum up the views a client was sent from its base on, and the view it gets now."""
     first = views[0]
-    agree = all(view.owners == now.owners for view in views)
     if len(views) == 1:
-        return Span(first.visible, first.visible, agree)
+        return Span(first.visible, first.visible, first.owners == now.owners, first.centers)
+    agree = all(view.owners == now.owners for view in views)
     kept, maybe = [], []
     for index, seen in enumerate(first.visible):
         lowest = highest = seen
@@ -446,11 +646,6 @@ class ViewerPayloads(PayloadCache):
         """Entries a budget holds back from entering this client's view, since which version."""
         self._version: int | None = None
         self._sent: dict[int, StatePayload | None] = {}
-
-    @property
-    def time_order(self) -> int:
-        """The store's current time_order."""
-        return self.world.store.time_order
 
     def payload_for(self, base: int) -> StatePayload | None:
         """The payload that takes this client from ``base`` (or :data:`NO_STATE`) to now.
