@@ -152,3 +152,21 @@ def test_a_viewer_between_a_pipelined_deltas_base_and_target_holds_exactly_its_v
         network.clients[a].state.to_dict() == filtered(final, own[a], players[a], 20.0)
         for a in addresses
     ), timeout=10)
+
+
+def test_a_link_losing_three_percent_of_its_packets_still_gets_a_state_a_tick() -> None:
+    # Loss well under congestion control's 10 % must not drop the connection to 10 packets a
+    # second: neither with a datagram a tick nor with a transfer of several.
+    for count in (50, 300):
+        store, rng = moving_world(count, seed=7)
+        network = Network(store, seed=7)
+        network.add_client(ALICE, latency=0.03, loss=0.03)
+        network.run_until(lambda network=network: caught_up(network), timeout=10)
+        connection = network.server.connections[ALICE]
+        good = 0
+        applied: set[int] = set()
+        for _ in range(8):
+            applied |= run_ticks(network, rng, 25)
+            good += connection.congestion.good
+        assert good == 8, count
+        assert len(applied) > 150, count  # of 200 ticks
