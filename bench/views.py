@@ -6,6 +6,7 @@ One command, from a checkout with the development environment (``bash tools/setu
     .venv/bin/python bench/views.py --seconds 2
     .venv/bin/python bench/views.py --cpu     # also the server's protocol CPU, sans-IO
     .venv/bin/python bench/views.py --cpu --cpu-repeats 5 --only "500 views"  # min and median
+    .venv/bin/python bench/views.py --no-colyseus   # without Node's Colyseus rows
 
 Each scenario runs a real ``Server`` in a child process (this file with ``--serve``), whose
 thread pushes one update per tick at 50 Hz, and real ``Client`` s in this process on one asyncio
@@ -20,6 +21,11 @@ endpoint) and its CPU time (``os.times``) over a window both sides share.
 
 At the end of each scenario the ticking stops and every client's state must equal the server's
 (filtered by its view), value for value: the figures are for exact synchronisation.
+
+Then, when ``node`` is on PATH (``--colyseus`` / ``--no-colyseus`` to choose), the same
+positions go to bench/colyseus/schema_bytes.js, which measures Colyseus's schema patches of
+them (``colyseus_rows``), so one run prints both side by side; naia's row is computed from its
+published claim.
 """
 
 from __future__ import annotations
@@ -30,6 +36,7 @@ import json
 import math
 import os
 import random
+import shutil
 import statistics
 import subprocess
 import sys
@@ -53,6 +60,41 @@ SCENARIOS: dict[str, dict[str, Any]] = {
 
 
 # -- the server process ---------------------------------------------------------------------------
+
+
+class Motion:
+    """The scenario's positions tick by tick, from a seeded generator.
+
+    Up to 100 entities bounce in the box at constant speeds (the usual scenario); more take
+    random walks. The pygase server and the Colyseus encoder (``colyseus_rows``) are fed the
+    very same positions.
+    """
+
+    def __init__(self, count: int, seed: int = 7) -> None:
+        self.rng = random.Random(seed)
+        self.walk = count > 100
+        self._positions = [[self.rng.uniform(0, SIZE), self.rng.uniform(0, SIZE)]
+                           for _ in range(count)]
+        self.velocities = [[self.rng.uniform(-20, 20), self.rng.uniform(-20, 20)]
+                           for _ in range(count)]
+
+    def positions(self) -> list[list[float]]:
+        """A copy of every entity's ``[x, y]``."""
+        return [[x, y] for x, y in self._positions]
+
+    def step(self) -> list[list[float]]:
+        """Moves every entity by one tick (1/50 s) and returns the new positions."""
+        interval = 1 / TICK_RATE
+        for position, velocity in zip(self._positions, self.velocities, strict=True):
+            for axis in (0, 1):
+                if self.walk:
+                    velocity[axis] = self.rng.uniform(-10, 10)
+                value = position[axis] + velocity[axis] * interval
+                if not 0.0 <= value <= SIZE:
+                    velocity[axis] = -velocity[axis]
+                    value = min(max(value, 0.0), SIZE)
+                position[axis] = value
+        return self.positions()
 
 
 class Counter:
@@ -85,14 +127,10 @@ def serve(name: str) -> None:
 
     scenario = SCENARIOS[name]
     counter = Counter()
-    rng = random.Random(7)
-    count = scenario["entities"]
-    walk = count > 100
-    positions = [[rng.uniform(0, SIZE), rng.uniform(0, SIZE)] for _ in range(count)]
-    velocities = [[rng.uniform(-20, 20), rng.uniform(-20, 20)] for _ in range(count)]
+    motion = Motion(scenario["entities"])
     precision = scenario["precision"]
     store = GameStateStore(
-        GameState(entities={i: list(p) for i, p in enumerate(positions)}, t=0.0),
+        GameState(entities=dict(enumerate(motion.positions())), t=0.0),
         precision=None if precision is None else {"entities": precision},
     )
     own: dict[Any, int] = {}
@@ -117,19 +155,9 @@ def serve(name: str) -> None:
                 time.sleep(delay)
             if not ticking.is_set():
                 continue
-            moved = {}
-            for i, (position, velocity) in enumerate(zip(positions, velocities, strict=True)):
-                for axis in (0, 1):
-                    if walk:
-                        velocity[axis] = rng.uniform(-10, 10)
-                    value = position[axis] + velocity[axis] * interval
-                    if not 0.0 <= value <= SIZE:
-                        velocity[axis] = -velocity[axis]
-                        value = min(max(value, 0.0), SIZE)
-                    position[axis] = value
-                moved[i] = [position[0], position[1]]
             store.push_update(GameStateUpdate(
-                store.time_order + 1, entities=moved, t=round(time.monotonic() - start, 3)
+                store.time_order + 1, entities=dict(enumerate(motion.step())),
+                t=round(time.monotonic() - start, 3),
             ))
 
     threading.Thread(target=tick, daemon=True).start()
@@ -399,14 +427,101 @@ def cpu_figures(repeats: int) -> None:
         }, flush=True)
 
 
-def references() -> list[tuple[str, str]]:
+# -- Colyseus's schema encoding of the same positions ---------------------------------------------
+
+COLYSEUS = ROOT / "bench" / "colyseus"
+COLYSEUS_PUBLISHED = 668
+"""Bytes its authors publish for an x/y change of 100 entities; shown beside the measured rows."""
+COLYSEUS_ROWS: tuple[tuple[str, int, int, str, bool], ...] = (
+    # label, entities, clients, x/y field type, StateView per client
+    ("Colyseus schema, `number` x/y", 100, 10, "number", False),
+    ("Colyseus schema, `float32` x/y", 100, 10, "float32", False),
+    ("Colyseus schema, `float64` x/y", 100, 10, "float64", False),
+    ("Colyseus schema, 500 entities, `float64`, no views", 500, 40, "float64", False),
+    ("Colyseus schema, 500 entities, `float64`, `StateView`s", 500, 40, "float64", True),
+)
+
+
+def colyseus_unavailable(wanted: bool | None) -> str | None:
+    """Why the Colyseus rows cannot be measured, or None once bench/colyseus is installed.
+
+    The install is bench/run.py's (``npm install`` of the pinned package.json, once).
+    """
+    if wanted is False:
+        return "left out (--no-colyseus)"
+    from run import ensure_node_modules  # bench/run.py, next to this file
+
+    try:
+        if ensure_node_modules(print):
+            return None
+        return "node and npm are not on PATH"
+    except (OSError, subprocess.CalledProcessError) as error:
+        return f"npm install in bench/colyseus failed ({error})"
+
+
+def colyseus_rows(seconds: float, warmup: float) -> list[dict[str, Any]]:
+    """Colyseus's patch bytes for this file's scenarios, from bench/colyseus/schema_bytes.js.
+
+    The script gets the very positions the pygase server moves (``Motion``, same seed), one
+    JSON line per tick, encodes each tick's patch with @colyseus/schema's ``Encoder`` as a room
+    does and decodes it as its clients would; it counts the ticks after ``warmup`` for a window
+    of ``seconds`` at 50 Hz. It runs as fast as it can: no clock, no sockets.
+    """
+    node = shutil.which("node") or "node"
+    skip = round(warmup * TICK_RATE)
+    ticks = skip + round(seconds * TICK_RATE)
+    feeds: dict[int, str] = {}
+    results = []
+    for label, count, clients, kind, views in COLYSEUS_ROWS:
+        if count not in feeds:
+            motion = Motion(count)
+            lines = [json.dumps(motion.positions())]
+            lines += [json.dumps(motion.step()) for _ in range(ticks)]
+            feeds[count] = "\n".join(lines) + "\n"
+        argv = [node, str(COLYSEUS / "schema_bytes.js"), "--type", kind,
+                "--clients", str(clients), "--skip", str(skip)]
+        if views:
+            argv.append("--views")
+        done = subprocess.run(argv, input=feeds[count], capture_output=True, text=True,
+                              timeout=600)
+        if done.returncode != 0:
+            raise RuntimeError(f"{' '.join(argv[1:])} failed:\n{done.stderr}")
+        results.append({"scenario": label, **json.loads(done.stdout)})
+    return results
+
+
+def colyseus_line(r: dict[str, Any]) -> str:
+    """A table row for one of ``colyseus_rows``'s results."""
+    label = r["scenario"]
+    if r["type"] == "number" and not r["views"]:
+        label += f" (its authors publish {COLYSEUS_PUBLISHED} B for 100 entities' x/y)"
+    if not r["keys_match"]:
+        exact = "NO"
+    elif r["max_error"] == 0:
+        exact = "yes"
+    else:
+        exact = f"no: float32, off by up to {r['max_error']:.1e}"
+    return (
+        f"| {label} | {r['entities']} | {r['clients']} | {r['bytes_per_client_s']:,}"
+        f" ({r['ws_bytes_per_client_s']:,} as WebSocket frames) | 50.0"
+        f" | {r['bytes_per_client_tick']:,} | {r['messages_per_client_tick']:g} message"
+        f" | encode only: {r['encode_cpu_ms_per_tick'] * TICK_RATE:.1f} | {exact} |"
+    )
+
+
+def references(colyseus_measured: bool) -> list[tuple[str, str, str]]:
     """Published figures for the same 100 positions at 50 Hz, computed from their claims."""
-    return [
-        ("Colyseus schema (668 B per x/y change of 100 entities, published)",
-         f"{668 * TICK_RATE:,.0f} B/client-s"),
-        ("naia (38 to 60 bits per position, its book)",
-         f"{100 * 38 / 8 * TICK_RATE:,.0f} to {100 * 60 / 8 * TICK_RATE:,.0f} B/client-s"),
+    rows = [
+        ("naia, 38 to 60 bits per position (its book)",
+         f"{100 * 38 / 8 * TICK_RATE:,.0f} to {100 * 60 / 8 * TICK_RATE:,.0f}",
+         f"{100 * 38 / 8:,.0f} to {100 * 60 / 8:,.0f}"),
     ]
+    if not colyseus_measured:
+        rows.insert(0, (
+            f"Colyseus schema, {COLYSEUS_PUBLISHED} B per x/y change of 100 entities (published)",
+            f"{COLYSEUS_PUBLISHED * TICK_RATE:,.0f}", f"{COLYSEUS_PUBLISHED:,}",
+        ))
+    return rows
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -422,6 +537,11 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--cpu-repeats", type=int, default=1, metavar="N",
                         help="with --cpu: run each variant N times, alternating, and report the"
                              " minimum and median (the shared machine's load only adds time)")
+    parser.add_argument(
+        "--colyseus", action=argparse.BooleanOptionalAction, default=None,
+        help="measure Colyseus's schema patches of the same positions with Node (default: when"
+             " node is on PATH and bench/colyseus installs)",
+    )
     args = parser.parse_args(argv)
     if args.serve:
         serve(args.serve)
@@ -431,8 +551,13 @@ def main(argv: list[str] | None = None) -> int:
     names = args.only or list(SCENARIOS)
     from pygase_core.edge import loops
 
+    unavailable = colyseus_unavailable(args.colyseus)
+    if unavailable is not None and args.colyseus:
+        raise SystemExit(f"bench: cannot measure Colyseus: {unavailable}")
     # The clients' loop is the kind a pygase program gets (uvloop with the fast extra).
     results = [loops.run(measure(name, args.seconds, args.warmup)) for name in names]
+    # After the pygase scenarios, so that Node's work does not share their windows.
+    colyseus = [] if unavailable else colyseus_rows(args.seconds, args.warmup)
     head = ["scenario", "entities", "clients", "B/client-s", "states/client-s", "B/state",
             "datagrams/client-tick", "server CPU ms/s", "exact"]
     print("| " + " | ".join(head) + " |")
@@ -442,12 +567,19 @@ def main(argv: list[str] | None = None) -> int:
               f" | {r['states_per_client_s']} | {r['bytes_per_state']:,}"
               f" | {r['datagrams_per_client_tick']}"
               f" | {r['server_cpu_ms_per_s']} | {'yes' if r['exact'] else 'NO'} |")
-    for label, figure in references():
-        print(f"| {label} | 100 | - | {figure} | | | | | |")
+    for r in colyseus:
+        print(colyseus_line(r))
+    for label, per_second, per_tick in references(bool(colyseus)):
+        print(f"| {label} | 100 | | {per_second} | | {per_tick} | | | |")
+    if unavailable is not None:
+        print(f"Colyseus not measured: {unavailable}")
     out = args.out / "views.json"
     out.parent.mkdir(parents=True, exist_ok=True)
-    out.write_text(json.dumps({"results": results, "seconds": args.seconds}, indent=1))
-    return 0 if all(r["exact"] for r in results) else 1
+    out.write_text(json.dumps(
+        {"results": results, "colyseus": colyseus, "seconds": args.seconds}, indent=1
+    ))
+    ok = all(r["exact"] for r in results) and all(r["keys_match"] for r in colyseus)
+    return 0 if ok else 1
 
 
 if __name__ == "__main__":

@@ -148,6 +148,10 @@ class Network:
         self.server_given_up: list[object] = []
         self.server_out: list[tuple[bytes, Any]] = []
         """Every datagram the server sent, with its address (reachable or not)."""
+        # As a Server does: a push makes the endpoint look at once which sessions lack the new
+        # state, also those sent from caches of their own (views), which the endpoint's
+        # deadlines alone would leave to the next keep-alive.
+        self.store.add_listener(lambda _time_order: self.server.state_changed())
 
     def add_client(self, address: Any, **link: Any) -> ClientSide:
         token = None
@@ -209,6 +213,9 @@ class Network:
                     self.up[address].send(datagram, address, self.now)
                 client.handle(events)
         deadline = self.server.next_deadline(self.cache)
+        timer = self.server.get_timer()
+        if timer is not None and (deadline is None or timer < deadline):
+            deadline = timer
         if deadline is not None and deadline <= self.now:
             out, events = self.server.poll(self.now, self.cache)
             self._server_out(out)

@@ -56,6 +56,7 @@ def test_the_views_bench_runs_and_its_clients_end_exact(tmp_path: Path) -> None:
         [
             sys.executable, str(ROOT / "bench" / "views.py"), "--seconds", "0.5", "--warmup",
             "0.5", "--only", "precision 0.01", "--only", "500 views", "--out", str(tmp_path),
+            "--no-colyseus",  # the suite needs neither Node nor the network
         ],
         capture_output=True,
         text=True,

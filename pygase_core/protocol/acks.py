@@ -10,6 +10,7 @@ Sans-IO: times are passed in as ``now`` (seconds on any monotonic clock).
 
 from __future__ import annotations
 
+from collections import deque
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 
@@ -20,6 +21,43 @@ SENT_BUFFER_SIZE = 1024
 """How many sent packets are remembered; older ones count as lost when evicted."""
 LOSS_TIMEOUT = 1.0
 """A packet unacknowledged after this many seconds counts as lost."""
+LOSS_WINDOW = 2.0
+"""Congestion control judges the loss of the packets settled (acknowledged or lost) in the
+last this many seconds..."""
+LOSS_WINDOW_PACKETS = 50
+"""...and of at least this many packets, however long ago (fewer only at the start)."""
+_LOSS_WINDOW_MAX = 1 << 14
+
+
+class LossWindow:
+    """The share of packets lost among those settled recently (see :data:`LOSS_WINDOW`).
+
+    What congestion control goes by, rather than the smoothed :attr:`ConnectionStats.packet_loss`:
+    that figure moves by a twentieth with every packet, so two losses close together on a link
+    losing 3 % put it over 10 %; the more packets a connection sends, the shorter its memory.
+    Fifty packets or two seconds, whichever is more, keep chance out of the verdict while a real
+    change in the link still shows within a couple of seconds, at any packet rate.
+    """
+
+    def __init__(self) -> None:
+        self._fates: deque[tuple[float, bool]] = deque()
+        self._lost = 0
+
+    def add(self, now: float, lost: bool) -> None:
+        """One packet's fate settled at ``now``."""
+        fates = self._fates
+        fates.append((now, lost))
+        self._lost += lost
+        cutoff = now - LOSS_WINDOW
+        while len(fates) > LOSS_WINDOW_PACKETS and (
+            fates[0][0] < cutoff or len(fates) > _LOSS_WINDOW_MAX
+        ):
+            self._lost -= fates.popleft()[1]
+
+    @property
+    def share(self) -> float:
+        """The lost share of the packets in the window (0 before any)."""
+        return self._lost / len(self._fates) if self._fates else 0.0
 
 
 def sequence_newer(a: int, b: int) -> bool:
@@ -138,7 +176,8 @@ class ConnectionStats:
 
     ``rtt`` is the smoothed round-trip time in seconds (None before the first sample),
     ``packet_loss`` the smoothed fraction of packets lost (0..1), ``kbps_in``/``kbps_out`` the
-    kilobytes per second over the last second, the rest plain counters.
+    kilobytes per second over the last second, the rest plain counters; ``recent_loss`` is the
+    loss congestion control judges (see :class:`LossWindow`).
     """
 
     rtt: float | None = None
@@ -154,6 +193,7 @@ class ConnectionStats:
     _window_start: float | None = field(default=None, repr=False)
     _window_bytes_in: int = field(default=0, repr=False)
     _window_bytes_out: int = field(default=0, repr=False)
+    _loss_window: LossWindow = field(default_factory=LossWindow, repr=False)
 
     RTT_SMOOTHING = 0.1
     LOSS_SMOOTHING = 0.05
@@ -166,11 +206,18 @@ class ConnectionStats:
         else:
             self.rtt += (sample - self.rtt) * self.RTT_SMOOTHING
 
-    def add_delivery(self, lost: bool) -> None:
-        """Fold one packet's fate into the smoothed loss figure."""
+    def add_delivery(self, lost: bool, now: float | None = None) -> None:
+        """Fold one packet's fate, settled at ``now``, into the loss figures."""
         self.packet_loss += ((1.0 if lost else 0.0) - self.packet_loss) * self.LOSS_SMOOTHING
         if lost:
             self.packets_lost += 1
+        if now is not None:
+            self._loss_window.add(now, lost)
+
+    @property
+    def recent_loss(self) -> float:
+        """The share of the recently settled packets that were lost (see :class:`LossWindow`)."""
+        return self._loss_window.share
 
     def count_in(self, size: int, now: float) -> None:
         """Count a received datagram."""
@@ -223,7 +270,7 @@ class CongestionControl:
         if self._mode_since is None:
             self._mode_since = now
         conditions_bad = (stats.rtt or 0.0) > self.RTT_THRESHOLD or (
-            stats.packet_loss > self.LOSS_THRESHOLD
+            stats.recent_loss > self.LOSS_THRESHOLD
         )
         if conditions_bad:
             self._since = None

@@ -482,7 +482,7 @@ class Connection:
             others = [ref for ref in refs if not isinstance(ref, FragmentRef)] if events else refs
             self._remember_events(sequence, events)
             for packet in self._sent.add(sequence, SentPacket(now, len(datagram), others)):
-                self.stats.add_delivery(lost=True)
+                self.stats.add_delivery(lost=True, now=now)
                 del packet
             self.stats.count_out(len(datagram), now)
             datagrams.append(datagram)
@@ -585,7 +585,7 @@ class Connection:
         if self.held:
             return [], notices + self._given_up()
         for _lost in self._sent.expire(now):
-            self.stats.add_delivery(lost=True)
+            self.stats.add_delivery(lost=True, now=now)
         self.congestion.update(self.stats, now)
         if self.silent:
             if now < self.last_sent + self._probe_interval() and not self._flush_requested:
@@ -627,7 +627,7 @@ class Connection:
         notices[heard_at:heard_at] = self.heard(now)
         for sent in self._sent.acknowledge(packet.ack, packet.ack_bits):
             self.stats.add_rtt_sample(now - sent.sent_at)
-            self.stats.add_delivery(lost=False)
+            self.stats.add_delivery(lost=False, now=now)
             for ref in sent.items:
                 if isinstance(ref, TransferRef):
                     ref.acknowledge()
