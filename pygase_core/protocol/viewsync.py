@@ -20,7 +20,11 @@ baseline instead. Nothing outside a client's view is ever encoded into its paylo
 
 Encodings are shared: each entry's change (per base) and each entering entry (per version) is
 packed once and joined into the payloads of every client that needs it; clients on the same base
-with the same view (a grid cell, no private fields) share the very same payload. Sans-IO.
+with the same view (a grid cell, no private fields) share the very same payload. For a grid, the
+changes of a cell's entries are packed once per base into one chunk; a client one version behind
+whose cells stay the same (the usual case, tick after tick) gets the chunks of its cells, and only
+the few entries that changed cells since (:class:`_GridStep`) are looked at one by one, so its
+delta costs a few lookups per cell rather than set operations over every entry it sees. Sans-IO.
 """
 
 from __future__ import annotations
