@@ -283,6 +283,65 @@ def test_clients_in_one_cell_share_their_payloads() -> None:
     assert viewed.encodings == 4
 
 
+def test_entries_that_change_cells_arrive_leave_and_move_within_the_view_exactly() -> None:
+    # The client's own cell stays the same, so its deltas look only at the entries that changed
+    # cells: within its 3 x 3 cells, into them, out of them, deleted or new in them.
+    store = GameStateStore(GameState(entities={
+        "me": {"x": 15.0, "y": 15.0}, "inner": {"x": 5.0, "y": 5.0}, "stay": {"x": 12.0, "y": 12.0},
+        "comer": {"x": 45.0, "y": 5.0}, "goer": {"x": 5.0, "y": 25.0},
+        "doomed": {"x": 15.0, "y": 5.0}, "far": {"x": 55.0, "y": 55.0},
+    }))
+    network = Network(store, seed=8)
+    network.cache = None  # type: ignore[assignment]
+    viewed = ViewedWorld(PayloadCache(store), ViewRules([
+        GridView("entities", cell_size=CELL, radius=CELL, entity=lambda viewer: "me"),
+    ]))
+    (address,) = connect_viewers(network, viewed, 1, 0.0)
+    client = network.clients[address]
+    network.run_until(lambda: client.state.time_order == 0 and "entities" in client.state.to_dict())
+    assert set(client.state.entities) == {"me", "inner", "stay", "goer", "doomed"}
+    store.push_update(GameStateUpdate(1, entities={
+        "me": {"x": 16.0}, "inner": {"x": 25.0}, "stay": {"x": 13.0, "y": 13.0},
+        "comer": {"x": 25.0, "y": 25.0}, "goer": {"x": 35.0}, "doomed": TO_DELETE,
+        "born": {"x": 5.0, "y": 15.0}, "far": {"x": 56.0},
+    }))
+    network.run_until(lambda: client.state.time_order == 1)
+    assert client.state.entities == {
+        "me": {"x": 16.0, "y": 15.0}, "inner": {"x": 25.0, "y": 5.0},
+        "stay": {"x": 13.0, "y": 13.0}, "comer": {"x": 25.0, "y": 25.0},
+        "born": {"x": 5.0, "y": 15.0},
+    }
+    assert client.endpoint.left_view == {"entities": {"goer"}}
+    store.push_update(GameStateUpdate(2, entities={"inner": {"y": 6.0}, "goer": {"x": 5.0}}))
+    network.run_until(lambda: client.state.time_order == 2)
+    assert client.state.entities["inner"] == {"x": 25.0, "y": 6.0}
+    assert client.state.entities["goer"] == {"x": 5.0, "y": 25.0}  # back in, whole
+
+
+def test_clients_in_one_cell_with_other_private_fields_get_payloads_of_their_own() -> None:
+    entities = {i: {"x": float(i), "y": 1.0, "secret": f"S{i}"} for i in range(5)}
+    store = GameStateStore(GameState(entities=entities, players={
+        i: {"hand": f"H{i}"} for i in range(5)
+    }))
+    viewed = ViewedWorld(PayloadCache(store), ViewRules([
+        GridView("entities", cell_size=CELL, radius=CELL, entity=lambda viewer: viewer),
+        PrivateField("entities.*.secret", owner=lambda viewer: viewer),
+        PrivateField("players.*.hand", owner=lambda viewer: viewer),
+    ]))
+    viewers = [viewed.viewer(lambda key=key: key) for key in (0, 1)]  # one cell, two owners
+    for version in (1, 2):
+        store.push_update(GameStateUpdate(version, entities={
+            i: {"x": float(i) + version * 0.1, "secret": f"S{i}v{version}"} for i in range(5)
+        }, players={i: {"hand": f"H{i}v{version}"} for i in range(5)}))
+        base = 2**64 - 1 if version == 1 else version - 1
+        mine, theirs = (_bytes_of(payloads.payload_for(base)) for payloads in viewers)
+        assert mine != theirs
+        assert f"S0v{version}".encode() in mine and f"H0v{version}".encode() in mine
+        assert f"S1v{version}".encode() in theirs and f"H1v{version}".encode() in theirs
+        assert b"S1" not in mine and b"H1" not in mine
+        assert b"S0" not in theirs and b"H0" not in theirs
+
+
 @pytest.mark.parametrize(
     ("rules", "error"),
     [

@@ -38,6 +38,7 @@ Viewer = Any
 Key = Hashable
 _MISSING: Final = object()
 _BOOKKEEPING: Final = frozenset({"time_order", "game_status"})
+_NOTHING: Final[frozenset[Any]] = frozenset()
 
 
 
@@ -132,8 +133,11 @@ class GridView:
             try:
                 if type(entry) is dict:
                     at = (floor(entry["x"] / size), floor(entry["y"] / size))
-                else:
+                elif type(entry) is list:
                     at = (floor(entry[0] / size), floor(entry[1] / size))
+                else:
+                    x, y = entry_position(entry)
+                    at = (floor(x / size), floor(y / size))
             except (KeyError, IndexError, TypeError, ValueError, OverflowError):
                 continue
             keys = cells.get(at)
@@ -146,7 +150,14 @@ class GridView:
     def cell_of(self, entry: Any) -> tuple[int, int] | None:
         """The cell an entry is in, or None if its position cannot be read."""
         try:
-            x, y = self.position(entry)
+            if self.position is not entry_position:
+                x, y = self.position(entry)
+            elif type(entry) is dict:  # (the default position, read as :meth:`index` does)
+                x, y = entry["x"], entry["y"]
+            elif type(entry) is list:
+                x, y = entry[0], entry[1]
+            else:
+                x, y = entry_position(entry)
             return math.floor(x / self.cell_size), math.floor(y / self.cell_size)
         except Exception:  # (whatever the game's position callable raises for this entry)
             return None
@@ -345,15 +356,15 @@ class ViewRules:
             entries = attributes.get(view.path)
             cell = None
             if not isinstance(entries, dict):
-                visible.append(frozenset())
+                visible.append(_NOTHING)
                 centers.append(None)
                 continue
             try:
                 if isinstance(view, GridView):
                     key = view.entity(viewer)
-                    own = entries.get(key, _MISSING) if key is not None else _MISSING
+                    own = _MISSING if key is None else entries.get(key, _MISSING)
                     cell = None if own is _MISSING else view.cell_of(own)
-                    seen = frozenset() if cell is None else grid_visible(index, view, cell)
+                    seen = _NOTHING if cell is None else grid_visible(index, view, cell)
                 else:
                     keys = view.visible(viewer, state)
                     if isinstance(keys, str | bytes):  # (its letters are no keys)
@@ -361,9 +372,11 @@ class ViewRules:
                     seen = frozenset(key for key in keys if key in entries)
             except Exception:
                 self._failed(view, f"the view {view!r} failed for {viewer!r}: it shows nothing")
-                seen, cell = frozenset(), None
+                seen, cell = _NOTHING, None
             visible.append(seen)
             centers.append(cell)
+        if not self.private:
+            return ViewState(tuple(visible), (), tuple(centers))
         owners: list[Key | None] = []
         for rule in self.private:
             try:

@@ -26,7 +26,7 @@ with the same view (a grid cell, no private fields) share the very same payload.
 from __future__ import annotations
 
 from collections import OrderedDict
-from collections.abc import Callable
+from collections.abc import Callable, Iterable
 from typing import Any, Final, NamedTuple
 
 from pygase_core.errors import PayloadTooLargeError
@@ -48,6 +48,7 @@ __all__ = ["LEFT_KEY", "ViewedWorld", "ViewerPayloads"]
 HISTORY: Final = 64
 """How many sent versions' views a client's record keeps (an older base gets a baseline)."""
 _MISSING: Final[Any] = object()
+_PACKED_LEFT_KEY: Final = pack_checked(LEFT_KEY)
 
 
 def _pairs_of(packed_map: bytes) -> bytes:
@@ -84,6 +85,9 @@ class ViewedWorld:
         self._cells: dict[int, dict[tuple[int, int], list[Key]]] = {}
         self._previous_grid: dict[int, dict[tuple[int, int], list[Key]]] = {}
         self._steps: dict[int, _GridStep] = {}
+        self._reach = {index: view.reach for index, view in rules.grids()}
+        self._names = [pack_checked(view.path) for view in rules.views]
+        """The packed name of each view's attribute."""
         self._seen_cells: dict[tuple[int, tuple[int, int]], frozenset[Key]] = {}
         self._previous_cells: dict[tuple[int, tuple[int, int]], frozenset[Key]] = {}
         self._pairs: dict[tuple[Any, ...], bytes] = {}
@@ -132,11 +136,7 @@ class ViewedWorld:
         for cx in range(x - reach, x + reach + 1):
             for cy in range(y - reach, y + reach + 1):
                 keys.extend(cells.get((cx, cy), ()))
-        seen = frozenset(keys)
-        before = self._previous_cells.get((index, cell))
-        if before is not None and before == seen:
-            seen = before  # the same object as last version: views compare by identity first
-        self._seen_cells[(index, cell)] = seen
+        seen = self._seen_cells[(index, cell)] = frozenset(keys)
         return seen
 
     def _step(self, index: int) -> _GridStep | None:
@@ -331,12 +331,12 @@ class ViewedWorld:
                         inner.append(_deleted(key))
             if inner:
                 pairs.append(
-                    pack_checked(name) + map_header(len(inner) + extra) + b"".join(inner)
+                    self._names[index] + map_header(len(inner) + extra) + b"".join(inner)
                 )
             if gone:
                 left.append([name, gone])
         if left:
-            pairs.append(pack_checked(LEFT_KEY) + pack_checked(left))
+            pairs.append(_PACKED_LEFT_KEY + pack_checked(left))
         return map_header(len(pairs)) + b"".join(pairs)
 
     def _same_cells(
@@ -350,14 +350,14 @@ class ViewedWorld:
     ) -> bool:
         """Whether the client saw exactly the grid cells around ``center`` at ``base``, the
         world's previous version, and was sent nothing since, and sees exactly them now."""
+        if base != self._previous_version or span.centers is None:
+            return False
+        cell = (index, center)
         return (
-            base == self._previous_version
-            and span.centers is not None
-            and span.centers[index] == center
-            and kept is self._previous_cells.get((index, center))
-            and seen is self._seen_cells.get((index, center))
+            span.centers[index] == center
+            and kept is self._previous_cells.get(cell)
+            and seen is self._seen_cells.get(cell)
             and index in self._previous_grid
-            and index in self._cells
         )
 
     def _cell_moves(
@@ -379,46 +379,41 @@ class ViewedWorld:
         listed in ``gone`` (or deleted). Appends to ``inner``; returns how many pairs the
         chunks hold beyond one each.
         """
-        view = self.rules.views[index]
-        assert isinstance(view, GridView)
-        cells = self._cells[index]
-        step = self._step(index)
+        step = self._steps.get(index) or self._step(index)
         assert step is not None
         chunks = step.chunks
-        reach = view.reach
+        reach = self._reach[index]
         x, y = center
         extra = 0
         crossings: list[_Crossing] = []
-        for cx in range(x - reach, x + reach + 1):
-            for cy in range(y - reach, y + reach + 1):
-                cell = (cx, cy)
-                chunk = chunks.get(cell)
+        columns = range(x - reach, x + reach + 1)
+        for cy in range(y - reach, y + reach + 1):
+            for cx in columns:
+                chunk = chunks.get((cx, cy))
                 if chunk is None:
-                    chunk = chunks[cell] = self._stay_chunk(name, cells, changed, step, cell)
-                count, packed, crossing = chunk
-                if count:
-                    extra += count - 1
-                    inner.append(packed)
-                if crossing is not None:
-                    crossings.append(crossing)
+                    chunk = self._stay_chunk(name, changed, step, (cx, cy))
+                if chunk[0]:
+                    extra += chunk[0] - 1
+                    inner.append(chunk[1])
+                if chunk[2] is not None:
+                    crossings.append(chunk[2])
         if not crossings:
             return extra
-
-        def inside(cell: tuple[int, int] | None) -> bool:
-            return cell is not None and abs(cell[0] - x) <= reach and abs(cell[1] - y) <= reach
-
         origin, destination = step.origin, step.destination
+        low_x, high_x, low_y, high_y = x - reach, x + reach, y - reach, y + reach
         for arrived, departed in crossings:
             for key in arrived:
-                if inside(origin.get(key)):  # moved within the view: its changes
-                    entry = changed.get(key, _MISSING)
+                came = origin.get(key)
+                if came is not None and low_x <= came[0] <= high_x and low_y <= came[1] <= high_y:
+                    entry = changed.get(key, _MISSING)  # moved within the view: its changes
                     if entry is not _MISSING:
                         inner.append(self._entry_pair(
                             (base, name, key, False), name, key, entry, ()))
                 else:
                     inner.append(self._whole_pair(name, key, entries[key], False, ()))
             for key in departed:
-                if inside(destination.get(key)):
+                went = destination.get(key)
+                if went is not None and low_x <= went[0] <= high_x and low_y <= went[1] <= high_y:
                     continue  # (moved within the view: it came with the arrivals)
                 if key in entries:
                     gone.append(key)
@@ -427,23 +422,21 @@ class ViewedWorld:
         return extra
 
     def _stay_chunk(
-        self,
-        name: str,
-        cells: dict[tuple[int, int], list[Key]],
-        changed: dict[Any, Any],
-        step: _GridStep,
-        cell: tuple[int, int],
+        self, name: str, changed: dict[Any, Any], step: _GridStep, cell: tuple[int, int]
     ) -> _Chunk:
         """How many entries stayed in ``cell`` and changed, their packed changes, and the
-        entries that arrived in and departed from it (None: none)."""
+        entries that arrived in and departed from it (None: none); kept in the step."""
         crossing = step.moved.get(cell)
-        keys = cells.get(cell, ())
+        keys: Iterable[Key] = step.after.get(cell, ())
         if crossing is not None and crossing[0]:
             keys = [key for key in keys if key not in crossing[0]]
         pairs = {key: changed[key] for key in keys if key in changed}
-        if not pairs:
-            return 0, b"", crossing
-        return len(pairs), _pairs_of(self._pack_at((name,), pairs)), crossing
+        chunk: _Chunk = (
+            (len(pairs), _pairs_of(self._pack_at((name,), pairs)), crossing)
+            if pairs else (0, b"", crossing)
+        )
+        step.chunks[cell] = chunk
+        return chunk
 
     def _cell_chunks(
         self,
@@ -543,13 +536,15 @@ class _GridStep:
     went to (absent: nowhere, as a new, deleted or unplaceable entry).
     """
 
-    __slots__ = ("chunks", "destination", "moved", "origin")
+    __slots__ = ("after", "chunks", "destination", "moved", "origin")
 
     def __init__(
         self,
         before: dict[tuple[int, int], list[Key]],
         after: dict[tuple[int, int], list[Key]],
     ) -> None:
+        self.after = after
+        """The later version's cells."""
         self.chunks: dict[tuple[int, int], _Chunk] = {}
         """Per cell, filled as clients need them: see :meth:`ViewedWorld._stay_chunk`."""
         self.moved: dict[tuple[int, int], _Crossing] = {}
@@ -658,9 +653,9 @@ class ViewerPayloads(PayloadCache):
             if version != self._version:
                 self._version = version
                 self._sent.clear()
-            asked = base
-            if base in self._sent:
+            elif base in self._sent:
                 return self._sent[base]
+            asked = base
             world.at(version)
             now = self._history.get(version)
             if now is None:
@@ -674,7 +669,7 @@ class ViewerPayloads(PayloadCache):
                 self._history[version] = now
                 while len(self._history) > HISTORY:
                     self._history.popitem(last=False)
-            known = base != NO_STATE and base in self._history and base < version
+            known = base != NO_STATE and base < version and base in self._history
             if not known:
                 base = NO_STATE  # a baseline; it lists what the client may hold and lost
             floor = base if known else -1
