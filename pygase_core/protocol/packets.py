@@ -137,6 +137,7 @@ DATA_HEADER = struct.Struct("!QHHI")
 _DISCONNECT = struct.Struct("!QB")
 _U64 = struct.Struct("!Q")
 _FRAGMENT_HEADER = struct.Struct("!QQHHH")
+_STATE_FRAGMENT_TAG = bytes((MessageTag.STATE_FRAGMENT,))
 _EVENT_FRAGMENT_HEADER = struct.Struct("!IHHH")
 _U32 = struct.Struct("!I")
 
@@ -465,9 +466,8 @@ def encode_event_floor(event_id: int) -> bytes:
 
 
 def encode_state_fragment(base: int, target: int, index: int, count: int, data: bytes) -> bytes:
-    """Encode a ``STATE_FRAGMENT`` message."""
-    header = _FRAGMENT_HEADER.pack(base, target, index, count, len(data))
-    return bytes((MessageTag.STATE_FRAGMENT,)) + header + data
+    """Encode a ``STATE_FRAGMENT`` message (with views, one per client and state version)."""
+    return _STATE_FRAGMENT_TAG + _FRAGMENT_HEADER.pack(base, target, index, count, len(data)) + data
 
 
 def encode_event_fragment(event_id: int, index: int, count: int, data: bytes) -> bytes:

@@ -53,6 +53,8 @@ HISTORY: Final = 64
 """How many sent versions' views a client's record keeps (an older base gets a baseline)."""
 _MISSING: Final[Any] = object()
 _PACKED_LEFT_KEY: Final = pack_checked(LEFT_KEY)
+MAX_SQUARES: Final = 4096
+"""How many squares of cells around a center a world keeps at most."""
 
 
 def _pairs_of(packed_map: bytes) -> bytes:
@@ -90,6 +92,7 @@ class ViewedWorld:
         self._previous_grid: dict[int, dict[tuple[int, int], list[Key]]] = {}
         self._steps: dict[int, _GridStep] = {}
         self._reach = {index: view.reach for index, view in rules.grids()}
+        self._squares: dict[tuple[int, tuple[int, int]], tuple[tuple[int, int], ...]] = {}
         self._names = [pack_checked(view.path) for view in rules.views]
         """The packed name of each view's attribute."""
         self._seen_cells: dict[tuple[int, tuple[int, int]], frozenset[Key]] = {}
@@ -97,6 +100,8 @@ class ViewedWorld:
         self._pairs: dict[tuple[Any, ...], bytes] = {}
         self._chunks: dict[tuple[Any, ...], tuple[int, bytes]] = {}
         self._payloads: dict[tuple[Any, ...], StatePayload] = {}
+        self._changes: dict[int, GameStateUpdate | None] = {}
+        """The store's changes since each base asked for at this version."""
         self.encodings = 0
         """Payloads encoded (clients that share one count once)."""
 
@@ -125,6 +130,7 @@ class ViewedWorld:
             self._pairs.clear()
             self._chunks.clear()
             self._payloads.clear()
+            self._changes.clear()
 
     def _grid_visible(self, index: int, view: GridView, cell: tuple[int, int]) -> frozenset[Key]:
         seen = self._seen_cells.get((index, cell))
@@ -134,14 +140,25 @@ class ViewedWorld:
         if cells is None:
             entries = self.store.get_game_state().to_dict().get(view.path)
             cells = self._cells[index] = view.index(entries) if isinstance(entries, dict) else {}
-        reach = view.reach
-        x, y = cell
         keys: list[Key] = []
-        for cx in range(x - reach, x + reach + 1):
-            for cy in range(y - reach, y + reach + 1):
-                keys.extend(cells.get((cx, cy), ()))
+        for square_cell in self._square(view.reach, cell):
+            keys.extend(cells.get(square_cell, ()))
         seen = self._seen_cells[(index, cell)] = frozenset(keys)
         return seen
+
+    def _square(self, reach: int, center: tuple[int, int]) -> tuple[tuple[int, int], ...]:
+        """The cells within ``reach`` of ``center`` (kept: clients mostly stay in their cell)."""
+        square = self._squares.get((reach, center))
+        if square is None:
+            if len(self._squares) >= MAX_SQUARES:
+                self._squares.clear()
+            x, y = center
+            square = self._squares[(reach, center)] = tuple(
+                (cx, cy)
+                for cy in range(y - reach, y + reach + 1)
+                for cx in range(x - reach, x + reach + 1)
+            )
+        return square
 
     def _step(self, index: int) -> _GridStep | None:
         """How grid ``index`` changed since the previous version (None: not known then)."""
@@ -222,7 +239,9 @@ class ViewedWorld:
         self.at(version)
         delta = None
         if span is not None and span.owners_agree and base != NO_STATE:
-            delta = self.store.changes_since(base)
+            delta = self._changes.get(base, _MISSING)
+            if delta is _MISSING:
+                delta = self._changes[base] = self.store.changes_since(base)
         if delta is not None and span is not None:
             # (What the client holds and sees decides the payload; where it saw it from, not.)
             key: tuple[Any, ...] = (base, span.kept, span.maybe, now.visible, now.owners)
@@ -390,17 +409,15 @@ class ViewedWorld:
         x, y = center
         extra = 0
         crossings: list[_Crossing] = []
-        columns = range(x - reach, x + reach + 1)
-        for cy in range(y - reach, y + reach + 1):
-            for cx in columns:
-                chunk = chunks.get((cx, cy))
-                if chunk is None:
-                    chunk = self._stay_chunk(name, changed, step, (cx, cy))
-                if chunk[0]:
-                    extra += chunk[0] - 1
-                    inner.append(chunk[1])
-                if chunk[2] is not None:
-                    crossings.append(chunk[2])
+        for cell in self._square(reach, center):
+            chunk = chunks.get(cell)
+            if chunk is None:
+                chunk = self._stay_chunk(name, changed, step, cell)
+            if chunk[0]:
+                extra += chunk[0] - 1
+                inner.append(chunk[1])
+            if chunk[2] is not None:
+                crossings.append(chunk[2])
         if not crossings:
             return extra
         origin, destination = step.origin, step.destination
