@@ -452,10 +452,12 @@ class ViewedWorld:
         if crossing is not None and crossing[0]:
             keys = [key for key in keys if key not in crossing[0]]
         pairs = {key: changed[key] for key in keys if key in changed}
-        chunk: _Chunk = (
-            (len(pairs), _pairs_of(self._pack_at((name,), pairs)), crossing)
-            if pairs else (0, b"", crossing)
-        )
+        if not pairs:
+            chunk: _Chunk = (0, b"", crossing)
+        elif self.store.precision is None:
+            chunk = (len(pairs), _pairs_of(pack_checked(pairs)), crossing)
+        else:
+            chunk = (len(pairs), _pairs_of(self._pack_at((name,), pairs)), crossing)
         step.chunks[cell] = chunk
         return chunk
 
