@@ -48,12 +48,13 @@ from enum import IntEnum
 from pygase_core.errors import ProtocolError
 
 MAGIC = b"PG"
-PROTOCOL_VERSION = 4
+PROTOCOL_VERSION = 5
 """Version 2: resume secret in ``ACCEPT``; ``RESUME`` and ``RESUME_PROMPT`` packets. Version 3:
 state payloads may carry declared precision (tagged ints and single floats, the declaration in
 baselines) and entries that left a client's view; ``INPUT`` and ``INPUT_ACK`` messages.
 Version 4: a delta may carry declared floats as differences from its base version (the key
-``"_d"``)."""
+``"_d"``). Version 5: the server pipelines up to eight delta transfers, and the client keeps
+as many partial payloads (a version 4 client, keeping four, would drop acked fragments)."""
 MAX_DATAGRAM_SIZE = 1200
 """Payload budget of one datagram; fits the path MTU of practically every internet route."""
 SESSION_SEAL_OVERHEAD = 24
