@@ -9,9 +9,11 @@ One command, from a checkout with the development environment (``bash tools/setu
     .venv/bin/python bench/views.py --no-colyseus   # without Node's Colyseus rows
 
 Each scenario runs a real ``Server`` in a child process (this file with ``--serve``), whose
-thread pushes one update per tick at 50 Hz, and real ``Client`` s in this process on one asyncio
-loop. The child counts the bytes and datagrams its server sends (at pygase's datagram
-endpoint) and its CPU time (``os.times``) over a window both sides share.
+thread pushes one update per tick at 50 Hz, and real ``Client`` s spread over two more child
+processes (``--clients``; ``--client-processes N`` to choose), each on one event loop of the
+kind pygase picks (uvloop with the fast extra). The server's child counts the bytes and
+datagrams its server sends (at pygase's datagram endpoint) and its CPU time (``os.times``)
+over a window all sides share.
 
 * ``default``, ``float32``, ``precision 0.01``: the usual scenario of bench/run.py, 100 entities
   (``[x, y]`` lists) all moving every tick in a 100 x 100 box, 10 clients.
@@ -202,7 +204,108 @@ def visible(entities: dict[str, list[float]], own: str) -> dict[str, list[float]
     }
 
 
-async def measure(name: str, seconds: float, warmup: float = 2.0) -> dict[str, Any]:
+class Child:
+    """A child process of this bench, spoken to in lines on its stdin and stdout."""
+
+    def __init__(self, *arguments: str) -> None:
+        self.process = subprocess.Popen(
+            [sys.executable, __file__, *arguments], stdin=subprocess.PIPE,
+            stdout=subprocess.PIPE, text=True,
+        )
+        if os.environ.get("VIEWS_BENCH_DEBUG"):
+            print(f"{arguments[:2]} pid {self.process.pid}", file=sys.stderr, flush=True)
+
+    def send(self, command: str) -> None:
+        assert self.process.stdin
+        self.process.stdin.write(command + "\n")
+        self.process.stdin.flush()
+
+    def answer(self, prefix: str) -> str:
+        assert self.process.stdout
+        while True:
+            line = self.process.stdout.readline()
+            if not line:
+                raise RuntimeError(f"a bench child ended before answering {prefix.strip()}")
+            if line.startswith(prefix):
+                return line[len(prefix):].strip()
+
+    def ask(self, command: str, prefix: str) -> str:
+        self.send(command)
+        return self.answer(prefix)
+
+    def close(self) -> None:
+        try:
+            self.process.wait(10)
+        except subprocess.TimeoutExpired:
+            self.process.kill()
+            self.process.wait(10)
+
+
+def measure(name: str, seconds: float, warmup: float = 2.0, processes: int = 2) -> dict[str, Any]:
+    """One scenario: its server in one child, its clients spread over ``processes`` others.
+
+    Each client process runs its share of real ``Client`` s on one event loop, as a game's
+    process would run one; spreading them lets the clients of the 500-entity run without views,
+    which each apply an 11 kB delta 50 times a second, use the second core.
+    """
+    scenario = SCENARIOS[name]
+    server = Child("--serve", name)
+    workers: list[Child] = []
+    try:
+        port = server.answer("READY ")
+        count = scenario["clients"]
+        shares = [count // processes + (i < count % processes) for i in range(processes)]
+        workers = [Child("--clients", name, port, str(n)) for n in shares if n]
+        for worker in workers:
+            worker.answer("CONNECTED")
+        time.sleep(warmup)
+        for worker in workers:
+            worker.send("count")
+        start = json.loads(server.ask("mark", "MARK "))
+        applied = sum(int(worker.answer("COUNT ")) for worker in workers)
+        time.sleep(seconds)
+        for worker in workers:
+            worker.send("count")
+        end = json.loads(server.ask("mark", "MARK "))
+        applied = sum(int(worker.answer("COUNT ")) for worker in workers) - applied
+        server.ask("pause", "PAUSED")
+        time.sleep(0.5)
+        state = server.ask("state", "STATE ")
+        for worker in workers:
+            worker.send("check " + state)
+        exact = all(worker.answer("CHECK ") == "yes" for worker in workers)
+        for worker in workers:
+            worker.send("quit")
+        server.send("quit")
+    except BaseException:
+        for child in (server, *workers):
+            child.process.kill()
+        raise
+    finally:
+        for child in (server, *workers):
+            child.close()
+    window = end["wall"] - start["wall"]
+    count = max(end["clients"], 1)
+    ticks = end["ticks"] - start["ticks"]
+    sent = end["bytes"] - start["bytes"]
+    return {
+        "scenario": name,
+        "entities": scenario["entities"],
+        "clients": count,
+        "client_processes": len(workers),
+        "bytes_per_client_s": round(sent / count / window),
+        "bytes_per_client_tick": round(sent / count / max(ticks, 1)),
+        "states_per_client_s": round(applied / count / window, 1),
+        "bytes_per_state": round(sent / max(applied, 1)),
+        "datagrams_per_client_tick": round((end["datagrams"] - start["datagrams"]) / count
+                                           / max(ticks, 1), 2),
+        "server_cpu_ms_per_s": round(1000 * (end["cpu"] - start["cpu"]) / window, 1),
+        "exact": exact,
+    }
+
+
+async def run_clients(name: str, port: int, count: int) -> None:
+    """A client process: ``count`` real Clients on this loop, answering the bench's commands."""
     sys.path.insert(0, str(ROOT))
     from pygase_core import Client
     from pygase_core.plugins import get_plugin_manager, hookimpl
@@ -218,77 +321,33 @@ async def measure(name: str, seconds: float, warmup: float = 2.0) -> dict[str, A
 
     manager = get_plugin_manager()
     manager.register(Applied())
-    scenario = SCENARIOS[name]
-    child = subprocess.Popen(
-        [sys.executable, __file__, "--serve", name], stdin=subprocess.PIPE,
-        stdout=subprocess.PIPE, text=True,
-    )
-    assert child.stdin and child.stdout
-    if os.environ.get("VIEWS_BENCH_DEBUG"):
-        print(f"server pid {child.pid}", file=sys.stderr, flush=True)
-
-    def ask(command: str, answer: str) -> str:
-        assert child.stdin and child.stdout
-        child.stdin.write(command + "\n")
-        child.stdin.flush()
-        while True:
-            line = child.stdout.readline()
-            if line.startswith(answer):
-                return line[len(answer):].strip()
-
-    try:
-        port = int(child.stdout.readline().split()[1])
-        clients = [
-            Client(connect_timeout=20, plugin_manager=manager) for _ in range(scenario["clients"])
-        ]
-        tasks = [
-            asyncio.create_task(client.connect_async(port, hostname="127.0.0.1"))
-            for client in clients
-        ]
-        while not all(client.connection is not None for client in clients):
-            await asyncio.sleep(0.05)
-        await asyncio.sleep(warmup)
-        start = json.loads(ask("mark", "MARK "))
-        applied = Applied.count
-        await asyncio.sleep(seconds)
-        end = json.loads(ask("mark", "MARK "))
-        applied = Applied.count - applied
-        if os.environ.get("VIEWS_BENCH_DEBUG"):
-            for client in clients:
-                c = client.connection
-                print(c.congestion.good, c.stats.rtt, c.stats.packet_loss, c.applied_time_order,
-                      file=sys.stderr)
-        ask("pause", "PAUSED")
-        await asyncio.sleep(0.5)
-        server = json.loads(ask("state", "STATE "))
-        exact = await converged(clients, server, scenario["views"])
-        for client in clients:
-            await client.disconnect_async()
-        await asyncio.gather(*tasks, return_exceptions=True)
-        child.stdin.write("quit\n")
-        child.stdin.flush()
-    except Exception:
-        child.kill()
-        raise
-    finally:
-        child.wait(10)
-    window = end["wall"] - start["wall"]
-    count = max(end["clients"], 1)
-    ticks = end["ticks"] - start["ticks"]
-    sent = end["bytes"] - start["bytes"]
-    return {
-        "scenario": name,
-        "entities": scenario["entities"],
-        "clients": count,
-        "bytes_per_client_s": round(sent / count / window),
-        "bytes_per_client_tick": round(sent / count / max(ticks, 1)),
-        "states_per_client_s": round(applied / count / window, 1),
-        "bytes_per_state": round(sent / max(applied, 1)),
-        "datagrams_per_client_tick": round((end["datagrams"] - start["datagrams"]) / count
-                                           / max(ticks, 1), 2),
-        "server_cpu_ms_per_s": round(1000 * (end["cpu"] - start["cpu"]) / window, 1),
-        "exact": exact,
-    }
+    clients = [Client(connect_timeout=20, plugin_manager=manager) for _ in range(count)]
+    tasks = [
+        asyncio.create_task(client.connect_async(port, hostname="127.0.0.1"))
+        for client in clients
+    ]
+    while not all(client.connection is not None for client in clients):
+        await asyncio.sleep(0.05)
+    print("CONNECTED", flush=True)
+    loop = asyncio.get_running_loop()
+    while True:
+        line = await loop.run_in_executor(None, sys.stdin.readline)
+        command, _, argument = line.strip().partition(" ")
+        if command == "count":
+            print(f"COUNT {Applied.count}", flush=True)
+        elif command == "check":
+            if os.environ.get("VIEWS_BENCH_DEBUG"):
+                for client in clients:
+                    c = client.connection
+                    print(c.congestion.good, c.stats.rtt, c.stats.packet_loss,
+                          c.applied_time_order, file=sys.stderr)
+            exact = await converged(clients, json.loads(argument), SCENARIOS[name]["views"])
+            print(f"CHECK {'yes' if exact else 'no'}", flush=True)
+        elif command in ("quit", ""):
+            break
+    for client in clients:
+        await client.disconnect_async()
+    await asyncio.gather(*tasks, return_exceptions=True)
 
 
 async def converged(clients: list[Any], server: dict[str, Any], views: bool) -> bool:
@@ -527,6 +586,9 @@ def references(colyseus_measured: bool) -> list[tuple[str, str, str]]:
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--serve", help=argparse.SUPPRESS)
+    parser.add_argument("--clients", nargs=3, help=argparse.SUPPRESS)
+    parser.add_argument("--client-processes", type=int, default=2, metavar="N",
+                        help="how many processes the clients are spread over (default 2)")
     parser.add_argument("--seconds", type=float, default=5.0, help="window per scenario")
     parser.add_argument("--only", action="append", help="run only this scenario (repeatable)")
     parser.add_argument("--warmup", type=float, default=2.0, help="seconds before each window")
@@ -546,16 +608,23 @@ def main(argv: list[str] | None = None) -> int:
     if args.serve:
         serve(args.serve)
         return 0
+    if args.clients:
+        from pygase_core.edge import loops
+
+        # The clients' loop is the kind a pygase program gets (uvloop with the fast extra).
+        name, port, count = args.clients
+        loops.run(run_clients(name, int(port), int(count)))
+        return 0
     if args.cpu:
         cpu_figures(max(args.cpu_repeats, 1))
     names = args.only or list(SCENARIOS)
-    from pygase_core.edge import loops
-
     unavailable = colyseus_unavailable(args.colyseus)
     if unavailable is not None and args.colyseus:
         raise SystemExit(f"bench: cannot measure Colyseus: {unavailable}")
-    # The clients' loop is the kind a pygase program gets (uvloop with the fast extra).
-    results = [loops.run(measure(name, args.seconds, args.warmup)) for name in names]
+    results = [
+        measure(name, args.seconds, args.warmup, max(args.client_processes, 1))
+        for name in names
+    ]
     # After the pygase scenarios, so that Node's work does not share their windows.
     colyseus = [] if unavailable else colyseus_rows(args.seconds, args.warmup)
     head = ["scenario", "entities", "clients", "B/client-s", "states/client-s", "B/state",
