@@ -16,7 +16,8 @@ from pygase_core.model.store import GameStateStore
 from pygase_core.model.views import FilterView, GridView, PrivateField, ViewRules
 from pygase_core.protocol.budget import BandwidthBudget
 from pygase_core.protocol.connection import ConnectionConfig
-from pygase_core.protocol.statesync import PayloadCache
+from pygase_core.protocol.packets import _FRAGMENT_HEADER
+from pygase_core.protocol.statesync import PayloadCache, StateDecoder
 from pygase_core.protocol.viewsync import ViewedWorld
 from tests.memlink import Network
 
@@ -537,3 +538,26 @@ def test_a_filter_that_returns_a_str_shows_nothing(caplog: pytest.LogCaptureFixt
     with store.lock:
         assert payloads.world.view_of("me").visible == (frozenset(),)
     assert any("visible returned str" in (r.exc_text or "") for r in caplog.records)
+
+
+def _apply(held: GameState | None, decoder: StateDecoder, payload: Any) -> GameState:
+    """What a client holds after applying ``payload`` (its fragments joined) to ``held``."""
+    assert payload is not None
+    data = b"".join(message[1 + _FRAGMENT_HEADER.size:] for message in payload.messages)
+    out = decoder.decode(payload.base, payload.target, data)
+    if isinstance(out, GameState):
+        return out
+    assert held is not None and held.time_order == payload.base
+    held.apply(out)
+    return held
+
+
+def test_a_viewed_attribute_made_while_the_client_sees_none_of_it_reaches_it_empty() -> None:
+    rules = ViewRules([GridView("units", cell_size=CELL, radius=CELL, entity=lambda v: "me")])
+    store, payloads = _viewer_of(rules, GameState(tick=0))
+    decoder = StateDecoder()
+    held = _apply(None, decoder, payloads.payload_for(2**64 - 1))
+    store.push_update(GameStateUpdate(1, units={"far": {"x": 55.0, "y": 55.0}}))
+    held = _apply(held, decoder, payloads.payload_for(0))
+    assert held.to_dict() == {"tick": 0, "units": {}}
+    assert b"far" not in _bytes_of(payloads.payload_for(0))

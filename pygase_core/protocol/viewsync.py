@@ -356,6 +356,9 @@ class ViewedWorld:
                 pairs.append(
                     self._names[index] + map_header(len(inner) + extra) + b"".join(inner)
                 )
+            elif change is not _MISSING and not maybe:
+                # It saw none of the dict: it may lack the dict itself, made since its base.
+                pairs.append(self._names[index] + b"\x80")
             if gone:
                 left.append([name, gone])
         if left:
