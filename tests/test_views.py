@@ -561,3 +561,16 @@ def test_a_viewed_attribute_made_while_the_client_sees_none_of_it_reaches_it_emp
     held = _apply(held, decoder, payloads.payload_for(0))
     assert held.to_dict() == {"tick": 0, "units": {}}
     assert b"far" not in _bytes_of(payloads.payload_for(0))
+
+
+def test_a_filter_that_names_keys_by_equal_values_of_other_types_still_converges() -> None:
+    shown: list[Any] = [1.0, True]  # equal to the keys 1 (and 1), but a float and a bool
+    rules = ViewRules([FilterView("units", lambda viewer, state: shown)])
+    store, payloads = _viewer_of(rules, GameState(units={1: {"a": 1}, 2: {"a": 2}}))
+    decoder = StateDecoder()
+    held = _apply(None, decoder, payloads.payload_for(2**64 - 1))
+    store.push_update(GameStateUpdate(1, units={1: {"a": 5}, 2: {"a": 6}}))
+    shown[:] = [2.0]
+    held = _apply(held, decoder, payloads.payload_for(0))
+    assert held.to_dict() == {"units": {2: {"a": 6}}}
+    assert [type(key) for key in held.units] == [int] and decoder.left == [("units", 1)]

@@ -370,6 +370,12 @@ class ViewRules:
                     if isinstance(keys, str | bytes):  # (its letters are no keys)
                         raise TypeError(f"visible returned {type(keys).__name__}, not keys")
                     seen = frozenset(key for key in keys if key in entries)
+                    for key in seen:
+                        if type(key) is not str and type(key) is not int:
+                            # An equal value of another type (1.0, True, a numpy int): the
+                            # dict's own keys are what a payload may carry.
+                            seen = frozenset(own for own in entries if own in seen)
+                            break
             except Exception:
                 self._failed(view, f"the view {view!r} failed for {viewer!r}: it shows nothing")
                 seen, cell = _NOTHING, None
