@@ -10,7 +10,7 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from pygase_core.model.codec import TO_DELETE
+from pygase_core.model.codec import TO_DELETE, Overwrite
 from pygase_core.model.gamestate import GameState, GameStateUpdate
 from pygase_core.model.store import GameStateStore
 from pygase_core.model.views import FilterView, GridView, PrivateField, ViewRules
@@ -574,3 +574,179 @@ def test_a_filter_that_names_keys_by_equal_values_of_other_types_still_converges
     held = _apply(held, decoder, payloads.payload_for(0))
     assert held.to_dict() == {"units": {2: {"a": 6}}}
     assert [type(key) for key in held.units] == [int] and decoder.left == [("units", 1)]
+
+
+class _Edges:
+    """A world of the edge cases of views: positions on cell borders, missing, NaN, infinite or
+    of no number; entries as lists; entries deleted and made again under their key, replaced
+    whole, or moved out of a cell and back between two sends; the viewed dict replaced, deleted
+    and made again; the whole state replaced; viewers whose own entity changes key."""
+
+    def __init__(self, rng: random.Random, precise: bool) -> None:
+        self.rng, self.precise = rng, precise
+        self.keys: list[Any] = [*range(30), "a", "b"]
+
+    def position(self) -> Any:
+        rng = self.rng
+        roll = rng.random()
+        if roll < 0.4:  # on a border, or a hair below one
+            return rng.randint(-1, 6) * CELL - rng.choice([0.0, 0.0, 1e-9])
+        if roll < 0.45:
+            return rng.choice([math.nan, math.inf, -math.inf, 1e300, *(() if self.precise
+                                                                     else ("x", None))])
+        return rng.uniform(-5.0, 65.0)
+
+    def entry(self) -> Any:
+        rng = self.rng
+        if rng.random() < 0.15:
+            return [self.position(), self.position(), self.token(b"T")]
+        entry = {"x": self.position(), "y": self.position(), "tag": self.token(b"T"),
+                 "secret": self.token(b"S")}
+        if rng.random() < 0.05:
+            del entry["x"]
+        return entry
+
+    def token(self, kind: bytes) -> bytes:
+        return kind + self.rng.randbytes(40)  # (big: a budget lets only a few in at once)
+
+    def changes(self, current: GameState) -> dict[str, Any]:
+        rng, entries = self.rng, current.to_dict().get("entities")
+        roll = rng.random()
+        if roll < 0.02:
+            return {"entities": Overwrite({k: self.entry() for k in rng.sample(self.keys, 4)})}
+        if roll < 0.03:
+            return {"entities": TO_DELETE}
+        if not isinstance(entries, dict):
+            return {"entities": {k: self.entry() for k in rng.sample(self.keys, 4)}}
+        changes: dict[Any, Any] = {}
+        for key in self.keys:
+            roll = rng.random()
+            if key not in entries:
+                if roll < 0.1:
+                    changes[key] = self.entry()
+            elif roll < 0.05:
+                changes[key] = TO_DELETE
+            elif roll < 0.1:
+                entry = self.entry()
+                changes[key] = Overwrite(entry) if type(entry) is dict and roll < 0.07 else entry
+            elif roll < 0.6 and type(entries[key]) is dict:
+                changes[key] = {"x": self.position(), **({"y": self.position()} if roll < 0.3
+                                                         else {})}
+        others = current.to_dict().get("others", {})
+        return {"entities": changes, "others": {k: {"x": rng.uniform(0, 60)} for k in others
+                                                if rng.random() < 0.4}}
+
+
+def _grid_seen(entries: Any, own: Any, reach: int) -> set[Any]:
+    """The reference grid view of :class:`_Edges` (positions read as GridView reads them)."""
+    def cell(entry: Any) -> tuple[int, int] | None:
+        try:
+            x, y = (entry["x"], entry["y"]) if isinstance(entry, dict) else entry[:2]
+            return math.floor(x / CELL), math.floor(y / CELL)
+        except (KeyError, TypeError, ValueError, OverflowError):
+            return None
+
+    center = cell(entries[own]) if isinstance(entries, dict) and own in entries else None
+    if center is None:
+        return set()
+    return {key for key, entry in entries.items() if (at := cell(entry)) is not None
+            and abs(at[0] - center[0]) <= reach and abs(at[1] - center[1]) <= reach}
+
+
+@settings(derandomize=True, max_examples=40, deadline=None)
+@given(
+    seed=st.integers(0, 2**32), radius=st.sampled_from([5.0, 20.0]),
+    second=st.sampled_from(["grid", "filter", None]), secrets=st.booleans(),
+    budget=st.sampled_from([None, 2000]), precise=st.booleans(),
+)
+def test_viewers_through_the_edge_cases_hold_exactly_their_view_and_no_hidden_byte(
+    seed: int, radius: float, second: str | None, secrets: bool, budget: int | None,
+    precise: bool,
+) -> None:
+    rng = random.Random(seed)
+    edges = _Edges(rng, precise)
+    store = GameStateStore(
+        GameState(entities={k: edges.entry() for k in edges.keys[:20]}, tick=0,
+                  others={k: {"x": rng.uniform(0, 60), "y": 5.0} for k in range(5)}),
+        precision={"entities.*.x": 0.01, "others.*.x": 0.5} if precise else None,
+    )
+    own = {viewer: rng.choice(edges.keys) for viewer in range(3)}
+    other = {viewer: viewer for viewer in own}
+    rules = ViewRules([
+        GridView("entities", cell_size=CELL, radius=radius, entity=own.get),
+        *([GridView("others", cell_size=CELL, radius=CELL, entity=other.get)]
+          if second == "grid" else []),
+        *([FilterView("others", lambda viewer, state: [k for k in state.others if k != viewer])]
+          if second == "filter" else []),
+        *([PrivateField("entities.*.secret", owner=own.get)] if secrets else []),
+    ])
+    world = ViewedWorld(PayloadCache(store), rules)
+    payloads = {v: world.viewer(lambda v=v: v, budget and BandwidthBudget(budget)) for v in own}
+    held: dict[Any, tuple[GameState | None, StateDecoder]] = {
+        v: (None, StateDecoder()) for v in own
+    }
+    snapshots = {store.time_order: store.snapshot()}
+    owned_at: dict[tuple[Any, int], Any] = {}
+    for tick in range(40):
+        for _ in range(rng.choice([1, 1, 2, 3])):  # (a client may miss some versions)
+            if rng.random() < 0.03:
+                store.replace_state(GameState(entities={k: edges.entry() for k in edges.keys[:6]}))
+            else:
+                store.push_update(GameStateUpdate(store.time_order + 1, tick=tick,
+                                                  **edges.changes(store.get_game_state())))
+            snapshots[store.time_order] = store.snapshot()
+        if rng.random() < 0.15:
+            own[rng.choice(list(own))] = rng.choice(edges.keys)
+        for viewer, (state, decoder) in held.items():
+            owned_at.setdefault((viewer, store.time_order), own[viewer])
+            payload = payloads[viewer].payload_for(2**64 - 1 if state is None else state.time_order)
+            assert payload is not None
+            if rng.random() < 0.15:
+                continue  # lost
+            view = payloads[viewer]._history[payload.target]
+            data = _bytes_of(payload)
+            entries = snapshots[payload.target].to_dict().get("entities")
+            for key, entry in (entries.items() if isinstance(entries, dict) else ()):
+                if key not in view.visible[0]:
+                    assert (entry["tag"] if type(entry) is dict else entry[2]) not in data
+                if secrets and type(entry) is dict and key != view.owners[0]:
+                    assert entry["secret"] not in data
+            if budget is None:
+                reach = math.ceil(radius / CELL)
+                assert view.visible[0] == _grid_seen(entries, owned_at[viewer, payload.target],
+                                                     reach)
+            state = _apply(state, decoder, payload)
+            held[viewer] = (state, decoder)
+            expected = snapshots[state.time_order].to_dict()
+            for name, index in rules.paths.items():
+                if not isinstance(expected.get(name), dict):
+                    expected.pop(name, None)
+                    continue
+                expected[name] = {
+                    key: {f: v for f, v in entry.items() if not secrets or f != "secret"
+                          or key == view.owners[0]} if type(entry) is dict else entry
+                    for key, entry in expected[name].items() if key in view.visible[index]
+                }
+            assert state.to_dict() == expected
+
+
+def test_a_view_a_budget_let_in_part_by_part_is_never_taken_for_whole_cells() -> None:
+    # The cells stay the same, but at the base the budget had let in only some of their
+    # entries: the delta must bring the rest whole, not changes to entries the client lacks.
+    rules = ViewRules([GridView("units", cell_size=CELL, radius=CELL, entity=lambda v: "me")])
+    store, payloads = _viewer_of(rules, GameState(units={"me": {"x": 5.0, "y": 5.0}}),
+                                 BandwidthBudget(1000))
+    decoder = StateDecoder()
+    held = _apply(None, decoder, payloads.payload_for(2**64 - 1))
+    store.push_update(GameStateUpdate(1, units={
+        i: {"x": 1.0 + i / 10, "y": 2.0, "tag": bytes(100)} for i in range(30)
+    }))
+    for version in range(2, 12):
+        held = _apply(held, decoder, payloads.payload_for(held.time_order))
+        seen = payloads._history[held.time_order].visible[0]
+        units = store.get_game_state().units
+        assert held.units == {key: units[key] for key in seen}
+        store.push_update(GameStateUpdate(version, units={
+            i: {"y": 2.0 + version / 100} for i in range(30)
+        }))
+    assert len(held.units) == 31
