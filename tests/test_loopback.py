@@ -352,3 +352,25 @@ def test_join_and_leave_handlers_see_every_client(clients: list[Client]) -> None
     wait_for(lambda: len(left) == 2)
     assert left[1][1] == "server shutdown"
     wait_for(lambda: bob.status is ClientStatus.DISCONNECTED)
+
+
+def test_a_client_whose_max_state_size_is_below_the_state_says_so_once(
+    clients: list[Client], caplog: pytest.LogCaptureFixture
+) -> None:
+    entities = {i: {"name": f"entity-{i}", "x": float(i)} for i in range(2000)}
+    store = GameStateStore(GameState(entities=entities))
+    server = Server(store)
+    server.run_in_thread(port=0, hostname="127.0.0.1")
+    try:
+        with caplog.at_level("ERROR", logger="pygase"):
+            client = connect(clients, server.port, max_state_size=10_000)
+            wait_for(lambda: client.drops.get("state over max_state_size", 0) >= 3, timeout=10)
+        refusals = [r.getMessage() for r in caplog.records if "max_state_size" in r.getMessage()]
+        assert len(refusals) == 1  # once, however many fragments it refuses
+        assert "cannot receive the game state" in refusals[0] and "10,000" in refusals[0]
+        assert client.status is ClientStatus.CONNECTED  # the session goes on
+        assert "protocol violation" not in client.drops
+        big = connect(clients, server.port)  # a client configured for it gets the state
+        wait_for(lambda: read(big, "entities") == entities, timeout=10)
+    finally:
+        server.shutdown()

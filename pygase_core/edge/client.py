@@ -77,7 +77,13 @@ from pygase_core.protocol.connection import (
     StateReceived,
 )
 from pygase_core.protocol.crypto import ConnectToken
-from pygase_core.protocol.endpoint import ClientEndpoint, ClientNotice, Connected, Refused
+from pygase_core.protocol.endpoint import (
+    ClientEndpoint,
+    ClientNotice,
+    Connected,
+    Refused,
+    StateRefused,
+)
 from pygase_core.protocol.inputs import DEFAULT_MAX_INPUT_SIZE, InputClock
 from pygase_core.protocol.linksim import LinkConditions, resolve_link
 from pygase_core.protocol.packets import DisconnectReason, RejectReason
@@ -855,6 +861,11 @@ class Client(EndpointViews):
             elif isinstance(notice, HostRoleChanged):
                 logger.info(
                     "this client %s the host", "is now" if notice.is_host else "is no longer"
+                )
+            elif isinstance(notice, StateRefused):
+                logger.error(
+                    "pygase client cannot receive the game state: %s (raise Client's"
+                    " max_state_size to take it)", notice.reason,
                 )
             elif isinstance(notice, PeerSilent) and self._status is ClientStatus.CONNECTED:
                 self._status = ClientStatus.RECONNECTING

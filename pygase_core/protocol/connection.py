@@ -77,6 +77,7 @@ from pygase_core.protocol.reliable import EventReceiver, EventSender, FragmentRe
 from pygase_core.protocol.statesync import (
     DEFAULT_MAX_STATE_SIZE,
     PayloadCache,
+    StateOverMaximum,
     StateReceiver,
     StateSender,
     TransferRef,
@@ -235,6 +236,8 @@ class PacketRefused:
     """
 
     reason: str
+    state_over_maximum: bool = False
+    """Whether the fault was a state larger than this end's ``max_state_size``."""
 
 
 @dataclass(frozen=True)
@@ -614,7 +617,7 @@ class Connection:
             carries_events, acknowledgeable = self._take_messages(packet, notices)
         except ProtocolError as error:
             self.stats.packets_dropped += 1
-            notices.append(PacketRefused(str(error)))
+            notices.append(PacketRefused(str(error), isinstance(error, StateOverMaximum)))
             return notices
         if acknowledgeable:
             self._window.record(packet.sequence)  # only now: this is what acknowledges it

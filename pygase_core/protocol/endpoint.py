@@ -976,9 +976,20 @@ class Refused:
     unreachable: bool = False
 
 
+@dataclass(frozen=True)
+class StateRefused:
+    """The server's state is larger than this client's ``max_state_size``: it cannot arrive.
+
+    Reported once per session (every refused fragment is counted in ``drops``); the session
+    goes on, so a state that shrinks arrives.
+    """
+
+    reason: str
+
+
 ClientNotice = (
     Connected | Refused | EventReceived | EventAcknowledged | EventGivenUp | StateReceived
-    | ConnectionClosed | PacketRefused | HostRoleChanged | PeerSilent | PeerBack
+    | ConnectionClosed | PacketRefused | HostRoleChanged | PeerSilent | PeerBack | StateRefused
 )
 
 
@@ -1023,6 +1034,7 @@ class ClientEndpoint:
         self._deadline = now + connect_timeout
         self._full_deadline = self._deadline
         self._unreachable = False
+        self._state_refused = False
         self._cookie: bytes | None = None
         self._last_sent = float("-inf")
 
@@ -1185,11 +1197,21 @@ class ClientEndpoint:
                 return [self._resume_datagram(now)], []
             if isinstance(packet, Disconnect):
                 return [], list(connection.receive_disconnect(packet.reason))
-            notices = _count_refusals(connection.receive(packet, len(data), now), self.drops)
+            received = connection.receive(packet, len(data), now)
+            refused = received[-1] if received else None
+            over = isinstance(refused, PacketRefused) and refused.state_over_maximum
+            if over:
+                received.pop()  # not a protocol violation: the two ends are configured apart
+                self.drops["state over max_state_size"] += 1
+            notices: list[ClientNotice] = list(_count_refusals(received, self.drops))
             for notice in notices:
                 if isinstance(notice, HostRoleChanged):
                     self.is_host = notice.is_host
-            return [], list(notices)
+            if over and not self._state_refused:
+                self._state_refused = True
+                assert isinstance(refused, PacketRefused)
+                notices.append(StateRefused(refused.reason))
+            return [], notices
         if self.failed or getattr(packet, "nonce", None) != self.nonce:
             self.drops["unexpected packet"] += 1
             return [], []

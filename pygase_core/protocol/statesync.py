@@ -99,6 +99,14 @@ LEFT_KEY = "_left"
 :mod:`pygase_core.protocol.viewsync`); no game attribute can have this name."""
 
 
+class StateOverMaximum(ProtocolError):
+    """A state payload larger than the receiving client's ``max_state_size`` allows.
+
+    Not necessarily a hostile server: the two ends may simply be configured apart. The client
+    refuses the fragments (they are never acknowledged) and says so once.
+    """
+
+
 class UnknownBase(Exception):
     """A delta of differences from a version whose declared values the client no longer has.
 
@@ -439,7 +447,11 @@ class StateReceiver:
         if fragment.count == 1:
             return fragment.data
         if fragment.count * MAX_FRAGMENT_DATA > self.max_state_size + MAX_FRAGMENT_DATA:
-            raise ProtocolError(f"a state of {fragment.count} fragments exceeds the maximum size")
+            raise StateOverMaximum(
+                f"the server sends a state of {fragment.count} fragments (about"
+                f" {fragment.count * MAX_FRAGMENT_DATA:,} bytes), over this client's"
+                f" max_state_size of {self.max_state_size:,} bytes"
+            )
         if len(fragment.data) > MAX_FRAGMENT_DATA:
             raise ProtocolError("state fragment larger than a fragment can be")
         key = (fragment.base, fragment.target)
