@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import math
 import random
+import tracemalloc
 from typing import Any
 
 import pytest
@@ -750,3 +751,20 @@ def test_a_view_a_budget_let_in_part_by_part_is_never_taken_for_whole_cells() ->
             i: {"y": 2.0 + version / 100} for i in range(30)
         }))
     assert len(held.units) == 31
+
+
+def test_a_wide_grid_view_keeps_a_bounded_memory_of_its_cells() -> None:
+    # 600 viewers, each in a cell of its own, each seeing 41 x 41 cells: the squares of cells
+    # a world keeps around each center must not add up to a million cells.
+    rules = ViewRules([GridView("units", cell_size=1.0, radius=20.0, entity=lambda v: v)])
+    store = GameStateStore(GameState(units={i: [i + 0.5, 0.5] for i in range(600)}))
+    world = ViewedWorld(PayloadCache(store), rules)
+    tracemalloc.start()
+    try:
+        before = tracemalloc.get_traced_memory()[0]
+        for key in range(600):
+            assert world.viewer(lambda key=key: key).payload_for(2**64 - 1) is not None
+        kept = tracemalloc.get_traced_memory()[0] - before
+    finally:
+        tracemalloc.stop()
+    assert kept < 20_000_000

@@ -53,8 +53,9 @@ HISTORY: Final = 64
 """How many sent versions' views a client's record keeps (an older base gets a baseline)."""
 _MISSING: Final[Any] = object()
 _PACKED_LEFT_KEY: Final = pack_checked(LEFT_KEY)
-MAX_SQUARES: Final = 4096
-"""How many squares of cells around a center a world keeps at most."""
+MAX_SQUARE_CELLS: Final = 1 << 16
+"""How many cells the squares around centers that a world keeps hold in all, at most (a wide
+view's squares are big: 41 x 41 cells for a radius of 20 cells)."""
 
 
 def _pairs_of(packed_map: bytes) -> bytes:
@@ -93,6 +94,8 @@ class ViewedWorld:
         self._steps: dict[int, _GridStep] = {}
         self._reach = {index: view.reach for index, view in rules.grids()}
         self._squares: dict[tuple[int, tuple[int, int]], tuple[tuple[int, int], ...]] = {}
+        self._square_cells = 0
+        """How many cells :attr:`_squares` holds in all."""
         self._names = [pack_checked(view.path) for view in rules.views]
         """The packed name of each view's attribute."""
         self._seen_cells: dict[tuple[int, tuple[int, int]], frozenset[Key]] = {}
@@ -150,14 +153,18 @@ class ViewedWorld:
         """The cells within ``reach`` of ``center`` (kept: clients mostly stay in their cell)."""
         square = self._squares.get((reach, center))
         if square is None:
-            if len(self._squares) >= MAX_SQUARES:
-                self._squares.clear()
             x, y = center
-            square = self._squares[(reach, center)] = tuple(
+            square = tuple(
                 (cx, cy)
                 for cy in range(y - reach, y + reach + 1)
                 for cx in range(x - reach, x + reach + 1)
             )
+            if self._square_cells + len(square) > MAX_SQUARE_CELLS:
+                self._squares.clear()
+                self._square_cells = 0
+            if len(square) <= MAX_SQUARE_CELLS:
+                self._squares[(reach, center)] = square
+                self._square_cells += len(square)
         return square
 
     def _step(self, index: int) -> _GridStep | None:
