@@ -132,6 +132,19 @@ def connect_viewers(
     return addresses
 
 
+def one_viewer_of_me(store: GameStateStore, seed: int) -> tuple[Network, Any]:
+    """One client whose own entity is ``"me"`` in a grid of ``entities``, holding its view."""
+    network = Network(store, seed=seed)
+    network.cache = None  # type: ignore[assignment]
+    viewed = ViewedWorld(PayloadCache(store), ViewRules([
+        GridView("entities", cell_size=CELL, radius=CELL, entity=lambda viewer: "me"),
+    ]))
+    (address,) = connect_viewers(network, viewed, 1, 0.0)
+    client = network.clients[address]
+    network.run_until(lambda: client.state.time_order == 0 and "entities" in client.state.to_dict())
+    return network, client
+
+
 def hidden_tokens(
     state: GameState, own: Any, player: Any, radius: float, secrets: bool = True
 ) -> set[bytes]:
@@ -224,14 +237,7 @@ def test_an_entity_leaving_the_view_is_removed_and_listed_and_a_deleted_one_is_n
         "me": {"x": 5.0, "y": 5.0}, "near": {"x": 6.0, "y": 6.0}, "doomed": {"x": 7.0, "y": 7.0},
         "far": {"x": 55.0, "y": 55.0},
     }))
-    network = Network(store, seed=3)
-    network.cache = None  # type: ignore[assignment]
-    viewed = ViewedWorld(PayloadCache(store), ViewRules([
-        GridView("entities", cell_size=CELL, radius=CELL, entity=lambda viewer: "me"),
-    ]))
-    (address,) = connect_viewers(network, viewed, 1, 0.0)
-    client = network.clients[address]
-    network.run_until(lambda: client.state.time_order == 0 and "entities" in client.state.to_dict())
+    network, client = one_viewer_of_me(store, seed=3)
     assert set(client.state.entities) == {"me", "near", "doomed"}
     store.push_update(GameStateUpdate(
         1, entities={"near": {"x": 40.0}, "doomed": TO_DELETE, "far": {"x": 15.0, "y": 15.0}}
@@ -293,14 +299,7 @@ def test_entries_that_change_cells_arrive_leave_and_move_within_the_view_exactly
         "comer": {"x": 45.0, "y": 5.0}, "goer": {"x": 5.0, "y": 25.0},
         "doomed": {"x": 15.0, "y": 5.0}, "far": {"x": 55.0, "y": 55.0},
     }))
-    network = Network(store, seed=8)
-    network.cache = None  # type: ignore[assignment]
-    viewed = ViewedWorld(PayloadCache(store), ViewRules([
-        GridView("entities", cell_size=CELL, radius=CELL, entity=lambda viewer: "me"),
-    ]))
-    (address,) = connect_viewers(network, viewed, 1, 0.0)
-    client = network.clients[address]
-    network.run_until(lambda: client.state.time_order == 0 and "entities" in client.state.to_dict())
+    network, client = one_viewer_of_me(store, seed=8)
     assert set(client.state.entities) == {"me", "inner", "stay", "goer", "doomed"}
     store.push_update(GameStateUpdate(1, entities={
         "me": {"x": 16.0}, "inner": {"x": 25.0}, "stay": {"x": 13.0, "y": 13.0},
