@@ -55,7 +55,7 @@ def test_stats_smooth_rtt_and_loss() -> None:
         stats.add_rtt_sample(0.02)
     assert stats.rtt is not None and abs(stats.rtt - 0.02) < 0.001
     for i in range(200):
-        stats.add_delivery(lost=i % 5 == 0)
+        stats.add_delivery(lost=i % 5 == 0, now=i * 0.02)
     assert 0.1 < stats.packet_loss < 0.3
     assert stats.packets_lost == 40
 

@@ -206,13 +206,12 @@ class ConnectionStats:
         else:
             self.rtt += (sample - self.rtt) * self.RTT_SMOOTHING
 
-    def add_delivery(self, lost: bool, now: float | None = None) -> None:
+    def add_delivery(self, lost: bool, now: float) -> None:
         """Fold one packet's fate, settled at ``now``, into the loss figures."""
         self.packet_loss += ((1.0 if lost else 0.0) - self.packet_loss) * self.LOSS_SMOOTHING
         if lost:
             self.packets_lost += 1
-        if now is not None:
-            self._loss_window.add(now, lost)
+        self._loss_window.add(now, lost)
 
     @property
     def recent_loss(self) -> float:

@@ -1198,19 +1198,21 @@ class ClientEndpoint:
             if isinstance(packet, Disconnect):
                 return [], list(connection.receive_disconnect(packet.reason))
             received = connection.receive(packet, len(data), now)
-            refused = received[-1] if received else None
-            over = isinstance(refused, PacketRefused) and refused.state_over_maximum
-            if over:
+            last = received[-1] if received else None
+            too_large = (
+                last.reason if isinstance(last, PacketRefused) and last.state_over_maximum
+                else None
+            )
+            if too_large is not None:
                 received.pop()  # not a protocol violation: the two ends are configured apart
                 self.drops["state over max_state_size"] += 1
             notices: list[ClientNotice] = list(_count_refusals(received, self.drops))
             for notice in notices:
                 if isinstance(notice, HostRoleChanged):
                     self.is_host = notice.is_host
-            if over and not self._state_refused:
+            if too_large is not None and not self._state_refused:
                 self._state_refused = True
-                assert isinstance(refused, PacketRefused)
-                notices.append(StateRefused(refused.reason))
+                notices.append(StateRefused(too_large))
             return [], notices
         if self.failed or getattr(packet, "nonce", None) != self.nonce:
             self.drops["unexpected packet"] += 1

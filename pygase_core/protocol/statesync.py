@@ -55,13 +55,13 @@ UNPINNED_FRAGMENTS = 4
 supersedes a lost one. Larger deltas and baselines are transfers, tracked until acked, so they
 get through heavy loss fragment by fragment."""
 MAX_PARTIAL_PAYLOADS = 8
+"""How many payloads a client reassembles at once (the newest kept)."""
 TRANSFERS_IN_FLIGHT = MAX_PARTIAL_PAYLOADS
-"""How many delta transfers may be on their way to one client at once. Each flush with a new
-state starts the next one while the newest has all its fragments out and none overdue, so a
-client whose round trip (plus the client's ack delay) spans several ticks still gets a state a tick
-(eight cover 160 ms at
-50 Hz); the client keeps as many partial payloads (:data:`MAX_PARTIAL_PAYLOADS`). Any of them
-completing supersedes the older ones."""
+"""How many delta transfers may be on their way to one client at once: as many as it
+reassembles. Each flush with a new state starts the next one while the newest has all its
+fragments out and none overdue, so a client whose round trip (plus its ack delay) spans several
+ticks still gets a state a tick (eight cover 160 ms at 50 Hz). Any of them completing
+supersedes the older ones."""
 
 
 @dataclass(frozen=True)
@@ -230,6 +230,8 @@ def _fragment(base: int, target: int, payload: bytes, max_size: int) -> StatePay
             f"the game state encodes to {len(payload)} bytes, over the maximum of {max_size}"
             " (raise max_state_size on the Server and Client)"
         )
+    if len(payload) <= MAX_FRAGMENT_DATA:  # most per-client deltas: no splitting to do
+        return StatePayload(base, target, (encode_state_fragment(base, target, 0, 1, payload),))
     pieces = split_payload(payload, MAX_FRAGMENT_DATA)
     if len(pieces) > MAX_FRAGMENTS:
         raise PayloadTooLargeError(f"the game state needs {len(pieces)} fragments")
@@ -318,14 +320,14 @@ class _Transfer:
     def __post_init__(self) -> None:
         self.unacked = set(range(len(self.payload.messages)))
 
+    def due(self, index: int, now: float, timeout: float) -> bool:
+        """Whether unacknowledged fragment ``index`` waits for its first send, or a resend."""
+        sent = self.sent_at.get(index)
+        return sent is None or now - sent >= timeout
+
     def overdue(self, now: float, timeout: float) -> bool:
-        """Whether a fragment still waits for its first send, or for a resend."""
-        sent_at = self.sent_at
-        for index in self.unacked:
-            sent = sent_at.get(index)
-            if sent is None or now - sent >= timeout:
-                return True
-        return False
+        """Whether any fragment is due."""
+        return any(self.due(index, now, timeout) for index in self.unacked)
 
 
 @dataclass(frozen=True)
@@ -411,8 +413,7 @@ class StateSender:
         fragments = FRAGMENTS_PER_FLUSH
         for transfer in transfers:  # the oldest first: it has been out longest, nearest done
             for index in sorted(transfer.unacked):
-                sent = transfer.sent_at.get(index)
-                if sent is not None and now - sent < timeout:
+                if not transfer.due(index, now, timeout):
                     continue
                 transfer.sent_at[index] = now
                 message = transfer.payload.messages[index]

@@ -39,12 +39,7 @@ from pygase_core.model.gamestate import GameStateUpdate
 from pygase_core.model.precision import Precision
 from pygase_core.model.views import GridView, Key, ViewRules, ViewState
 from pygase_core.protocol.budget import BandwidthBudget
-from pygase_core.protocol.packets import (
-    FULL_STATE,
-    MAX_FRAGMENT_DATA,
-    NO_STATE,
-    encode_state_fragment,
-)
+from pygase_core.protocol.packets import FULL_STATE, NO_STATE
 from pygase_core.protocol.statesync import LEFT_KEY, PayloadCache, StatePayload, _fragment
 
 __all__ = ["LEFT_KEY", "ViewedWorld", "ViewerPayloads"]
@@ -257,7 +252,7 @@ class ViewedWorld:
                 return cached
             raw = self._delta(delta, base, span, now)
             if raw is not None:
-                payload = _fragments(base, version, raw, self.cache.max_state_size)
+                payload = _fragment(base, version, raw, self.cache.max_state_size)
                 self.encodings += 1
                 self._payloads[key] = payload
                 return payload
@@ -266,7 +261,7 @@ class ViewedWorld:
         cached = self._payloads.get(key)
         if cached is None:
             raw = self._baseline(now, maybe)
-            cached = _fragments(FULL_STATE, version, raw, self.cache.max_state_size)
+            cached = _fragment(FULL_STATE, version, raw, self.cache.max_state_size)
             self.encodings += 1
             self._payloads[key] = cached
         return cached
@@ -487,24 +482,21 @@ class ViewedWorld:
         view = self.rules.views[index]
         assert isinstance(view, GridView)
         cells = self._cells.get(index, {})
-        reach = view.reach
-        x, y = center
         count = 0
         parts: list[bytes] = []
         done: list[Key] = []
-        for cx in range(x - reach, x + reach + 1):
-            for cy in range(y - reach, y + reach + 1):
-                keys = cells.get((cx, cy))
-                if not keys or not (kept.issuperset(keys) and seen.issuperset(keys)):
-                    continue
-                chunk = self._chunks.get((base, index, cx, cy))
-                if chunk is None:
-                    pairs = {key: changed[key] for key in keys if key in changed}
-                    packed = self._pack_at((name,), pairs) if pairs else b"\x80"
-                    chunk = self._chunks[(base, index, cx, cy)] = (len(pairs), _pairs_of(packed))
-                count += chunk[0]
-                parts.append(chunk[1])
-                done.extend(keys)
+        for cell in self._square(view.reach, center):
+            keys = cells.get(cell)
+            if not keys or not (kept.issuperset(keys) and seen.issuperset(keys)):
+                continue
+            chunk = self._chunks.get((base, index, cell))
+            if chunk is None:
+                pairs = {key: changed[key] for key in keys if key in changed}
+                packed = self._pack_at((name,), pairs) if pairs else b"\x80"
+                chunk = self._chunks[(base, index, cell)] = (len(pairs), _pairs_of(packed))
+            count += chunk[0]
+            parts.append(chunk[1])
+            done.extend(keys)
         return count, b"".join(parts), steady.difference(done) if done else steady
 
     def _whole_pair(
@@ -602,13 +594,6 @@ class _GridStep:
                 self.moved[cell] = (nothing, frozenset(old))
                 for key in old:
                     self.origin[key] = cell
-
-
-def _fragments(base: int, target: int, payload: bytes, max_size: int) -> StatePayload:
-    """The payload cut into fragments; most per-client deltas need only one."""
-    if len(payload) <= MAX_FRAGMENT_DATA and len(payload) <= max_size:
-        return StatePayload(base, target, (encode_state_fragment(base, target, 0, 1, payload),))
-    return _fragment(base, target, payload, max_size)
 
 
 def _deleted(key: Key) -> bytes:
